@@ -1,0 +1,118 @@
+/* Option parsing and help for the subcommands (see cli.h). */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int set_value(const cli_opt *o, const char *v, const char *cmd) {
+  char *end;
+  errno = 0;
+  switch (o->type) {
+  case OPT_STR: *(const char **)o->ptr = v; return 0;
+  case OPT_INT: {
+    long long x = strtoll(v, &end, 10);
+    if (errno || *end || end == v)
+      return cli_usage(cmd, "--%s %s: expected an integer", o->name, v);
+    *(int64_t *)o->ptr = x;
+    return 0;
+  }
+  case OPT_DOUBLE: {
+    double x = strtod(v, &end);
+    if (errno || *end || end == v || !isfinite(x))
+      return cli_usage(cmd, "--%s %s: expected a number", o->name, v);
+    *(double *)o->ptr = x;
+    return 0;
+  }
+  case OPT_FLAG: *(int *)o->ptr = 1; return 0;
+  }
+  return 0;
+}
+
+int cli_parse(const cli_cmd *cmd, cli_opt *opts, int argc, char **argv) {
+  for (cli_opt *o = opts; o->name; o++) {
+    if (o->type == OPT_FLAG) *(int *)o->ptr = 0;
+    else if (o->def) set_value(o, o->def, cmd->name);
+    else if (o->type == OPT_STR) *(const char **)o->ptr = NULL;
+  }
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      cli_help(cmd, opts, stdout);
+      return EXIT_OK;
+    }
+    if (strncmp(a, "--", 2))
+      return cli_usage(cmd->name, "unexpected argument '%s'", a);
+    const char *name = a + 2, *eq = strchr(name, '=');
+    size_t len = eq ? (size_t)(eq - name) : strlen(name);
+    cli_opt *o = opts;
+    for (; o->name; o++)
+      if (strlen(o->name) == len && !strncmp(o->name, name, len)) break;
+    if (!o->name)
+      return cli_usage(cmd->name, "unknown option '--%.*s'", (int)len, name);
+    const char *v = NULL;
+    if (o->type == OPT_FLAG) {
+      if (eq) return cli_usage(cmd->name, "--%s takes no value", o->name);
+    } else if (eq) {
+      v = eq + 1;
+    } else {
+      if (i + 1 >= argc) return cli_usage(cmd->name, "--%s needs a value", o->name);
+      v = argv[++i];
+    }
+    int r = set_value(o, v, cmd->name);
+    if (r) return r;
+  }
+  return -1;
+}
+
+void cli_help(const cli_cmd *cmd, const cli_opt *opts, FILE *f) {
+  fprintf(f, "usage: modeconn %s %s\n\n%s\n\noptions:\n", cmd->name, cmd->usage, cmd->summary);
+  for (const cli_opt *o = opts; o->name; o++) {
+    char lhs[64];
+    const char *meta = o->type == OPT_INT ? " N" : o->type == OPT_DOUBLE ? " X" : o->type == OPT_STR ? " S" : "";
+    snprintf(lhs, sizeof lhs, "--%s%s", o->name, meta);
+    fprintf(f, "  %-22s %s", lhs, o->help);
+    if (o->def) fprintf(f, " (default: %s)", o->def);
+    fprintf(f, "\n");
+  }
+  fprintf(f, "  %-22s %s\n", "-h, --help", "show this help");
+}
+
+int cli_fail(mc_status st) {
+  fprintf(stderr, "modeconn: error: %s\n", mc_errmsg());
+  return st == MC_EARG ? EXIT_USAGE : EXIT_RUNTIME;
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "modeconn %s: ", cmd);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "\n(see 'modeconn %s --help')\n", cmd);
+  return EXIT_USAGE;
+}
+
+mc_status cli_arch_params(const cli_model_opts *o, mc_arch_params *p) {
+  mc_arch_params_default(p);
+  long long c, h, w;
+  char tail;
+  if (!o->input || sscanf(o->input, "%lldx%lldx%lld%c", &c, &h, &w, &tail) != 3 || c < 1 || h < 1 || w < 1)
+    return mc_error(MC_EARG, "--input %s: expected CxHxW, e.g. 1x28x28 or 3x32x32", o->input ? o->input : "");
+  p->in_c = c; p->in_h = h; p->in_w = w;
+  if (o->classes < 2) return mc_error(MC_EARG, "--classes %lld: expected >= 2", (long long)o->classes);
+  p->classes = o->classes;
+  if (!(o->width > 0)) return mc_error(MC_EARG, "--width %g: expected > 0", o->width);
+  p->width = o->width;
+  p->widths = o->widths;
+  p->bn = o->bn;
+  return MC_OK;
+}
+
+mc_status cli_runtime(const cli_model_opts *o, mc_backend *be) {
+  if (o->threads < 0) return mc_error(MC_EARG, "--threads %lld: expected >= 0", (long long)o->threads);
+  if (o->threads > 0) mc_set_threads((int)o->threads);
+  return mc_backend_parse(o->backend, be);
+}

@@ -1,0 +1,66 @@
+/* Command-line plumbing shared by the subcommands: one option table per
+ * command drives both parsing and --help, so help can never drift from the
+ * flags actually accepted. */
+#ifndef MC_CLI_H
+#define MC_CLI_H
+
+#include "modeconn.h"
+
+enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
+
+typedef enum { OPT_STR, OPT_INT, OPT_DOUBLE, OPT_FLAG } opt_type;
+
+typedef struct {
+  const char *name; /* without leading dashes */
+  opt_type type;
+  void *ptr;        /* const char **, int64_t *, double *, int * */
+  const char *def;  /* default shown in help (also parsed into ptr) */
+  const char *help;
+} cli_opt;
+
+typedef struct {
+  const char *name;
+  const char *summary;
+  const char *usage;
+  int (*run)(int argc, char **argv);
+} cli_cmd;
+
+/* Parses argv (argv[0] is the subcommand).  Returns -1 to continue, or an
+ * exit code (0 after --help, 2 after a usage error). */
+int cli_parse(const cli_cmd *cmd, cli_opt *opts, int argc, char **argv);
+void cli_help(const cli_cmd *cmd, const cli_opt *opts, FILE *f);
+int cli_fail(mc_status st);               /* prints mc_errmsg, returns 1/2 */
+int cli_usage(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Options every model-building command shares. */
+typedef struct {
+  const char *arch, *input, *widths;
+  int64_t classes;
+  double width;
+  int bn;
+  int64_t threads;
+  const char *backend;
+} cli_model_opts;
+
+#define CLI_MODEL_OPTS(o)                                                     \
+  {"arch", OPT_STR, &(o).arch, "tinyten",                                     \
+   "architecture: mlp, tinyten, resnet20/32/56, vgg16-bn, branchnet, or a "   \
+   "spec file (see docs/ARCH_FORMAT.md)"},                                    \
+  {"input", OPT_STR, &(o).input, "1x28x28", "input shape CxHxW"},           \
+  {"classes", OPT_INT, &(o).classes, "10", "number of classes"},             \
+  {"width", OPT_DOUBLE, &(o).width, "1", "width multiplier"},                \
+  {"widths", OPT_STR, &(o).widths, "512,512", "mlp hidden widths"},         \
+  {"bn", OPT_FLAG, &(o).bn, NULL, "mlp: batch norm after hidden layers"}
+
+#define CLI_RUNTIME_OPTS(o)                                                   \
+  {"threads", OPT_INT, &(o).threads, "0", "threads (0 = all cores)"},       \
+  {"backend", OPT_STR, &(o).backend, "dnnl",                                 \
+   "compute path: dnnl (oneDNN fast path) or ref (plain reference ops)"}
+
+mc_status cli_arch_params(const cli_model_opts *o, mc_arch_params *p);
+mc_status cli_runtime(const cli_model_opts *o, mc_backend *be);
+
+int cmd_info(int argc, char **argv);
+
+#endif

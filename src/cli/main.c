@@ -1,0 +1,37 @@
+/* modeconn: mode connectivity with neuron alignment.  The only place that
+ * exits: every subcommand returns 0 (success), 1 (runtime error) or
+ * 2 (usage error). */
+#include "cli.h"
+
+#include <string.h>
+
+static const struct {
+  const char *name, *summary;
+  int (*run)(int, char **);
+} cmds[] = {
+    {"info", "print an architecture's graph, parameters and permutation groups", cmd_info},
+};
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: modeconn COMMAND [options]   (modeconn COMMAND --help for its flags)\n\ncommands:\n");
+  for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+    fprintf(f, "  %-14s %s\n", cmds[i].name, cmds[i].summary);
+  fprintf(f, "\nenvironment: MODECONN_BACKEND=dnnl|ref sets the default compute path;\n"
+             "OMP_NUM_THREADS sets the default thread count.\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return EXIT_USAGE;
+  }
+  if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+    usage(stdout);
+    return EXIT_OK;
+  }
+  for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+    if (!strcmp(argv[1], cmds[i].name)) return cmds[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "modeconn: unknown command '%s'\n", argv[1]);
+  usage(stderr);
+  return EXIT_USAGE;
+}

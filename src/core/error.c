@@ -1,0 +1,62 @@
+/* Error reporting: a thread-local message plus a status code, so library
+ * functions return a status and the CLI decides how to exit. */
+#include "modeconn.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+static _Thread_local char g_msg[2048];
+
+mc_status mc_error(mc_status st, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(g_msg, sizeof g_msg, fmt, ap);
+  va_end(ap);
+  return st;
+}
+
+const char *mc_errmsg(void) { return g_msg; }
+
+const char *mc_status_name(mc_status st) {
+  switch (st) {
+  case MC_OK: return "ok";
+  case MC_EARG: return "bad argument";
+  case MC_EIO: return "i/o error";
+  case MC_EFORMAT: return "format error";
+  case MC_ESHAPE: return "shape mismatch";
+  case MC_ENOMEM: return "out of memory";
+  case MC_ENAN: return "non-finite value";
+  case MC_EINTERNAL: return "internal error";
+  }
+  return "unknown";
+}
+
+void mc_assert_fail(const char *expr, const char *file, int line) {
+  fprintf(stderr, "modeconn: internal invariant failed: %s (%s:%d)\n", expr,
+          file, line);
+  abort();
+}
+
+static void *oom(size_t n) {
+  fprintf(stderr, "modeconn: out of memory allocating %zu bytes\n", n);
+  abort();
+}
+
+void *mc_malloc(size_t n) {
+  void *p = malloc(n ? n : 1);
+  return p ? p : oom(n);
+}
+
+void *mc_calloc(size_t n, size_t size) {
+  void *p = calloc(n ? n : 1, size ? size : 1);
+  return p ? p : oom(n * size);
+}
+
+void *mc_aligned_alloc(size_t n) {
+  size_t r = (n + 63) & ~(size_t)63;
+  void *p = aligned_alloc(64, r ? r : 64);
+  if (!p) return oom(n);
+  memset(p, 0, r ? r : 64);
+  return p;
+}

@@ -1,0 +1,26 @@
+/* ReLU and the elementwise helpers (residual add, gradient accumulation). */
+#include "ops.h"
+
+void relu_forward(float *y, const float *x, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.f ? x[i] : 0.f;
+}
+
+void relu_backward(float *dx, const float *dy, const float *y, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i++) dx[i] += y[i] > 0.f ? dy[i] : 0.f;
+}
+
+void add_forward(float *y, const float *const *xs, int nin, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i++) {
+    float s = xs[0][i];
+    for (int j = 1; j < nin; j++) s += xs[j][i];
+    y[i] = s;
+  }
+}
+
+void vec_accumulate(float *dx, const float *dy, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i++) dx[i] += dy[i];
+}

@@ -1,0 +1,72 @@
+/* Helpers shared by the tests. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+mc_model *tu_model(const char *arch, int64_t c, int64_t h, int64_t w, int64_t classes) {
+  mc_arch_params p;
+  mc_arch_params_default(&p);
+  p.in_c = c; p.in_h = h; p.in_w = w; p.classes = classes;
+  if (!strcmp(arch, "mlp")) p.widths = "24,16";
+  mc_model *m = NULL;
+  mc_status st = mc_model_create(&m, arch, &p);
+  if (st) fail_msg("model %s: %s", arch, mc_errmsg());
+  return m;
+}
+
+void tu_random_params(const mc_model *m, uint64_t seed, float **theta, float **state) {
+  *theta = mc_malloc(sizeof(float) * (m->n_theta + 1));
+  *state = mc_malloc(sizeof(float) * (m->n_state + 1));
+  mc_model_init(m, *theta, *state, seed);
+  mc_rng r;
+  mc_rng_seed(&r, seed ^ 0x5555);
+  /* perturb BN so it is not the identity, keep running var positive */
+  for (int i = 0; i < m->n_tensors; i++) {
+    const mc_tensor *t = &m->tensors[i];
+    if (m->nodes[t->node].kind != MC_NODE_BN) continue;
+    float *d = (t->in_state ? *state : *theta) + t->off;
+    for (size_t j = 0; j < t->numel; j++) {
+      float u = (float)mc_rng_uniform(&r);
+      if (t->role == MC_ROLE_WEIGHT) d[j] = 0.5f + u;
+      else if (t->role == MC_ROLE_BIAS) d[j] = u - 0.5f;
+      else if (t->role == MC_ROLE_RMEAN) d[j] = 0.2f * (u - 0.5f);
+      else d[j] = 0.5f + u;
+    }
+  }
+}
+
+void tu_random_input(float *x, size_t n, uint64_t seed) {
+  mc_rng r;
+  mc_rng_seed(&r, seed);
+  for (size_t i = 0; i < n; i++) x[i] = (float)mc_rng_uniform(&r);
+}
+
+double tu_max_rel(const float *a, const float *b, size_t n, double floor) {
+  double scale = floor;
+  for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs((double)b[i]));
+  double mx = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs((double)a[i] - (double)b[i]) / scale;
+    if (!(d <= mx)) mx = d; /* NaN propagates as a failure */
+  }
+  return mx;
+}
+
+int tu_sh(const char *fmt, ...) {
+  char cmd[4096];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cmd, sizeof cmd, fmt, ap);
+  va_end(ap);
+  int r = system(cmd);
+  return WIFEXITED(r) ? WEXITSTATUS(r) : 128;
+}
+
+const char *tu_env(const char *name, const char *fallback) {
+  const char *v = getenv(name);
+  return v ? v : fallback;
+}

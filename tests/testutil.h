@@ -1,0 +1,20 @@
+/* Helpers shared by the tests (cmocka). */
+#ifndef MC_TESTUTIL_H
+#define MC_TESTUTIL_H
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "modeconn.h"
+
+mc_model *tu_model(const char *arch, int64_t c, int64_t h, int64_t w, int64_t classes);
+/* random theta/state with BN running stats positive; caller frees */
+void tu_random_params(const mc_model *m, uint64_t seed, float **theta, float **state);
+void tu_random_input(float *x, size_t n, uint64_t seed);
+double tu_max_rel(const float *a, const float *b, size_t n, double floor);
+/* runs a shell command, returns its exit status */
+int tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const char *tu_env(const char *name, const char *fallback);
+#endif
