@@ -232,6 +232,7 @@ void mc_exec_read(mc_exec *e, int node, float *out);
 void mc_exec_set_seed(mc_exec *e, uint64_t seed); /* dropout masks */
 void mc_exec_bn_reset(mc_exec *e, float *state);  /* for BN_RECOMPUTE */
 int64_t mc_exec_batch(const mc_exec *e);
+const mc_model *mc_exec_model(const mc_exec *e);
 
 /* Mean softmax cross-entropy over n rows; dlogits (may be NULL) receives
  * d(mean loss)/d(logits) * scale.  *correct counts argmax hits. */

@@ -1,6 +1,10 @@
 /* Option parsing and help for the subcommands (see cli.h). */
 #include "cli.h"
 
+#include "data/data.h"
+#include "io/results.h"
+#include "io/safetensors.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -115,4 +119,63 @@ mc_status cli_runtime(const cli_model_opts *o, mc_backend *be) {
   if (o->threads < 0) return mc_error(MC_EARG, "--threads %lld: expected >= 0", (long long)o->threads);
   if (o->threads > 0) mc_set_threads((int)o->threads);
   return mc_backend_parse(o->backend, be);
+}
+
+mc_status cli_load_data(const cli_data_opts *o, mc_data *d) {
+  if (o->train_subset < 0 || o->test_subset < 0)
+    return mc_error(MC_EARG, "--train-subset/--test-subset must be >= 0");
+  mc_status st = mc_data_load(d, o->data);
+  if (st) return st;
+  mc_dataset_truncate(&d->train, o->train_subset);
+  mc_dataset_truncate(&d->test, o->test_subset);
+  return MC_OK;
+}
+
+mc_status cli_load_model(const char *path, const cli_model_opts *mo, mc_model **m,
+                         float **theta, float **state) {
+  mc_arch_params p;
+  mc_status st = cli_arch_params(mo, &p);
+  if (st) return st;
+  return mc_ckpt_load(path, mo->arch, &p, m, theta, state);
+}
+
+mc_status cli_load_pair(const char *pa, const char *pb, const cli_model_opts *mo, mc_model **m, float **ta,
+                        float **sa, float **tb, float **sb) {
+  mc_model *mb = NULL;
+  mc_status st = cli_load_model(pa, mo, m, ta, sa);
+  if (st) return st;
+  if ((st = cli_load_model(pb, mo, &mb, tb, sb))) goto fail;
+  const mc_model *a = *m;
+  if (strcmp(a->spec, mb->spec) || a->in_c != mb->in_c || a->in_h != mb->in_h || a->in_w != mb->in_w ||
+      a->classes != mb->classes) {
+    st = mc_error(MC_ESHAPE, "%s is a %s for %lldx%lldx%lld inputs and %lld classes, but %s is a %s for "
+                  "%lldx%lldx%lld and %lld: both models must have one architecture",
+                  pa, a->arch, (long long)a->in_c, (long long)a->in_h, (long long)a->in_w, (long long)a->classes,
+                  pb, mb->arch, (long long)mb->in_c, (long long)mb->in_h, (long long)mb->in_w, (long long)mb->classes);
+    goto fail;
+  }
+  for (int64_t c = 0; c < a->in_c; c++)
+    if (a->norm_mean[c] != mb->norm_mean[c] || a->norm_std[c] != mb->norm_std[c]) {
+      st = mc_error(MC_ESHAPE, "%s and %s normalise their inputs differently (channel %lld: mean %g vs %g, std %g vs %g);"
+                    " train both endpoints on the same data (same --data and --train-subset)",
+                    pa, pb, (long long)c, a->norm_mean[c], mb->norm_mean[c], a->norm_std[c], mb->norm_std[c]);
+      goto fail;
+    }
+  mc_model_free(mb);
+  return MC_OK;
+fail:
+  free(*ta); free(*sa);
+  if (mb) { free(*tb); free(*sb); }
+  *ta = *sa = *tb = *sb = NULL;
+  mc_model_free(mb);
+  mc_model_free(*m);
+  *m = NULL;
+  return st;
+}
+
+mc_status cli_write_json(const char *path, json_t *j) {
+  mc_status st = path ? mc_json_write(path, j) : MC_OK;
+  json_decref(j);
+  if (!st && path) fprintf(stderr, "wrote %s\n", path);
+  return st;
 }

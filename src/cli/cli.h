@@ -5,6 +5,9 @@
 #define MC_CLI_H
 
 #include "modeconn.h"
+#include "data/data.h"
+
+#include <jansson.h>
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
@@ -61,6 +64,40 @@ typedef struct {
 mc_status cli_arch_params(const cli_model_opts *o, mc_arch_params *p);
 mc_status cli_runtime(const cli_model_opts *o, mc_backend *be);
 
+/* Data options shared by every command that reads a dataset. */
+typedef struct {
+  const char *data;
+  int64_t train_subset, test_subset;
+} cli_data_opts;
+
+#define CLI_DATA_OPTS(o)                                                      \
+  {"data", OPT_STR, &(o).data, "fashion-mnist",                              \
+   "dataset: fashion-mnist[:DIR], mnist:DIR, idx:DIR, cifar10:DIR, "         \
+   "cifar100:DIR"},                                                           \
+  {"train-subset", OPT_INT, &(o).train_subset, "0",                          \
+   "use only the first N training images (0 = all)"},                        \
+  {"test-subset", OPT_INT, &(o).test_subset, "0",                            \
+   "use only the first N test images (0 = all)"}
+
+
+mc_status cli_load_data(const cli_data_opts *o, mc_data *d);
+/* Builds the model from a checkpoint (metadata first, then flags). */
+mc_status cli_load_model(const char *path, const cli_model_opts *mo, mc_model **m,
+                         float **theta, float **state);
+
+/* Loads two checkpoints of one architecture (B strictly into A's layout). */
+mc_status cli_load_pair(const char *pa, const char *pb, const cli_model_opts *mo, mc_model **m, float **ta,
+                        float **sa, float **tb, float **sb);
+/* Writes JSON atomically if path is non-NULL; takes ownership of j. */
+mc_status cli_write_json(const char *path, json_t *j);
+
 int cmd_info(int argc, char **argv);
+int cmd_align(int argc, char **argv);
+int cmd_interp(int argc, char **argv);
+int cmd_curve(int argc, char **argv);
+int cmd_plane(int argc, char **argv);
+
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 #endif

@@ -10,6 +10,12 @@ static const struct {
   int (*run)(int, char **);
 } cmds[] = {
     {"info", "print an architecture's graph, parameters and permutation groups", cmd_info},
+    {"train", "train a network with SGD and write a safetensors checkpoint", cmd_train},
+    {"eval", "evaluate a checkpoint's loss and accuracy on a dataset split", cmd_eval},
+    {"align", "permute model B's neurons to match model A's (correlation or weight matching)", cmd_align},
+    {"interp", "evaluate the straight line between two models, BN recomputed at every point", cmd_interp},
+    {"curve", "train (curve train) or evaluate (curve eval) a low-loss curve between two models", cmd_curve},
+    {"plane", "test loss/accuracy over the plane through three models or a curve", cmd_plane},
 };
 
 static void usage(FILE *f) {

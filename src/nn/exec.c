@@ -32,6 +32,8 @@ const char *mc_backend_name(mc_backend be) {
 
 int64_t mc_exec_batch(const mc_exec *e) { return e->batch; }
 
+const mc_model *mc_exec_model(const mc_exec *e) { return e->m; }
+
 void mc_exec_set_seed(mc_exec *e, uint64_t seed) { mc_rng_seed(&e->rng, seed); }
 
 void mc_exec_bn_reset(mc_exec *e, float *state) {

@@ -1,0 +1,168 @@
+/* Weight matching (Git Re-Basin) and applying an alignment with the
+ * functional-equivalence check. */
+#include "align/align.h"
+#include "align/lap.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* S[i][j] += <unit i of A along axis a, unit j of B along axis a> for the
+ * segments of that axis in group g. */
+static void add_similarity(const mc_tensor *t, int a, int g, const float *A, const float *B, double *S,
+                           int64_t size) {
+  const mc_layout *l = t->axis[a];
+  int64_t d0 = t->shape[0], d1 = t->ndim > 1 ? t->shape[1] : 1;
+  int64_t inner = (int64_t)t->numel / (d0 * d1);
+  int64_t off = 0;
+  for (int s = 0; s < l->n; s++) {
+    const mc_segment *sg = &l->seg[s];
+    if (sg->group == g) {
+      /* index along axis a of unit u, position r: off + u*repeat + r */
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < size; i++)
+        for (int64_t j = 0; j < size; j++) {
+          double acc = 0;
+          for (int64_t r = 0; r < sg->repeat; r++) {
+            int64_t ia = off + i * sg->repeat + r, ib = off + j * sg->repeat + r;
+            if (a == 0) {
+              const float *pa = A + ia * d1 * inner, *pb = B + ib * d1 * inner;
+              for (int64_t q = 0; q < d1 * inner; q++) acc += (double)pa[q] * pb[q];
+            } else {
+              for (int64_t o = 0; o < d0; o++) {
+                const float *pa = A + (o * d1 + ia) * inner, *pb = B + (o * d1 + ib) * inner;
+                for (int64_t q = 0; q < inner; q++) acc += (double)pa[q] * pb[q];
+              }
+            }
+          }
+          S[i * size + j] += acc;
+        }
+    }
+    off += sg->count * sg->repeat;
+  }
+}
+
+mc_status mc_align_weights(const mc_model *m, const float *ta, const float *tb, uint64_t seed,
+                           mc_alignment *out) {
+  mc_alignment_init_identity(out, m);
+  const int G = m->n_groups;
+  if (G == 0) return MC_OK;
+  float *bp = mc_aligned_alloc(sizeof(float) * m->n_theta);
+  float *dummy_state = mc_aligned_alloc(sizeof(float) * (m->n_state + 1));
+  float *zero_state = mc_aligned_alloc(sizeof(float) * (m->n_state + 1));
+  int64_t *order = mc_malloc(sizeof(int64_t) * (size_t)G);
+  int *ident = NULL, *cand = NULL;
+  int64_t maxs = 0;
+  for (int g = 0; g < G; g++) maxs = m->groups[g].size > maxs ? m->groups[g].size : maxs;
+  ident = mc_malloc(sizeof(int) * (size_t)maxs);
+  cand = mc_malloc(sizeof(int) * (size_t)maxs);
+  double *S = mc_malloc(sizeof(double) * (size_t)(maxs * maxs));
+  mc_rng r;
+  mc_rng_seed(&r, seed);
+  mc_status st = MC_OK;
+  int it;
+  for (it = 0; it < 200; it++) {
+    for (int g = 0; g < G; g++) order[g] = g;
+    mc_rng_shuffle(&r, order, (size_t)G);
+    int changed = 0;
+    for (int k = 0; k < G; k++) {
+      int g = (int)order[k];
+      int64_t n = m->groups[g].size;
+      /* B permuted by every group but g */
+      int *saved = out->perm[g];
+      for (int64_t i = 0; i < n; i++) ident[i] = (int)i;
+      out->perm[g] = ident;
+      mc_model_permute(m, out->perm, tb, zero_state, bp, dummy_state);
+      out->perm[g] = saved;
+      memset(S, 0, sizeof(double) * (size_t)(n * n));
+      for (int t = 0; t < m->n_tensors; t++) {
+        const mc_tensor *tt = &m->tensors[t];
+        if (tt->in_state) continue;
+        for (int a = 0; a < 2; a++) {
+          if (!tt->axis[a] || (a == 1 && tt->ndim < 2)) continue;
+          int touches = 0;
+          for (int s = 0; s < tt->axis[a]->n; s++) touches |= tt->axis[a]->seg[s].group == g;
+          if (touches) add_similarity(tt, a, g, ta + tt->off, bp + tt->off, S, n);
+        }
+      }
+      double old = 0, new_obj = 0;
+      for (int64_t i = 0; i < n; i++) old += S[i * n + saved[i]];
+      if ((st = mc_lap_max(S, n, cand, &new_obj))) goto out;
+      if (new_obj > old + 1e-12 * fabs(old) + 1e-12) {
+        memcpy(saved, cand, sizeof(int) * (size_t)n);
+        changed = 1;
+      }
+    }
+    if (!changed) break;
+  }
+  out->iterations = it + 1;
+out:
+  free(bp); free(dummy_state); free(zero_state); free(order); free(ident); free(cand); free(S);
+  if (st) mc_alignment_free(out);
+  return st;
+}
+
+static double logits_err(const mc_model *m, const float *ta, const float *sa, const float *tb, const float *sb,
+                         const float *x, int64_t n, mc_backend be, mc_status *st) {
+  mc_exec *e;
+  if ((*st = mc_exec_create(&e, m, n, be))) return INFINITY;
+  size_t nl = (size_t)(n * m->classes);
+  float *l1 = mc_malloc(sizeof(float) * nl);
+  float *s1 = mc_malloc(sizeof(float) * (m->n_state + 1)), *s2 = mc_malloc(sizeof(float) * (m->n_state + 1));
+  memcpy(s1, sa, sizeof(float) * m->n_state);
+  memcpy(s2, sb, sizeof(float) * m->n_state);
+  memcpy(l1, mc_exec_forward(e, ta, s1, x, n, MC_MODE_EVAL), sizeof(float) * nl);
+  const float *l2 = mc_exec_forward(e, tb, s2, x, n, MC_MODE_EVAL);
+  double scale = 1e-6, err = 0;
+  for (size_t i = 0; i < nl; i++) scale = fmax(scale, fabs(l1[i]));
+  for (size_t i = 0; i < nl; i++) {
+    double d = fabs((double)l1[i] - l2[i]) / scale;
+    if (!(d <= err)) err = d;
+  }
+  free(l1); free(s1); free(s2);
+  mc_exec_free(e);
+  return err;
+}
+
+mc_status mc_align_apply(const mc_model *m, const mc_alignment *al, const float *tb, const float *sb,
+                         float *tb_out, float *sb_out, const float *x, int64_t n, mc_backend be) {
+  for (int g = 0; g < m->n_groups; g++) {
+    /* a permutation must be one: every index exactly once */
+    int64_t sz = m->groups[g].size;
+    char *seen = mc_calloc((size_t)sz, 1);
+    for (int64_t i = 0; i < sz; i++) {
+      int p = al->perm[g][i];
+      if (p < 0 || p >= sz || seen[p]) {
+        free(seen);
+        return mc_error(MC_EARG, "group %d (%s): entry %lld = %d is not a permutation of 0..%lld", g,
+                        m->groups[g].name, (long long)i, p, (long long)sz - 1);
+      }
+      seen[p] = 1;
+    }
+    free(seen);
+  }
+  mc_model_permute(m, al->perm, tb, sb, tb_out, sb_out);
+  mc_status st;
+  double err = logits_err(m, tb, sb, tb_out, sb_out, x, n, be, &st);
+  if (st) return st;
+  if (err <= 1e-5) return MC_OK;
+  /* find the offending group: apply each alone */
+  int **one = mc_calloc((size_t)m->n_groups + 1, sizeof(int *));
+  int bad = -1;
+  for (int g = 0; g < m->n_groups && bad < 0; g++) {
+    for (int h = 0; h < m->n_groups; h++) {
+      free(one[h]);
+      one[h] = mc_malloc(sizeof(int) * (size_t)m->groups[h].size);
+      for (int64_t i = 0; i < m->groups[h].size; i++) one[h][i] = h == g ? al->perm[g][i] : (int)i;
+    }
+    mc_model_permute(m, one, tb, sb, tb_out, sb_out);
+    if (logits_err(m, tb, sb, tb_out, sb_out, x, n, be, &st) > 1e-5) bad = g;
+  }
+  for (int h = 0; h < m->n_groups; h++) free(one[h]);
+  free(one);
+  if (bad >= 0)
+    return mc_error(MC_EINTERNAL, "permuted model differs from the original (max rel logit error %.3g); "
+                    "offending group %d (%s); nothing written", err, bad, m->groups[bad].name);
+  return mc_error(MC_EINTERNAL, "permuted model differs from the original (max rel logit error %.3g); "
+                  "no single group is at fault; nothing written", err);
+}

@@ -1,0 +1,143 @@
+/* `modeconn curve train|eval`: train a low-loss curve between two models
+ * (optionally aligning B to A first) and evaluate it. */
+#include "cli.h"
+
+#include "align/align.h"
+#include "curve/curve.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int cmd_curve_eval(int argc, char **argv);
+
+static int cmd_curve_train(int argc, char **argv) {
+  static const cli_cmd cmd = {
+      "curve train",
+      "Train a curve theta(t) from A to B (or to B aligned to A): per batch one t ~ U(0,1), cross-entropy at\n"
+      "theta(t) (BN in train mode) + 1/2 wd ||theta(t)||^2, gradients to the bends by the chain rule.\n"
+      "Presets (--preset auto picks by dataset): cifar = paper (lr 0.1, schedule paper, 250 epochs);\n"
+      "fashion = 20 epochs, lr 0.05, cosine. Explicit flags override the preset.",
+      "--a A --b B --out CURVE [--align corr|weights|none] [--kind bezier|chain|linear] [--bends K] [options]",
+      cmd_curve_train};
+  cli_model_opts mo;
+  cli_data_opts dopt;
+  const char *pa, *pb, *out, *align_s, *kind_s, *sched, *preset, *log, *flip;
+  int64_t bends, epochs, batch, seed, samples, crop, eval_every, bn_samples;
+  double lr, momentum, wd;
+  int no_nesterov;
+  cli_opt opts[] = {{"a", OPT_STR, &pa, NULL, "endpoint A (t = 0)"},
+                    {"b", OPT_STR, &pb, NULL, "endpoint B (t = 1)"},
+                    {"out", OPT_STR, &out, NULL, "curve file to write"},
+                    {"align", OPT_STR, &align_s, "corr", "align B to A first: corr, weights or none"},
+                    {"samples", OPT_INT, &samples, "10000", "images for the alignment statistics"},
+                    {"kind", OPT_STR, &kind_s, "bezier", "bezier (degree bends+1), chain (polygonal) or linear"},
+                    {"bends", OPT_INT, &bends, "1", "number of trainable bends (bezier 1 = the paper's quadratic)"},
+                    {"preset", OPT_STR, &preset, "auto", "auto, cifar or fashion (see above)"},
+                    {"epochs", OPT_INT, &epochs, "0", "epochs (0 = preset)"},
+                    {"lr", OPT_DOUBLE, &lr, "0", "learning rate (0 = preset)"},
+                    {"schedule", OPT_STR, &sched, NULL, "lr schedule (default: preset), as in 'train'"},
+                    {"batch", OPT_INT, &batch, "128", "minibatch size"},
+                    {"momentum", OPT_DOUBLE, &momentum, "0.9", "SGD momentum"},
+                    {"no-nesterov", OPT_FLAG, &no_nesterov, NULL, "plain momentum instead of Nesterov"},
+                    {"wd", OPT_DOUBLE, &wd, "5e-4", "L2 coefficient on theta(t): loss += wd/2 ||theta(t)||^2"},
+                    {"seed", OPT_INT, &seed, "1", "seed: t samples, shuffling, augmentation"},
+                    {"crop", OPT_INT, &crop, "-1", "random-crop padding (-1 = dataset default)"},
+                    {"flip", OPT_STR, &flip, "auto", "random horizontal flip: on, off, auto"},
+                    {"eval-every", OPT_INT, &eval_every, "5", "evaluate theta(0.5) (BN recomputed) every N epochs"},
+                    {"bn-samples", OPT_INT, &bn_samples, "10000", "images for the BN recompute of those evaluations"},
+                    {"log", OPT_STR, &log, NULL, "JSON-lines log (default: OUT.log.jsonl)"},
+                    CLI_DATA_OPTS(dopt),
+                    CLI_MODEL_OPTS(mo),
+                    CLI_RUNTIME_OPTS(mo),
+                    {0}};
+  int r = cli_parse(&cmd, opts, argc, argv);
+  if (r >= 0) return r;
+  if (!pa || !pb || !out) return cli_usage("curve train", "--a, --b and --out are required");
+  mc_curve_kind kind;
+  mc_align_method method;
+  int no_align;
+  mc_backend be;
+  mc_status st;
+  if ((st = mc_curve_kind_parse(kind_s, &kind)) || (st = mc_align_method_parse(align_s, &method, &no_align)) ||
+      (st = cli_runtime(&mo, &be)))
+    return cli_fail(st);
+  if (kind == MC_CURVE_LINEAR) bends = 0;
+  else if (bends < 1 || bends > 64) return cli_usage("curve train", "--bends must be in 1..64");
+  if (strcmp(preset, "auto") && strcmp(preset, "cifar") && strcmp(preset, "fashion"))
+    return cli_usage("curve train", "--preset %s: expected auto, cifar or fashion", preset);
+  mc_data d;
+  if ((st = cli_load_data(&dopt, &d))) return cli_fail(st);
+  int cifar = !strcmp(preset, "cifar") || (!strcmp(preset, "auto") && !strncmp(d.name, "cifar", 5));
+  mc_curve_train_cfg cfg = {0};
+  cfg.epochs = epochs > 0 ? epochs : cifar ? 250 : 20;
+  cfg.batch = batch;
+  cfg.momentum = momentum;
+  cfg.wd = wd;
+  cfg.nesterov = !no_nesterov;
+  cfg.seed = (uint64_t)seed;
+  cfg.eval_every = (int)eval_every;
+  cfg.bn_samples = bn_samples;
+  cfg.test_samples = dopt.test_subset;
+  cfg.aug.crop_pad = crop >= 0 ? (int)crop : d.default_crop_pad;
+  cfg.aug.flip = !strcmp(flip, "auto") ? d.default_flip : !strcmp(flip, "on");
+  if ((st = mc_schedule_parse(sched ? sched : cifar ? "paper" : "cosine", &cfg.sched))) {
+    mc_data_free(&d);
+    return cli_fail(st);
+  }
+  cfg.sched.lr = lr > 0 ? lr : cifar ? 0.1 : 0.05;
+  cfg.sched.epochs = cfg.epochs;
+  char *logbuf = mc_malloc(strlen(out) + 16);
+  sprintf(logbuf, "%s.log.jsonl", out);
+  cfg.log_path = log ? log : logbuf;
+
+  mc_curve_file cf = {0};
+  float *tb = NULL, *sb = NULL;
+  mc_alignment al = {0};
+  if ((st = cli_load_pair(pa, pb, &mo, &cf.m, &cf.a, &cf.sa, &tb, &sb))) goto done;
+  cf.b = mc_aligned_alloc(sizeof(float) * cf.m->n_theta);
+  cf.sb = mc_aligned_alloc(sizeof(float) * (cf.m->n_state + 1));
+  snprintf(cf.align, sizeof cf.align, "%s", align_s);
+  if (no_align) {
+    memcpy(cf.b, tb, sizeof(float) * cf.m->n_theta);
+    memcpy(cf.sb, sb, sizeof(float) * cf.m->n_state);
+  } else {
+    fprintf(stderr, "aligning %s to %s (%s)\n", pb, pa, align_s);
+    st = mc_align_run(cf.m, method, cf.a, cf.sa, tb, sb, &d.train, samples, 500, (uint64_t)seed, be, &al, cf.b,
+                      cf.sb);
+    if (st) goto done;
+    mc_alignment_print(stdout, cf.m, &al);
+    cf.perm_json = mc_alignment_perm_string(&al, cf.m);
+  }
+  cf.c = (mc_curve){kind, (int)bends, cf.m->n_theta, cf.a, cf.b, NULL};
+  mc_curve_init_bends(&cf.c);
+  fprintf(stderr, "training a %s curve (%lld bend%s) between %s and %s%s: %lld epochs, lr %g (%s), %lld images\n",
+          kind_s, (long long)bends, bends == 1 ? "" : "s", pa, pb, no_align ? " (unaligned)" : " (aligned)",
+          (long long)cfg.epochs, cfg.sched.lr, mc_schedule_name(cfg.sched.kind), (long long)d.train.n);
+  if ((st = mc_curve_train(&cfg, cf.m, &cf.c, &d, be))) goto done;
+  {
+    char ep[32];
+    snprintf(ep, sizeof ep, "%lld", (long long)cfg.epochs);
+    mc_kv extra[] = {{"modeconn.curve.a", pa}, {"modeconn.curve.b", pb}, {"modeconn.epochs", ep},
+                     {"modeconn.dataset", dopt.data}};
+    st = mc_curve_save(out, &cf, extra, 4);
+    if (!st) fprintf(stderr, "wrote %s\n", out);
+  }
+done:
+  free(logbuf);
+  free(tb);
+  free(sb);
+  mc_alignment_free(&al);
+  mc_curve_file_free(&cf);
+  mc_data_free(&d);
+  return st ? cli_fail(st) : EXIT_OK;
+}
+
+int cmd_curve(int argc, char **argv) {
+  if (argc >= 2 && !strcmp(argv[1], "train")) return cmd_curve_train(argc - 1, argv + 1);
+  if (argc >= 2 && !strcmp(argv[1], "eval")) return cmd_curve_eval(argc - 1, argv + 1);
+  FILE *f = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? stdout : stderr;
+  fprintf(f, "usage: modeconn curve train|eval [options]\n"
+             "  train   train a curve between two models (see 'modeconn curve train --help')\n"
+             "  eval    evaluate a curve along t (see 'modeconn curve eval --help')\n");
+  return f == stdout ? EXIT_OK : EXIT_USAGE;
+}

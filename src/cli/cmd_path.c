@@ -1,0 +1,140 @@
+/* `modeconn interp` (the straight line between two models) and
+ * `modeconn curve eval`: loss/accuracy along a path with BN recomputed at
+ * every point, and the barrier metrics with their definitions. */
+#include "cli.h"
+
+#include "curve/curve.h"
+#include "eval/path.h"
+
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PATH_OPTS(bn_samples, batch, json, csv, with_train)                                    \
+  {"bn-samples", OPT_INT, &bn_samples, "0", "training images for each BN recompute (0 = all)"}, \
+  {"batch", OPT_INT, &batch, "500", "evaluation batch size"},                                \
+  {"json", OPT_STR, &json, NULL, "write points and metrics as JSON"},                        \
+  {"csv", OPT_STR, &csv, NULL, "write the points as CSV"},                                   \
+  {"train", OPT_FLAG, &with_train, NULL, "also evaluate loss/accuracy on the training set"}
+
+static int finish(const char *title, const mc_model *m, const mc_curve *c, const float *sa, const float *sb,
+                  const mc_data *d, int T, const mc_path_opts *po, mc_backend be, const char *json,
+                  const char *csv, json_t *extra) {
+  mc_path_result res;
+  double t0 = omp_get_wtime();
+  mc_status st = mc_path_eval(m, c, sa, sb, d, T, po, be, &res);
+  if (st) {
+    json_decref(extra);
+    return cli_fail(st);
+  }
+  double secs = omp_get_wtime() - t0;
+  mc_path_metrics pm;
+  mc_path_metrics_compute(&res, &pm);
+  mc_path_print(stdout, title, &res, &pm);
+  printf("evaluated %d points in %.1fs (%.2fs per point; BN recompute on %lld images, test on %lld)\n", T, secs,
+         secs / T, (long long)(po->bn_samples > 0 && po->bn_samples < d->train.n ? po->bn_samples : d->train.n),
+         (long long)(po->test_samples > 0 && po->test_samples < d->test.n ? po->test_samples : d->test.n));
+  if (csv) st = mc_path_csv(csv, &res);
+  if (!st && json) {
+    json_t *j = mc_path_json(&res, &pm);
+    json_object_update(j, extra);
+    json_object_set_new(j, "seconds", json_real(secs));
+    json_object_set_new(j, "bn_recompute", json_boolean(po->bn_recompute));
+    st = cli_write_json(json, j);
+  }
+  json_decref(extra);
+  mc_path_result_free(&res);
+  return st ? cli_fail(st) : EXIT_OK;
+}
+
+int cmd_interp(int argc, char **argv) {
+  static const cli_cmd cmd = {"interp",
+                              "Evaluate the straight line theta(t) = (1-t) theta_A + t theta_B: BN statistics "
+                              "recomputed at every point\n(exact average over one train-mode pass), then test loss "
+                              "and accuracy, and the barrier metrics.",
+                              "--a A --b B [--points 25] [--no-bn-recompute] [--data D] [--json FILE]", cmd_interp};
+  cli_model_opts mo;
+  cli_data_opts dopt;
+  const char *pa, *pb, *json, *csv;
+  int64_t points, bn_samples, batch;
+  int no_bn, with_train;
+  cli_opt opts[] = {{"a", OPT_STR, &pa, NULL, "model A (t = 0)"},
+                    {"b", OPT_STR, &pb, NULL, "model B (t = 1)"},
+                    {"points", OPT_INT, &points, "25", "number of equally spaced t in [0,1]"},
+                    {"no-bn-recompute", OPT_FLAG, &no_bn, NULL,
+                     "interpolate the BN running statistics instead of recomputing them"},
+                    PATH_OPTS(bn_samples, batch, json, csv, with_train),
+                    CLI_DATA_OPTS(dopt),
+                    CLI_MODEL_OPTS(mo),
+                    CLI_RUNTIME_OPTS(mo),
+                    {0}};
+  int r = cli_parse(&cmd, opts, argc, argv);
+  if (r >= 0) return r;
+  if (!pa || !pb) return cli_usage("interp", "--a and --b are required");
+  if (points < 2 || points > 100000) return cli_usage("interp", "--points must be in 2..100000");
+  mc_backend be;
+  mc_status st = cli_runtime(&mo, &be);
+  if (st) return cli_fail(st);
+  mc_model *m;
+  float *ta, *sa, *tb, *sb;
+  if ((st = cli_load_pair(pa, pb, &mo, &m, &ta, &sa, &tb, &sb))) return cli_fail(st);
+  mc_data d;
+  if ((st = cli_load_data(&dopt, &d))) {
+    mc_model_free(m);
+    free(ta); free(sa); free(tb); free(sb);
+    return cli_fail(st);
+  }
+  mc_curve c = {MC_CURVE_LINEAR, 0, m->n_theta, ta, tb, NULL};
+  mc_path_opts po = {bn_samples, dopt.test_subset, with_train, !no_bn, batch};
+  char title[1200];
+  snprintf(title, sizeof title, "linear path %s -> %s (%s)", pa, pb, no_bn ? "BN statistics interpolated" : "BN recomputed");
+  json_t *extra = json_pack("{s:s, s:s, s:s}", "kind", "linear", "a", pa, "b", pb);
+  r = finish(title, m, &c, sa, sb, &d, (int)points, &po, be, json, csv, extra);
+  free(ta); free(sa); free(tb); free(sb);
+  mc_model_free(m);
+  mc_data_free(&d);
+  return r;
+}
+
+int cmd_curve_eval(int argc, char **argv) {
+  static const cli_cmd cmd = {"curve eval",
+                              "Evaluate a trained curve at equally spaced t: BN recomputed at every point, test "
+                              "(and with --train, train)\nloss and accuracy, and the metrics of SPEC section 2.",
+                              "--curve C [--points 65] [--data D] [--bn-samples N] [--json F] [--csv F]",
+                              cmd_curve_eval};
+  cli_data_opts dopt;
+  cli_model_opts mo = {0};
+  const char *path, *json, *csv;
+  int64_t points, bn_samples, batch;
+  int with_train;
+  cli_opt opts[] = {{"curve", OPT_STR, &path, NULL, "curve file written by 'curve train'"},
+                    {"points", OPT_INT, &points, "65", "number of equally spaced t in [0,1]"},
+                    PATH_OPTS(bn_samples, batch, json, csv, with_train),
+                    CLI_DATA_OPTS(dopt),
+                    CLI_RUNTIME_OPTS(mo),
+                    {0}};
+  int r = cli_parse(&cmd, opts, argc, argv);
+  if (r >= 0) return r;
+  if (!path) return cli_usage("curve eval", "--curve is required");
+  if (points < 2 || points > 100000) return cli_usage("curve eval", "--points must be in 2..100000");
+  mc_backend be;
+  mc_status st = cli_runtime(&mo, &be);
+  if (st) return cli_fail(st);
+  mc_curve_file cf;
+  if ((st = mc_curve_load(path, &cf))) return cli_fail(st);
+  mc_data d;
+  if ((st = cli_load_data(&dopt, &d))) {
+    mc_curve_file_free(&cf);
+    return cli_fail(st);
+  }
+  mc_path_opts po = {bn_samples, dopt.test_subset, with_train, 1, batch};
+  char title[1200];
+  snprintf(title, sizeof title, "%s curve (%d bend%s, alignment: %s) from %s", mc_curve_kind_name(cf.c.kind),
+           cf.c.n_bends, cf.c.n_bends == 1 ? "" : "s", cf.align, path);
+  json_t *extra = json_pack("{s:s, s:s, s:i, s:s}", "kind", mc_curve_kind_name(cf.c.kind), "curve", path, "bends",
+                            cf.c.n_bends, "align", cf.align);
+  r = finish(title, cf.m, &cf.c, cf.sa, cf.sb, &d, (int)points, &po, be, json, csv, extra);
+  mc_curve_file_free(&cf);
+  mc_data_free(&d);
+  return r;
+}

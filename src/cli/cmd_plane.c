@@ -1,0 +1,166 @@
+/* `modeconn plane`: test loss/accuracy over the plane through three models
+ * (A, B', curve control point by default), BN recomputed at every point. */
+#include "cli.h"
+
+#include "curve/curve.h"
+#include "eval/path.h"
+#include "io/plot.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Plots <prefix>_loss.EXT and <prefix>_acc.EXT for EXT in png, svg. */
+mc_status cli_plot_plane(const char *prefix, const char *title, const mc_plane_result *pr, const double *ca,
+                         const double *cb, int nc) {
+  const int G = pr->G;
+  double *xa = mc_malloc(sizeof(double) * (size_t)G), *yb = mc_malloc(sizeof(double) * (size_t)G);
+  double *z = mc_malloc(sizeof(double) * (size_t)(G * G));
+  double *ox = nc ? mc_malloc(sizeof(double) * (size_t)nc) : NULL, *oy = nc ? mc_malloc(sizeof(double) * (size_t)nc) : NULL;
+  for (int i = 0; i < G; i++) {
+    xa[i] = pr->a[i] * pr->xnorm;
+    yb[i] = pr->b[i] * pr->ynorm;
+  }
+  for (int i = 0; i < nc; i++) {
+    ox[i] = ca[i] * pr->xnorm;
+    oy[i] = cb[i] * pr->ynorm;
+  }
+  double px[3] = {0, pr->xnorm, pr->p2a * pr->xnorm}, py[3] = {0, 0, pr->ynorm};
+  const char *pl[3] = {"A", "B", "theta2"};
+  mc_series ov = {"curve", ox, oy, nc};
+  mc_status st = MC_OK;
+  const char *exts[2] = {"png", "svg"};
+  for (int what = 0; what < 2 && !st; what++) {
+    for (int i = 0; i < G * G; i++) z[i] = what == 0 ? pr->loss[i] : 100 * pr->acc[i];
+    for (int e = 0; e < 2 && !st; e++) {
+      char path[1200], t[512];
+      snprintf(path, sizeof path, "%s_%s.%s", prefix, what == 0 ? "loss" : "acc", exts[e]);
+      snprintf(t, sizeof t, "%s: test %s", title, what == 0 ? "loss" : "accuracy (%)");
+      st = mc_plot_contour(path, t, "a * ||x||", "b * ||y_perp||", xa, G, yb, G, z,
+                           what == 0 ? "test loss" : "test accuracy (%)", nc ? &ov : NULL, px, py, pl, 3);
+      if (!st) fprintf(stderr, "wrote %s\n", path);
+    }
+  }
+  free(xa); free(yb); free(z); free(ox); free(oy);
+  return st;
+}
+
+int cmd_plane(int argc, char **argv) {
+  static const cli_cmd cmd = {
+      "plane",
+      "Test loss and accuracy over the plane through three models: theta(a,b) = theta0 + a x + b y_perp with\n"
+      "x = theta1 - theta0, y_perp = Gram-Schmidt of theta2 - theta0; BN recomputed at every grid point.\n"
+      "With --curve the models are A, B and the first bend (a quadratic Bezier curve lies in that plane).",
+      "(--curve C | --models M0,M1,M2) [--grid 17] [--range a0,a1,b0,b1] [--json F] [--plot PREFIX]", cmd_plane};
+  cli_model_opts mo;
+  cli_data_opts dopt;
+  const char *curve, *models, *range_s, *json, *plot;
+  int64_t grid, bn_samples, batch;
+  cli_opt opts[] = {{"curve", OPT_STR, &curve, NULL, "curve file: the plane of A, B and its first bend"},
+                    {"models", OPT_STR, &models, NULL, "three checkpoints M0,M1,M2 (comma separated)"},
+                    {"grid", OPT_INT, &grid, "17", "grid points per axis"},
+                    {"range", OPT_STR, &range_s, "-0.05,1.05,-0.1,1.5", "a0,a1,b0,b1 in units of x and y_perp"},
+                    {"bn-samples", OPT_INT, &bn_samples, "0", "training images for each BN recompute (0 = all)"},
+                    {"batch", OPT_INT, &batch, "500", "evaluation batch size"},
+                    {"json", OPT_STR, &json, NULL, "write the grids as JSON"},
+                    {"plot", OPT_STR, &plot, NULL, "write PREFIX_loss.png/.svg and PREFIX_acc.png/.svg"},
+                    CLI_DATA_OPTS(dopt),
+                    CLI_MODEL_OPTS(mo),
+                    CLI_RUNTIME_OPTS(mo),
+                    {0}};
+  int r = cli_parse(&cmd, opts, argc, argv);
+  if (r >= 0) return r;
+  if (!!curve == !!models) return cli_usage("plane", "give exactly one of --curve and --models");
+  if (grid < 2 || grid > 1000) return cli_usage("plane", "--grid must be in 2..1000");
+  double range[4];
+  char tail;
+  if (sscanf(range_s, "%lf,%lf,%lf,%lf%c", &range[0], &range[1], &range[2], &range[3], &tail) != 4 ||
+      !(range[1] > range[0]) || !(range[3] > range[2]))
+    return cli_usage("plane", "--range %s: expected a0,a1,b0,b1 with a1 > a0 and b1 > b0", range_s);
+  mc_backend be;
+  mc_status st = cli_runtime(&mo, &be);
+  if (st) return cli_fail(st);
+  mc_curve_file cf = {0};
+  float *t[3] = {0}, *s[3] = {0};
+  mc_model *m = NULL;
+  if (curve) {
+    if ((st = mc_curve_load(curve, &cf))) return cli_fail(st);
+    if (cf.c.n_bends < 1) {
+      mc_curve_file_free(&cf);
+      return cli_usage("plane", "%s has no bends: use --models", curve);
+    }
+    m = cf.m;
+    t[0] = cf.a; t[1] = cf.b; t[2] = cf.c.bends[0];
+  } else {
+    char *copy = strdup(models), *p[3];
+    int k = 0;
+    for (char *q = strtok(copy, ","); q && k < 3; q = strtok(NULL, ",")) p[k++] = q;
+    if (k != 3) {
+      free(copy);
+      return cli_usage("plane", "--models needs three comma-separated checkpoints");
+    }
+    float *dummy_t, *dummy_s;
+    st = cli_load_pair(p[0], p[1], &mo, &m, &t[0], &s[0], &t[1], &s[1]);
+    if (!st) {
+      mc_model *m2;
+      st = cli_load_pair(p[0], p[2], &mo, &m2, &dummy_t, &dummy_s, &t[2], &s[2]);
+      if (!st) {
+        free(dummy_t); free(dummy_s);
+        mc_model_free(m2);
+      }
+    }
+    free(copy);
+    if (st) return cli_fail(st);
+  }
+  mc_data d;
+  if ((st = cli_load_data(&dopt, &d))) goto done;
+  mc_path_opts po = {bn_samples, dopt.test_subset, 0, 1, batch};
+  mc_plane_result pr;
+  double t0 = omp_get_wtime();
+  fprintf(stderr, "evaluating a %lldx%lld plane (%lld points, BN recompute on %lld images each)\n", (long long)grid,
+          (long long)grid, (long long)(grid * grid),
+          (long long)(bn_samples > 0 && bn_samples < d.train.n ? bn_samples : d.train.n));
+  if (!(st = mc_plane_eval(m, t[0], t[1], t[2], &d, (int)grid, range, &po, be, &pr))) {
+    double secs = omp_get_wtime() - t0;
+    int nc = curve ? 65 : 0;
+    double *ca = mc_malloc(sizeof(double) * 66), *cb = mc_malloc(sizeof(double) * 66);
+    float *th = mc_aligned_alloc(sizeof(float) * m->n_theta);
+    for (int i = 0; i < nc; i++) {
+      mc_curve_point(&cf.c, (double)i / (nc - 1), th);
+      mc_plane_project(t[0], t[1], t[2], m->n_theta, th, &ca[i], &cb[i]);
+    }
+    free(th);
+    double best = 1e300, worst = -1e300;
+    for (int i = 0; i < pr.G * pr.G; i++) {
+      best = fmin(best, pr.loss[i]);
+      worst = fmax(worst, pr.loss[i]);
+    }
+    printf("plane: %dx%d points in %.1fs; ||x|| = %.4f, ||y_perp|| = %.4f; test loss from %.4f to %.4f\n", pr.G,
+           pr.G, secs, pr.xnorm, pr.ynorm, best, worst);
+    if (json) {
+      json_t *j = mc_plane_json(&pr);
+      json_t *ja = json_array(), *jb = json_array();
+      for (int i = 0; i < nc; i++) {
+        json_array_append_new(ja, json_real(ca[i]));
+        json_array_append_new(jb, json_real(cb[i]));
+      }
+      json_object_set_new(j, "curve_a", ja);
+      json_object_set_new(j, "curve_b", jb);
+      json_object_set_new(j, "seconds", json_real(secs));
+      st = cli_write_json(json, j);
+    }
+    if (!st && plot) st = cli_plot_plane(plot, curve ? "plane of A, B, bend" : "plane of M0, M1, M2", &pr, ca, cb, nc);
+    free(ca);
+    free(cb);
+    mc_plane_result_free(&pr);
+  }
+  mc_data_free(&d);
+done:
+  if (curve) mc_curve_file_free(&cf);
+  else {
+    for (int i = 0; i < 3; i++) { free(t[i]); free(s[i]); }
+    mc_model_free(m);
+  }
+  return st ? cli_fail(st) : EXIT_OK;
+}

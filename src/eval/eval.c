@@ -1,0 +1,91 @@
+/* Loss/accuracy passes and BN recompute (see eval.h). */
+#include "eval/eval.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+int mc_model_has_bn(const mc_model *m) {
+  for (int i = 0; i < m->n_nodes; i++)
+    if (m->nodes[i].kind == MC_NODE_BN) return 1;
+  return 0;
+}
+
+typedef struct {
+  float *x;
+  int32_t *y;
+  int64_t *idx;
+} chunk_buf;
+
+static void chunk_alloc(chunk_buf *b, const mc_dataset *ds, int64_t batch) {
+  b->x = mc_aligned_alloc(sizeof(float) * (size_t)(batch * ds->c * ds->h * ds->w));
+  b->y = mc_malloc(sizeof(int32_t) * (size_t)batch);
+  b->idx = mc_malloc(sizeof(int64_t) * (size_t)batch);
+}
+
+static void chunk_free(chunk_buf *b) {
+  free(b->x);
+  free(b->y);
+  free(b->idx);
+}
+
+static mc_status check_shape(const mc_model *m, const mc_dataset *ds) {
+  if (ds->c != m->in_c || ds->h != m->in_h || ds->w != m->in_w)
+    return mc_error(MC_ESHAPE, "data are %lldx%lldx%lld images but the model expects %lldx%lldx%lld",
+                    (long long)ds->c, (long long)ds->h, (long long)ds->w, (long long)m->in_c,
+                    (long long)m->in_h, (long long)m->in_w);
+  if (ds->classes > m->classes)
+    return mc_error(MC_ESHAPE, "data have %lld classes but the model has %lld outputs",
+                    (long long)ds->classes, (long long)m->classes);
+  return MC_OK;
+}
+
+mc_status mc_evaluate(mc_exec *e, const float *theta, float *state,
+                      const mc_dataset *ds, int64_t n, mc_metrics *out) {
+  const mc_model *m = mc_exec_model(e);
+  mc_status st = check_shape(m, ds);
+  if (st) return st;
+  if (n <= 0 || n > ds->n) n = ds->n;
+  int64_t batch = mc_exec_batch(e);
+  chunk_buf b;
+  chunk_alloc(&b, ds, batch);
+  double total = 0;
+  int64_t hits = 0;
+  for (int64_t s = 0; s < n; s += batch) {
+    int64_t k = n - s < batch ? n - s : batch;
+    for (int64_t i = 0; i < k; i++) b.idx[i] = s + i;
+    mc_dataset_batch(ds, b.idx, k, NULL, NULL, b.x, b.y);
+    const float *logits = mc_exec_forward(e, theta, state, b.x, k, MC_MODE_EVAL);
+    int64_t c;
+    total += mc_softmax_xent(logits, b.y, k, m->classes, NULL, 1.f, &c) * (double)k;
+    hits += c;
+  }
+  chunk_free(&b);
+  out->loss = total / (double)n;
+  out->accuracy = (double)hits / (double)n;
+  out->n = n;
+  return MC_OK;
+}
+
+mc_status mc_bn_recompute(mc_exec *e, const float *theta, float *state,
+                          const mc_dataset *ds, int64_t n) {
+  const mc_model *m = mc_exec_model(e);
+  if (!mc_model_has_bn(m)) return MC_OK;
+  mc_status st = check_shape(m, ds);
+  if (st) return st;
+  if (n <= 0 || n > ds->n) n = ds->n;
+  int64_t batch = mc_exec_batch(e);
+  chunk_buf b;
+  chunk_alloc(&b, ds, batch);
+  mc_exec_bn_reset(e, state);
+  for (int64_t s = 0; s < n; s += batch) {
+    int64_t k = n - s < batch ? n - s : batch;
+    if (k < 2 && s > 0) break; /* a 1-sample batch has no variance */
+    for (int64_t i = 0; i < k; i++) b.idx[i] = s + i;
+    mc_dataset_batch(ds, b.idx, k, NULL, NULL, b.x, b.y);
+    mc_exec_forward(e, theta, state, b.x, k, MC_MODE_BN_RECOMPUTE);
+  }
+  chunk_free(&b);
+  for (size_t i = 0; i < m->n_state; i++)
+    if (!isfinite(state[i])) return mc_error(MC_ENAN, "BN recompute produced a non-finite running statistic");
+  return MC_OK;
+}

@@ -1,0 +1,69 @@
+/* Evaluation along a path (line or curve) with BN recomputed at every
+ * point, the barrier metrics of SPEC section 2, and loss planes. */
+#ifndef MC_PATH_H
+#define MC_PATH_H
+
+#include <jansson.h>
+
+#include "curve/curve.h"
+#include "data/data.h"
+#include "modeconn.h"
+
+typedef struct {
+  int T;
+  double *t;
+  double *test_loss, *test_acc;
+  double *train_loss, *train_acc; /* NULL unless requested */
+  double *seg_len;                /* T-1: ||theta(t_i+1) - theta(t_i)|| */
+  double mid_loss, mid_acc;       /* at t = 1/2 exactly */
+} mc_path_result;
+
+typedef struct {
+  double min, max, mean, avg; /* avg: arc-length-weighted (trapezoid) */
+} mc_summary;
+
+typedef struct {
+  mc_summary loss, acc;
+  double loss_barrier;  /* max_t L - (L_A + L_B)/2 */
+  double acc_barrier;   /* (Acc_A + Acc_B)/2 - min_t Acc */
+  double mid_barrier;   /* L(1/2) - (L_A + L_B)/2 */
+  double length;        /* sum of segment lengths */
+} mc_path_metrics;
+
+typedef struct {
+  int64_t bn_samples;   /* training images for the BN recompute (0 = all) */
+  int64_t test_samples; /* 0 = all */
+  int with_train;       /* also evaluate on the training set */
+  int bn_recompute;     /* 0: interpolate running stats linearly instead */
+  int64_t batch;
+} mc_path_opts;
+
+/* state_a/state_b: endpoint running statistics (used when !bn_recompute). */
+mc_status mc_path_eval(const mc_model *m, const mc_curve *c, const float *state_a, const float *state_b,
+                       const mc_data *d, int T, const mc_path_opts *o, mc_backend be, mc_path_result *out);
+void mc_path_result_free(mc_path_result *r);
+void mc_path_metrics_compute(const mc_path_result *r, mc_path_metrics *pm);
+/* Prints the table and every metric with its definition. */
+void mc_path_print(FILE *f, const char *title, const mc_path_result *r, const mc_path_metrics *pm);
+json_t *mc_path_json(const mc_path_result *r, const mc_path_metrics *pm);
+mc_status mc_path_csv(const char *path, const mc_path_result *r);
+
+typedef struct {
+  int G;
+  double *a, *b;          /* grid coordinates (G each) in units of x and y_perp */
+  double *loss, *acc;     /* G*G, row-major [j*G + i] at (a[i], b[j]) */
+  double xnorm, ynorm;    /* ||x||, ||y_perp|| */
+  double p2a;             /* theta2 = theta0 + p2a*x + 1*y_perp */
+} mc_plane_result;
+
+/* theta(a,b) = t0 + a x + b y_perp, x = t1 - t0, y = t2 - t0 (Gram-Schmidt). */
+mc_status mc_plane_eval(const mc_model *m, const float *t0, const float *t1, const float *t2, const mc_data *d,
+                        int G, const double range[4], const mc_path_opts *o, mc_backend be,
+                        mc_plane_result *out);
+void mc_plane_result_free(mc_plane_result *r);
+/* Coordinates (in units of x and y_perp) of an arbitrary theta in the plane. */
+void mc_plane_project(const float *t0, const float *t1, const float *t2, size_t n, const float *theta,
+                      double *a, double *b);
+json_t *mc_plane_json(const mc_plane_result *r);
+
+#endif

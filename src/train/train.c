@@ -1,0 +1,192 @@
+/* The training loop: shuffled, augmented minibatches, SGD on the flat
+ * parameter vector, per-epoch log line / JSON-lines record / atomic
+ * checkpoint, exact resume. */
+#include "train/train.h"
+
+#include "eval/eval.h"
+#include "io/safetensors.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void mc_epoch_rng(mc_rng *r, uint64_t seed, int64_t epoch, uint64_t stream) {
+  mc_rng_seed(r, seed * 0x9E3779B97F4A7C15ULL ^ ((uint64_t)epoch << 20) ^ (stream << 56) ^ 0x6d6f6465ULL);
+}
+
+void mc_progress(const char *what, int64_t done, int64_t total, double t0) {
+  if (!isatty(2)) return;
+  double el = omp_get_wtime() - t0;
+  int w = 30, f = total > 0 ? (int)(w * done / total) : w;
+  fprintf(stderr, "\r%s [", what);
+  for (int i = 0; i < w; i++) fputc(i < f ? '#' : '.', stderr);
+  fprintf(stderr, "] %lld/%lld %.0fs ", (long long)done, (long long)total, el);
+  if (done >= total) fprintf(stderr, "\r%*s\r", w + 60, "");
+  fflush(stderr);
+}
+
+static char *train_state_path(const char *ckpt) {
+  size_t l = strlen(ckpt);
+  char *p = mc_malloc(l + 7);
+  memcpy(p, ckpt, l);
+  memcpy(p + l, ".train", 7);
+  return p;
+}
+
+static mc_status save_all(const mc_train_cfg *cfg, const mc_model *m, const float *theta,
+                          const float *state, const float *mom, int64_t epoch) {
+  if (!cfg->out) return MC_OK;
+  char seed[32], ep[32], lr[32];
+  snprintf(seed, sizeof seed, "%llu", (unsigned long long)cfg->seed);
+  snprintf(ep, sizeof ep, "%lld", (long long)epoch);
+  snprintf(lr, sizeof lr, "%g", cfg->sched.lr);
+  mc_kv extra[] = {{"modeconn.seed", seed}, {"modeconn.epochs", ep},
+                   {"modeconn.dataset", cfg->data_name ? cfg->data_name : ""},
+                   {"modeconn.lr", lr}, {"modeconn.schedule", mc_schedule_name(cfg->sched.kind)}};
+  mc_ckpt_part part = {"", theta, state};
+  /* optimizer state first: a crash between the two writes leaves a newer
+   * .train next to an older model, which resume detects by the epoch */
+  char *tp = train_state_path(cfg->out);
+  mc_st_tensor t = {.name = "momentum", .dtype = MC_DT_F32, .dtype_name = "F32", .ndim = 1,
+                    .shape = {(int64_t)m->n_theta}, .nbytes = sizeof(float) * m->n_theta, .data = mom};
+  const char *k[] = {"modeconn.epoch", "modeconn.seed"};
+  const char *v[] = {ep, seed};
+  mc_status st = mc_st_write(tp, &t, 1, k, v, 2);
+  free(tp);
+  if (st) return st;
+  return mc_ckpt_save(cfg->out, m, &part, 1, extra, 5);
+}
+
+static mc_status load_resume(const mc_train_cfg *cfg, const mc_model *m, float *theta, float *state,
+                             float *mom, int64_t *epoch) {
+  mc_st_file f, g;
+  mc_status st = mc_st_read(cfg->resume, &f);
+  if (st) return st;
+  st = mc_ckpt_get(&f, m, "", theta, state, 1);
+  const char *ep = mc_st_meta(&f, "modeconn.epochs");
+  char *tp = train_state_path(cfg->resume);
+  if (!st && !ep) st = mc_error(MC_EFORMAT, "%s: no modeconn.epochs metadata: not a modeconn training checkpoint", cfg->resume);
+  if (!st) st = mc_st_read(tp, &g);
+  else { free(tp); mc_st_free(&f); return st; }
+  if (st) {
+    free(tp);
+    mc_st_free(&f);
+    return mc_error(st, "%s (resume needs the optimizer state written next to the checkpoint)", mc_errmsg());
+  }
+  const mc_st_tensor *t = mc_st_find(&g, "momentum");
+  const char *ep2 = mc_st_meta(&g, "modeconn.epoch");
+  if (!t || t->dtype != MC_DT_F32 || t->nbytes != sizeof(float) * m->n_theta)
+    st = mc_error(MC_EFORMAT, "%s: tensor 'momentum' missing or not F32 [%zu]", tp, m->n_theta);
+  else if (!ep2 || strcmp(ep, ep2))
+    st = mc_error(MC_EFORMAT, "%s: optimizer state is for epoch %s but %s is at epoch %s", tp,
+                  ep2 ? ep2 : "?", cfg->resume, ep);
+  else {
+    memcpy(mom, t->data, t->nbytes);
+    *epoch = atoll(ep);
+  }
+  free(tp);
+  mc_st_free(&f);
+  mc_st_free(&g);
+  return st;
+}
+
+mc_status mc_train(const mc_train_cfg *cfg, mc_model *m, float *theta,
+                   float *state, const mc_data *d, mc_backend be) {
+  const mc_dataset *tr = &d->train;
+  if (tr->c != m->in_c || tr->h != m->in_h || tr->w != m->in_w)
+    return mc_error(MC_ESHAPE, "the data are %lldx%lldx%lld images, the model expects %lldx%lldx%lld (--input)",
+                    (long long)tr->c, (long long)tr->h, (long long)tr->w, (long long)m->in_c, (long long)m->in_h,
+                    (long long)m->in_w);
+  if (tr->n < 2) return mc_error(MC_EARG, "training set has %lld examples; need at least 2", (long long)tr->n);
+  int64_t B = cfg->batch < tr->n ? cfg->batch : tr->n;
+  mc_exec *e;
+  mc_status st = mc_exec_create(&e, m, B, be);
+  if (st) return st;
+  float *grad = mc_aligned_alloc(sizeof(float) * m->n_theta);
+  float *mom = mc_aligned_alloc(sizeof(float) * m->n_theta);
+  float *dlogits = mc_aligned_alloc(sizeof(float) * (size_t)(B * m->classes));
+  float *x = mc_aligned_alloc(sizeof(float) * (size_t)(B * tr->c * tr->h * tr->w));
+  int32_t *y = mc_malloc(sizeof(int32_t) * (size_t)B);
+  int64_t *order = mc_malloc(sizeof(int64_t) * (size_t)tr->n);
+  FILE *log = NULL;
+  int64_t start = 0;
+  if (cfg->resume) {
+    st = load_resume(cfg, m, theta, state, mom, &start);
+    if (st) goto out;
+    fprintf(stderr, "resuming %s at epoch %lld of %lld\n", cfg->resume, (long long)start, (long long)cfg->epochs);
+  }
+  if (cfg->log_path) {
+    log = fopen(cfg->log_path, start > 0 ? "a" : "w");
+    if (!log) {
+      st = mc_error(MC_EIO, "%s: cannot open log file", cfg->log_path);
+      goto out;
+    }
+  }
+  int64_t steps = tr->n / B + (tr->n % B >= 2 ? 1 : 0);
+  for (int64_t ep = start; ep < cfg->epochs; ep++) {
+    double t0 = omp_get_wtime();
+    double lr = mc_schedule_lr(&cfg->sched, ep);
+    mc_rng rs, ra;
+    mc_epoch_rng(&rs, cfg->seed, ep, 0);
+    mc_epoch_rng(&ra, cfg->seed, ep, 1);
+    mc_exec_set_seed(e, cfg->seed ^ ((uint64_t)ep * 0x2545F4914F6CDD1DULL) ^ 2);
+    for (int64_t i = 0; i < tr->n; i++) order[i] = i;
+    mc_rng_shuffle(&rs, order, (size_t)tr->n);
+    double loss_sum = 0;
+    int64_t hits = 0, seen = 0;
+    for (int64_t s = 0; s < steps; s++) {
+      int64_t k = tr->n - s * B < B ? tr->n - s * B : B;
+      mc_dataset_batch(tr, order + s * B, k, &cfg->aug, &ra, x, y);
+      memset(grad, 0, sizeof(float) * m->n_theta);
+      const float *logits = mc_exec_forward(e, theta, state, x, k, MC_MODE_TRAIN);
+      int64_t c;
+      double l = mc_softmax_xent(logits, y, k, m->classes, dlogits, 1.f, &c);
+      if (!isfinite(l)) {
+        st = mc_error(MC_ENAN, "epoch %lld, step %lld: the training loss is %g (lr %g too high?); stopped%s%s%s",
+                      (long long)ep + 1, (long long)s + 1, l, lr, cfg->out ? "; the last good checkpoint " : "",
+                      cfg->out ? cfg->out : "", cfg->out ? " is intact" : "");
+        goto out;
+      }
+      mc_exec_backward(e, theta, dlogits, grad, NULL);
+      mc_sgd_step(theta, mom, grad, m->n_theta, lr, cfg->momentum, cfg->wd, cfg->nesterov);
+      loss_sum += l * (double)k;
+      hits += c;
+      seen += k;
+      if ((s & 15) == 0 || s == steps - 1) mc_progress("train", s + 1, steps, t0);
+    }
+    double secs = omp_get_wtime() - t0;
+    mc_metrics te = {NAN, NAN, 0};
+    int last = ep == cfg->epochs - 1;
+    if (last || (cfg->eval_every > 0 && (ep + 1) % cfg->eval_every == 0)) {
+      mc_exec *ev;
+      if ((st = mc_exec_create(&ev, m, 500, be))) goto out;
+      st = mc_evaluate(ev, theta, state, &d->test, 0, &te);
+      mc_exec_free(ev);
+      if (st) goto out;
+    }
+    double tl = loss_sum / (double)seen, ta = (double)hits / (double)seen;
+    printf("epoch %3lld/%lld  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  lr %.4g  %.1fs  %.0f img/s\n",
+           (long long)ep + 1, (long long)cfg->epochs, tl, 100 * ta, te.loss, 100 * te.accuracy, lr, secs,
+           (double)seen / secs);
+    fflush(stdout);
+    if (log) {
+      fprintf(log, "{\"epoch\": %lld, \"train_loss\": %.6f, \"train_accuracy\": %.6f, ", (long long)ep + 1, tl, ta);
+      if (isfinite(te.loss)) fprintf(log, "\"test_loss\": %.6f, \"test_accuracy\": %.6f, ", te.loss, te.accuracy);
+      fprintf(log, "\"lr\": %.6g, \"seconds\": %.3f, \"images_per_second\": %.1f}\n", lr, secs, (double)seen / secs);
+      fflush(log);
+    }
+    if ((st = save_all(cfg, m, theta, state, mom, ep + 1))) goto out;
+  }
+out:
+  if (log) fclose(log);
+  free(grad);
+  free(mom);
+  free(dlogits);
+  free(x);
+  free(y);
+  free(order);
+  mc_exec_free(e);
+  return st;
+}
