@@ -6,6 +6,7 @@
 
 #include "modeconn.h"
 #include "data/data.h"
+#include "eval/path.h"
 
 #include <jansson.h>
 
@@ -91,11 +92,17 @@ mc_status cli_load_pair(const char *pa, const char *pb, const cli_model_opts *mo
 /* Writes JSON atomically if path is non-NULL; takes ownership of j. */
 mc_status cli_write_json(const char *path, json_t *j);
 
+/* Plots PREFIX_loss and PREFIX_acc (.png and .svg) of a plane with an
+ * optional curve overlay (nc points at plane coordinates ca, cb). */
+mc_status cli_plot_plane(const char *prefix, const char *title, const mc_plane_result *pr, const double *ca,
+                         const double *cb, int nc);
+
 int cmd_info(int argc, char **argv);
 int cmd_align(int argc, char **argv);
 int cmd_interp(int argc, char **argv);
 int cmd_curve(int argc, char **argv);
 int cmd_plane(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);

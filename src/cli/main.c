@@ -16,6 +16,7 @@ static const struct {
     {"interp", "evaluate the straight line between two models, BN recomputed at every point", cmd_interp},
     {"curve", "train (curve train) or evaluate (curve eval) a low-loss curve between two models", cmd_curve},
     {"plane", "test loss/accuracy over the plane through three models or a curve", cmd_plane},
+    {"report", "write a Markdown report with figures from a pipeline run's JSON results", cmd_report},
 };
 
 static void usage(FILE *f) {

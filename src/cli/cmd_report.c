@@ -1,0 +1,195 @@
+/* `modeconn report`: turns the JSON results of a pipeline run into a
+ * Markdown report with a Table-1-style summary and PNG/SVG figures. */
+#include "cli.h"
+
+#include "eval/path.h"
+#include "io/plot.h"
+#include "io/results.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+typedef struct {
+  char *s;
+  size_t n, cap;
+} strbuf;
+
+static void sbp(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sbp(strbuf *b, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int k = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (b->n + (size_t)k + 1 > b->cap) {
+    b->cap = (b->n + (size_t)k + 1) * 2;
+    b->s = realloc(b->s, b->cap);
+    MC_ASSERT(b->s);
+  }
+  va_start(ap, fmt);
+  vsnprintf(b->s + b->n, (size_t)k + 1, fmt, ap);
+  va_end(ap);
+  b->n += (size_t)k;
+}
+
+static json_t *load(const char *dir, const char *name, mc_status *st) {
+  char p[1200];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  json_error_t err;
+  json_t *j = json_load_file(p, 0, &err);
+  if (!j && !*st) *st = mc_error(MC_EIO, "%s: %s (line %d)", p, err.text, err.line);
+  return j;
+}
+
+static double num(const json_t *j, const char *path) {
+  /* dotted path, e.g. "metrics.test_accuracy.min" */
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", path);
+  const json_t *cur = j;
+  for (char *k = strtok(buf, "."); k && cur; k = strtok(NULL, ".")) cur = json_object_get(cur, k);
+  return cur && json_is_number(cur) ? json_number_value(cur) : NAN;
+}
+
+static double *series(const json_t *j, const char *key, int *n, double scale) {
+  const json_t *a = json_object_get(j, key);
+  *n = (int)json_array_size(a);
+  double *v = mc_malloc(sizeof(double) * (size_t)(*n + 1));
+  for (int i = 0; i < *n; i++) v[i] = scale * json_number_value(json_array_get(a, (size_t)i));
+  return v;
+}
+
+static const char *PATHS[4] = {"interp_unaligned.json", "interp_aligned.json", "curve_unaligned.json",
+                               "curve_aligned.json"};
+static const char *LABELS[4] = {"line, unaligned", "line, aligned", "Bezier curve, unaligned", "Bezier curve, aligned"};
+
+static mc_status path_plots(const char *out, json_t **pj) {
+  mc_status st = MC_OK;
+  const char *what[2] = {"test_accuracy", "test_loss"};
+  for (int w = 0; w < 2 && !st; w++) {
+    mc_series s[4];
+    double *x[4], *y[4];
+    for (int i = 0; i < 4; i++) {
+      int n1, n2;
+      x[i] = series(pj[i], "t", &n1, 1);
+      y[i] = series(pj[i], what[w], &n2, w == 0 ? 100 : 1);
+      s[i] = (mc_series){LABELS[i], x[i], y[i], n1 < n2 ? n1 : n2};
+    }
+    const char *ext[2] = {"png", "svg"};
+    for (int e = 0; e < 2 && !st; e++) {
+      char p[1200];
+      snprintf(p, sizeof p, "%s/path_%s.%s", out, w == 0 ? "accuracy" : "loss", ext[e]);
+      st = mc_plot_lines(p, w == 0 ? "Test accuracy along the paths (BN recomputed at every t)"
+                                   : "Test loss along the paths (BN recomputed at every t)",
+                         "t", w == 0 ? "test accuracy (%)" : "test loss", s, 4);
+    }
+    for (int i = 0; i < 4; i++) {
+      free(x[i]);
+      free(y[i]);
+    }
+  }
+  return st;
+}
+
+int cmd_report(int argc, char **argv) {
+  static const cli_cmd cmd = {
+      "report",
+      "Write REPORT/report.md and its figures from the JSON results of a pipeline run (the files the demo\n"
+      "writes into RUN: a_eval.json, b_eval.json, align.json, interp_{unaligned,aligned}.json,\n"
+      "curve_{unaligned,aligned}.json, plane_aligned.json, info.json).",
+      "--run RUN --out REPORT", cmd_report};
+  const char *run, *out;
+  cli_opt opts[] = {{"run", OPT_STR, &run, NULL, "directory with the run's JSON results"},
+                    {"out", OPT_STR, &out, NULL, "report directory (created if missing)"},
+                    {0}};
+  int r = cli_parse(&cmd, opts, argc, argv);
+  if (r >= 0) return r;
+  if (!run || !out) return cli_usage("report", "--run and --out are required");
+  mc_status st = MC_OK;
+  json_t *ea = load(run, "a_eval.json", &st), *eb = load(run, "b_eval.json", &st);
+  json_t *al = load(run, "align.json", &st), *info = load(run, "info.json", &st);
+  json_t *plane = load(run, "plane_aligned.json", &st);
+  json_t *pj[4];
+  for (int i = 0; i < 4; i++) pj[i] = load(run, PATHS[i], &st);
+  strbuf b = {0};
+  if (st) goto done;
+  {
+    char cmdline[1200];
+    snprintf(cmdline, sizeof cmdline, "mkdir -p '%s'", out);
+    if (system(cmdline) != 0) {
+      st = mc_error(MC_EIO, "%s: cannot create the report directory", out);
+      goto done;
+    }
+  }
+  if ((st = path_plots(out, pj))) goto done;
+  {
+    /* plane figures from the JSON grids */
+    int G = (int)json_integer_value(json_object_get(plane, "grid")), n;
+    mc_plane_result pr = {G, series(plane, "a", &n, 1), series(plane, "b", &n, 1), series(plane, "test_loss", &n, 1),
+                          series(plane, "test_accuracy", &n, 1), num(plane, "x_norm"), num(plane, "y_perp_norm"),
+                          num(plane, "theta2_a")};
+    if (G < 2 || n != G * G) {
+      st = mc_error(MC_EFORMAT, "%s/plane_aligned.json: grid %d but %d values", run, G, n);
+      mc_plane_result_free(&pr);
+      goto done;
+    }
+    int nc;
+    double *ca = series(plane, "curve_a", &nc, 1), *cb = series(plane, "curve_b", &nc, 1);
+    char prefix[1200];
+    snprintf(prefix, sizeof prefix, "%s/plane_aligned", out);
+    st = cli_plot_plane(prefix, "plane of A, B' (aligned), Bezier bend", &pr, ca, cb, nc);
+    mc_plane_result_free(&pr);
+    free(ca);
+    free(cb);
+    if (st) goto done;
+  }
+  double acc_a = num(ea, "accuracy"), acc_b = num(eb, "accuracy");
+  sbp(&b, "# modeconn report: mode connectivity with neuron alignment\n\n");
+  sbp(&b, "Architecture **%s** on **%s**; %s.\n\n", json_string_value(json_object_get(info, "arch")),
+      json_string_value(json_object_get(info, "data")), json_string_value(json_object_get(info, "settings")));
+  sbp(&b, "## Test accuracy along the Bezier curves (Table 1 of Tatro et al. 2020)\n\n");
+  sbp(&b, "| Model, method | Avg (%%) | Min (%%) | Loss barrier | Accuracy barrier (pp) |\n|---|---|---|---|---|\n");
+  sbp(&b, "| endpoints (A / B) | %.2f / %.2f | | | |\n", 100 * acc_a, 100 * acc_b);
+  for (int i = 0; i < 4; i++)
+    sbp(&b, "| %s | %.2f | %.2f | %.4f | %.2f |\n", LABELS[i], 100 * num(pj[i], "metrics.test_accuracy.avg"),
+        100 * num(pj[i], "metrics.test_accuracy.min"), num(pj[i], "metrics.loss_barrier"),
+        100 * num(pj[i], "metrics.accuracy_barrier"));
+  sbp(&b, "\nPoints per path: %d (t equally spaced in [0,1]); BN statistics recomputed at every point.\n\n",
+      (int)json_array_size(json_object_get(pj[3], "t")));
+  sbp(&b, "![test accuracy along the paths](path_accuracy.png)\n\n![test loss along the paths](path_loss.png)\n\n");
+  sbp(&b, "## Definitions\n\n");
+  const json_t *defs = json_object_get(pj[3], "definitions");
+  const char *k;
+  const json_t *v;
+  json_object_foreach((json_t *)defs, k, v) sbp(&b, "- **%s**: %s\n", k, json_string_value(v));
+  sbp(&b, "- **Min**: minimum test accuracy over the evaluated points.\n");
+  sbp(&b, "- **midpoint barrier** per path: ");
+  for (int i = 0; i < 4; i++) sbp(&b, "%s %.4f%s", LABELS[i], num(pj[i], "metrics.midpoint_barrier"), i < 3 ? "; " : ".\n\n");
+  sbp(&b, "## Alignment (%s)\n\n| group | size | mean corr. before | after |\n|---|---|---|---|\n",
+      json_string_value(json_object_get(al, "method")));
+  const json_t *groups = json_object_get(al, "groups");
+  for (size_t g = 0; g < json_array_size(groups); g++) {
+    const json_t *gg = json_array_get(groups, g);
+    sbp(&b, "| %s | %lld | %.4f | %.4f |\n", json_string_value(json_object_get(gg, "name")),
+        (long long)json_integer_value(json_object_get(gg, "size")), num(gg, "mean_corr_before"),
+        num(gg, "mean_corr_after"));
+  }
+  sbp(&b, "\n## Loss plane of A, B' and the aligned curve's bend\n\n");
+  sbp(&b, "theta(a,b) = A + a x + b y_perp, x = B' - A, y_perp the Gram-Schmidt component of the bend; axes in "
+          "weight-space units (||x|| = %.3f, ||y_perp|| = %.3f). The white line is the curve.\n\n",
+      num(plane, "x_norm"), num(plane, "y_perp_norm"));
+  sbp(&b, "![plane test loss](plane_aligned_loss.png)\n\n![plane test accuracy](plane_aligned_acc.png)\n\n");
+  sbp(&b, "SVG versions of every figure sit next to the PNGs.\n");
+  {
+    char p[1200];
+    snprintf(p, sizeof p, "%s/report.md", out);
+    st = mc_atomic_write(p, b.s, b.n);
+    if (!st) printf("report: %s\n", p);
+  }
+done:
+  free(b.s);
+  json_decref(ea); json_decref(eb); json_decref(al); json_decref(info); json_decref(plane);
+  for (int i = 0; i < 4; i++) json_decref(pj[i]);
+  return st ? cli_fail(st) : EXIT_OK;
+}
