@@ -660,8 +660,9 @@ void mc_model_print(const mc_model *m, FILE *f) {
   fprintf(f, "forward FLOPs per sample: %.4g\n", mc_model_flops(m));
   fprintf(f, "\npermutation groups (%d):\n", m->n_groups);
   for (int g = 0; g < m->n_groups; g++) {
-    fprintf(f, "  G%-3d %-22s size %-5lld axes:", g, m->groups[g].name,
-            (long long)m->groups[g].size);
+    fprintf(f, "  G%-3d %-22s size %-5lld %s axes:", g, m->groups[g].name,
+            (long long)m->groups[g].size,
+            m->groups[g].n_members > 1 ? "stream of layers joined by add," : "");
     int first = 1;
     for (int i = 0; i < m->n_tensors; i++) {
       const mc_tensor *t = &m->tensors[i];
