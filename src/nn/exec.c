@@ -121,6 +121,7 @@ void mc_exec_free(mc_exec *e) {
   free(e->col);
   free(e->dwscratch);
   free(e->logits);
+  free(e->scratch);
   free(e);
 }
 
@@ -233,7 +234,6 @@ static void ref_backward(mc_exec *e, const float *theta, const float *dlogits,
     else memset(e->dact[i], 0, sizeof(float) * (size_t)(N * node_numel(nd)));
   }
   memcpy(e->dact[m->n_nodes - 1], dlogits, sizeof(float) * (size_t)(N * m->classes));
-  float *dxin_tmp = NULL;
   for (int i = m->n_nodes - 1; i >= 1; i--) {
     const mc_node *nd = &m->nodes[i];
     const mc_node *in0 = &m->nodes[nd->in[0]];
@@ -293,9 +293,15 @@ static void ref_backward(mc_exec *e, const float *theta, const float *dlogits,
         int s = nd->in[j];
         cs[j] = m->nodes[s].C;
         dxs[j] = s == 0 ? dx : e->dact[s];
-        if (!dxs[j]) { /* input gradient not wanted: scratch */
-          if (!dxin_tmp) dxin_tmp = mc_aligned_alloc(sizeof(float) * (size_t)(N * node_numel(&m->nodes[s])));
-          dxs[j] = dxin_tmp;
+        if (!dxs[j]) { /* input gradient not wanted: scratch, allocated once */
+          size_t need = (size_t)(e->batch * node_numel(&m->nodes[s]));
+          if (need > e->scratch_floats) {
+            free(e->scratch);
+            e->scratch = mc_aligned_alloc(sizeof(float) * need);
+            e->scratch_floats = need;
+          }
+          memset(e->scratch, 0, sizeof(float) * need);
+          dxs[j] = e->scratch;
         }
       }
       concat_backward(dxs, dy, cs, nd->n_in, N, nd->H * nd->W);
@@ -304,7 +310,6 @@ static void ref_backward(mc_exec *e, const float *theta, const float *dlogits,
     default: MC_ASSERT(0);
     }
   }
-  free(dxin_tmp);
 }
 
 void mc_exec_backward(mc_exec *e, const float *theta, const float *dlogits,

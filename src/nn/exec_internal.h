@@ -21,6 +21,8 @@ struct mc_exec {
   float *col, *dwscratch;       /* conv scratch, per thread */
   size_t col_floats, dw_floats;
   float *logits;                /* output, (batch, classes) */
+  float *scratch;               /* unwanted concat input gradients */
+  size_t scratch_floats;
   void *dnnl;                   /* fast-path private state */
 };
 
