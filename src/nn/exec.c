@@ -96,6 +96,7 @@ mc_status mc_exec_create(mc_exec **out, const mc_model *m, int64_t batch,
   }
   e->col = mc_aligned_alloc(sizeof(float) * e->col_floats * (size_t)nt);
   e->dwscratch = mc_aligned_alloc(sizeof(float) * e->dw_floats * (size_t)nt);
+  e->scratch_threads = nt;
   *out = e;
   return MC_OK;
 }
@@ -129,9 +130,22 @@ static const float *tensor_ptr(const mc_model *m, int t, const float *theta) {
   return t < 0 ? NULL : theta + m->tensors[t].off;
 }
 
+/* The conv scratch is per thread: grow it if the thread count went up
+ * since the executor was made (mc_set_threads). */
+static void ensure_thread_scratch(mc_exec *e) {
+  int nt = omp_get_max_threads();
+  if (nt <= e->scratch_threads) return;
+  free(e->col);
+  free(e->dwscratch);
+  e->col = mc_aligned_alloc(sizeof(float) * e->col_floats * (size_t)nt);
+  e->dwscratch = mc_aligned_alloc(sizeof(float) * e->dw_floats * (size_t)nt);
+  e->scratch_threads = nt;
+}
+
 static void ref_forward(mc_exec *e, const float *theta, float *state,
                         const float *x, int64_t N, mc_mode mode) {
   const mc_model *m = e->m;
+  ensure_thread_scratch(e);
   for (int i = 0; i < m->n_nodes; i++) {
     const mc_node *nd = &m->nodes[i];
     const mc_node *in0 = nd->n_in ? &m->nodes[nd->in[0]] : NULL;
@@ -227,6 +241,7 @@ static void ref_backward(mc_exec *e, const float *theta, const float *dlogits,
                          float *grad, float *dx) {
   const mc_model *m = e->m;
   const int64_t N = e->n;
+  ensure_thread_scratch(e);
   for (int i = 1; i < m->n_nodes; i++) {
     const mc_node *nd = &m->nodes[i];
     size_t sz = sizeof(float) * (size_t)(e->batch * node_numel(nd));

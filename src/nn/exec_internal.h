@@ -20,6 +20,7 @@ struct mc_exec {
   float **mask;                 /* dropout */
   float *col, *dwscratch;       /* conv scratch, per thread */
   size_t col_floats, dw_floats;
+  int scratch_threads;          /* threads the conv scratch is sized for */
   float *logits;                /* output, (batch, classes) */
   float *scratch;               /* unwanted concat input gradients */
   size_t scratch_floats;

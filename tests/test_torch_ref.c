@@ -1,0 +1,460 @@
+/* The reference executor against PyTorch, with references generated at test
+ * time by tests/torch_ref.py under Debian's python3-torch (/usr/bin/python3;
+ * override with MC_TORCH_PYTHON).
+ *
+ * For every case the group setup builds the model, fills theta/state with
+ * tu_random_params, draws an input batch (8) and labels, runs
+ *   eval:  forward (MC_MODE_EVAL), mean softmax CE, backward (theta + dx)
+ *   train: forward (MC_MODE_TRAIN, updates the running statistics), CE,
+ *          backward (theta + dx)
+ * with MC_BACKEND_REF, and writes the parameters (by PyTorch name), the
+ * input and the train-mode dropout masks to a temp dir.  One call of the
+ * script then computes the same in float64 PyTorch from its own,
+ * independently written nn.Module definitions.  Each test compares one case:
+ *   parameter names   == state_dict keys (minus num_batches_tracked)
+ *   m->n_theta        == sum(p.numel() for p in model.parameters())
+ *   logits, dx        max |c - t| / max |t|                 <= 1e-4
+ *   every theta grad  max |c - t| / max(max |t|, 1e-3 G)    <= 1e-4
+ *                     (G: the largest |grad| of the mode; a conv bias before
+ *                     a train-mode BN has an exactly zero gradient)
+ *   loss              |c - t| / |t|                         <= 1e-5
+ *   running stats     max |c - t| / max(max |t|, 1e-3)      <= 1e-5
+ *                     after the train step (momentum 0.1, unbiased var) and
+ *                     after MC_MODE_BN_RECOMPUTE over two batches from reset
+ *                     statistics (PyTorch: momentum=None, cumulative average)
+ * File format: see torch_ref.py. */
+#include "testutil.h"
+
+#include "nn/exec_internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define TOL_ACT 1e-4  /* logits, gradients, dx */
+#define TOL_LOSS 1e-5
+#define TOL_STATE 1e-5
+#define BATCH 8
+
+/* ------------------------------------------------------------- file io */
+enum { DT_F32 = 0, DT_F64 = 1, DT_I32 = 2, DT_I64 = 3, DT_U8 = 4 };
+static const size_t dt_size[] = {4, 8, 4, 8, 1};
+
+typedef struct {
+  char *name;
+  int dtype, ndim;
+  int64_t dims[8];
+  size_t n;
+  double *v;   /* values as double */
+  char *raw;   /* u8 payload as text (NUL terminated) */
+} rec;
+
+typedef struct {
+  rec *r;
+  int n;
+} recset;
+
+typedef struct {
+  FILE *f;
+  uint32_t count;
+} writer;
+
+static void w_open(writer *w, const char *path) {
+  w->f = fopen(path, "wb");
+  if (!w->f) fail_msg("%s: %s", path, strerror(errno));
+  w->count = 0;
+  uint32_t hdr[2] = {1, 0};
+  fwrite("MCTR", 1, 4, w->f);
+  fwrite(hdr, 4, 2, w->f);
+}
+
+static void w_put(writer *w, const char *name, int dtype, int ndim, const int64_t *dims,
+                  const void *data) {
+  uint32_t nl = (uint32_t)strlen(name), dt = (uint32_t)dtype, nd = (uint32_t)ndim;
+  size_t n = 1;
+  for (int i = 0; i < ndim; i++) n *= (size_t)dims[i];
+  fwrite(&nl, 4, 1, w->f);
+  fwrite(name, 1, nl, w->f);
+  fwrite(&dt, 4, 1, w->f);
+  fwrite(&nd, 4, 1, w->f);
+  fwrite(dims, 8, (size_t)ndim, w->f);
+  fwrite(data, dt_size[dtype], n, w->f);
+  w->count++;
+}
+
+static void w_close(writer *w) {
+  fseek(w->f, 8, SEEK_SET);
+  fwrite(&w->count, 4, 1, w->f);
+  if (fclose(w->f) != 0) fail_msg("write failed: %s", strerror(errno));
+}
+
+static int r_load(recset *rs, const char *path) {
+  memset(rs, 0, sizeof *rs);
+  FILE *f = fopen(path, "rb");
+  if (!f) return -1;
+  char magic[4];
+  uint32_t hdr[2];
+  if (fread(magic, 1, 4, f) != 4 || memcmp(magic, "MCTR", 4) || fread(hdr, 4, 2, f) != 2 ||
+      hdr[0] != 1) {
+    fclose(f);
+    return -1;
+  }
+  rs->r = mc_calloc(hdr[1] + 1, sizeof(rec));
+  for (uint32_t k = 0; k < hdr[1]; k++) {
+    rec *r = &rs->r[rs->n];
+    uint32_t nl, dt, nd;
+    if (fread(&nl, 4, 1, f) != 1 || nl > 4096) goto bad;
+    r->name = mc_calloc(nl + 1, 1);
+    if (fread(r->name, 1, nl, f) != nl || fread(&dt, 4, 1, f) != 1 || fread(&nd, 4, 1, f) != 1 ||
+        dt > DT_U8 || nd > 8)
+      goto bad;
+    rs->n++;
+    r->dtype = (int)dt;
+    r->ndim = (int)nd;
+    if (fread(r->dims, 8, nd, f) != nd) goto bad;
+    r->n = 1;
+    for (uint32_t i = 0; i < nd; i++) r->n *= (size_t)r->dims[i];
+    char *buf = mc_malloc(r->n * dt_size[dt] + 1);
+    if (fread(buf, dt_size[dt], r->n, f) != r->n) {
+      free(buf);
+      goto bad;
+    }
+    r->v = mc_malloc(sizeof(double) * (r->n + 1));
+    for (size_t i = 0; i < r->n; i++) {
+      switch (dt) {
+      case DT_F32: { float x; memcpy(&x, buf + 4 * i, 4); r->v[i] = x; break; }
+      case DT_F64: memcpy(&r->v[i], buf + 8 * i, 8); break;
+      case DT_I32: { int32_t x; memcpy(&x, buf + 4 * i, 4); r->v[i] = x; break; }
+      case DT_I64: { int64_t x; memcpy(&x, buf + 8 * i, 8); r->v[i] = (double)x; break; }
+      default: r->v[i] = (unsigned char)buf[i];
+      }
+    }
+    if (dt == DT_U8) {
+      buf[r->n] = 0;
+      r->raw = buf;
+    } else {
+      free(buf);
+    }
+  }
+  fclose(f);
+  return 0;
+bad:
+  fclose(f);
+  return -1;
+}
+
+static void r_free(recset *rs) {
+  for (int i = 0; i < rs->n; i++) {
+    free(rs->r[i].name);
+    free(rs->r[i].v);
+    free(rs->r[i].raw);
+  }
+  free(rs->r);
+  memset(rs, 0, sizeof *rs);
+}
+
+static const rec *r_get(const recset *rs, const char *name) {
+  for (int i = 0; i < rs->n; i++)
+    if (!strcmp(rs->r[i].name, name)) return &rs->r[i];
+  return NULL;
+}
+
+/* ------------------------------------------------------------- cases */
+typedef struct {
+  const char *label, *arch;
+  int64_t c, h, w;
+  double width;
+  const char *widths;
+  int bn;
+  /* filled by the setup */
+  mc_model *m;
+  float *logits[2], *grad[2], *dx[2], *state1, *state_rc;
+  double loss[2];
+  char in[512], out[512];
+} tcase;
+
+static tcase cases[] = {
+    {.label = "tinyten 1x28x28 w=0.5", .arch = "tinyten", .c = 1, .h = 28, .w = 28, .width = 0.5,
+     .widths = NULL, .bn = 0},
+    {.label = "tinyten 3x32x32 w=0.25", .arch = "tinyten", .c = 3, .h = 32, .w = 32, .width = 0.25,
+     .widths = NULL, .bn = 0},
+    {.label = "resnet20 1x28x28 w=0.25", .arch = "resnet20", .c = 1, .h = 28, .w = 28, .width = 0.25,
+     .widths = NULL, .bn = 0},
+    {.label = "resnet20 3x32x32 w=0.5", .arch = "resnet20", .c = 3, .h = 32, .w = 32, .width = 0.5,
+     .widths = NULL, .bn = 0},
+    {.label = "mlp 1x28x28 64,32", .arch = "mlp", .c = 1, .h = 28, .w = 28, .width = 1.0,
+     .widths = "64,32", .bn = 0},
+    {.label = "mlp 1x28x28 64,32 bn", .arch = "mlp", .c = 1, .h = 28, .w = 28, .width = 1.0,
+     .widths = "64,32", .bn = 1},
+    {.label = "vgg16-bn 1x28x28 w=0.125", .arch = "vgg16-bn", .c = 1, .h = 28, .w = 28, .width = 0.125,
+     .widths = NULL, .bn = 0},
+    {.label = "vgg16-bn 3x32x32 w=0.125", .arch = "vgg16-bn", .c = 3, .h = 32, .w = 32, .width = 0.125,
+     .widths = NULL, .bn = 0},
+    {.label = "branchnet 1x28x28", .arch = "branchnet", .c = 1, .h = 28, .w = 28, .width = 1.0,
+     .widths = NULL, .bn = 0},
+};
+#define NCASES ((int)(sizeof cases / sizeof cases[0]))
+
+static char g_dir[256];
+static int g_script_status = -1;
+
+static void run_case(tcase *tc, int idx) {
+  mc_arch_params p;
+  mc_arch_params_default(&p);
+  p.in_c = tc->c; p.in_h = tc->h; p.in_w = tc->w;
+  p.classes = 10;
+  p.width = tc->width;
+  if (tc->widths) p.widths = tc->widths;
+  p.bn = tc->bn;
+  if (mc_model_create(&tc->m, tc->arch, &p)) fail_msg("%s: %s", tc->label, mc_errmsg());
+  mc_model *m = tc->m;
+  for (int64_t c = 0; c < m->in_c; c++) {
+    m->norm_mean[c] = 0.49f - 0.03f * (float)c;
+    m->norm_std[c] = 0.25f + 0.02f * (float)c;
+  }
+  float *theta, *state;
+  tu_random_params(m, 100 + (uint64_t)idx, &theta, &state);
+  const int64_t n = BATCH;
+  const size_t nx = (size_t)(n * m->in_c * m->in_h * m->in_w);
+  float *x = mc_malloc(sizeof(float) * nx);
+  tu_random_input(x, nx, 200 + (uint64_t)idx);
+  int32_t y[BATCH];
+  for (int i = 0; i < BATCH; i++) y[i] = (int32_t)((i * 3 + idx) % m->classes);
+
+  mc_exec *e;
+  assert_int_equal(mc_exec_create(&e, m, n, MC_BACKEND_REF), MC_OK);
+  mc_exec_set_seed(e, 5);
+  float *dl = mc_malloc(sizeof(float) * (size_t)(n * m->classes));
+  tc->state1 = mc_malloc(sizeof(float) * (m->n_state + 1));
+  for (int mode = 0; mode < 2; mode++) {
+    memcpy(tc->state1, state, sizeof(float) * m->n_state);
+    const float *lg = mc_exec_forward(e, theta, tc->state1, x, n, mode ? MC_MODE_TRAIN : MC_MODE_EVAL);
+    tc->logits[mode] = mc_malloc(sizeof(float) * (size_t)(n * m->classes));
+    memcpy(tc->logits[mode], lg, sizeof(float) * (size_t)(n * m->classes));
+    tc->loss[mode] = mc_softmax_xent(lg, y, n, m->classes, dl, 1.f, NULL);
+    tc->grad[mode] = mc_calloc(m->n_theta + 1, sizeof(float));
+    tc->dx[mode] = mc_calloc(nx, sizeof(float));
+    mc_exec_backward(e, theta, dl, tc->grad[mode], tc->dx[mode]);
+  }
+  /* BN recompute over two batches (x, x2) from reset statistics */
+  float *x2 = mc_malloc(sizeof(float) * nx);
+  tu_random_input(x2, nx, 300 + (uint64_t)idx);
+  tc->state_rc = mc_malloc(sizeof(float) * (m->n_state + 1));
+  memcpy(tc->state_rc, state, sizeof(float) * m->n_state);
+  float **masks = mc_calloc((size_t)m->n_nodes, sizeof(float *));
+  for (int i = 0; i < m->n_nodes; i++) /* keep the train masks: the next forwards redraw */
+    if (m->nodes[i].kind == MC_NODE_DROPOUT) {
+      size_t cnt = (size_t)(n * m->nodes[i].C * m->nodes[i].H * m->nodes[i].W);
+      masks[i] = mc_malloc(sizeof(float) * cnt);
+      memcpy(masks[i], e->mask[i], sizeof(float) * cnt);
+    }
+  mc_exec_bn_reset(e, tc->state_rc);
+  (void)mc_exec_forward(e, theta, tc->state_rc, x, n, MC_MODE_BN_RECOMPUTE);
+  (void)mc_exec_forward(e, theta, tc->state_rc, x2, n, MC_MODE_BN_RECOMPUTE);
+
+  snprintf(tc->in, sizeof tc->in, "%s/case%d.in", g_dir, idx);
+  snprintf(tc->out, sizeof tc->out, "%s/case%d.out", g_dir, idx);
+  writer w;
+  w_open(&w, tc->in);
+  char cfg[256];
+  snprintf(cfg, sizeof cfg, "arch=%s in=%lldx%lldx%lld classes=%lld width=%.17g widths=%s bn=%d",
+           tc->arch, (long long)m->in_c, (long long)m->in_h, (long long)m->in_w,
+           (long long)m->classes, tc->width, tc->widths ? tc->widths : "", tc->bn);
+  int64_t d[4] = {(int64_t)strlen(cfg)};
+  w_put(&w, "meta.config", DT_U8, 1, d, cfg);
+  d[0] = m->in_c;
+  w_put(&w, "norm.mean", DT_F32, 1, d, m->norm_mean);
+  w_put(&w, "norm.std", DT_F32, 1, d, m->norm_std);
+  int64_t dxs[4] = {n, m->in_c, m->in_h, m->in_w};
+  w_put(&w, "input.x", DT_F32, 4, dxs, x);
+  w_put(&w, "input.x2", DT_F32, 4, dxs, x2);
+  d[0] = n;
+  w_put(&w, "input.y", DT_I32, 1, d, y);
+  for (int t = 0; t < m->n_tensors; t++) {
+    const mc_tensor *T = &m->tensors[t];
+    char name[MC_NAME_MAX + 32];
+    snprintf(name, sizeof name, "param.%s", T->name);
+    w_put(&w, name, DT_F32, T->ndim, T->shape, (T->in_state ? state : theta) + T->off);
+  }
+  /* the train-mode dropout masks the executor drew (last forward = train) */
+  for (int i = 0; i < m->n_nodes; i++) {
+    const mc_node *nd = &m->nodes[i];
+    if (nd->kind != MC_NODE_DROPOUT) continue;
+    char name[MC_NAME_MAX + 32];
+    snprintf(name, sizeof name, "mask.%s", nd->name);
+    int64_t dm[4] = {n, nd->C, nd->H, nd->W};
+    w_put(&w, name, DT_F32, nd->flat ? 2 : 4, dm, masks[i]);
+  }
+  w_close(&w);
+  mc_exec_free(e);
+  for (int i = 0; i < m->n_nodes; i++) free(masks[i]);
+  free(masks);
+  free(dl); free(x); free(x2); free(theta); free(state);
+}
+
+static int group_setup(void **st) {
+  (void)st;
+  const char *tmp = tu_env("TMPDIR", "/tmp");
+  snprintf(g_dir, sizeof g_dir, "%s/mc_torch_ref.XXXXXX", tmp);
+  if (!mkdtemp(g_dir)) {
+    fprintf(stderr, "mkdtemp %s: %s\n", g_dir, strerror(errno));
+    return -1;
+  }
+  for (int i = 0; i < NCASES; i++) run_case(&cases[i], i);
+  /* the script: next to this file in the source tree */
+  char script[1024];
+  const char *src = getenv("MC_SOURCE_DIR");
+  if (src) {
+    snprintf(script, sizeof script, "%s/tests/torch_ref.py", src);
+  } else {
+    snprintf(script, sizeof script, "%s", __FILE__);
+    char *slash = strrchr(script, '/');
+    if (slash) strcpy(slash + 1, "torch_ref.py");
+    else snprintf(script, sizeof script, "torch_ref.py");
+  }
+  const char *py = tu_env("MC_TORCH_PYTHON", "/usr/bin/python3");
+  char cmd[8192];
+  int k = snprintf(cmd, sizeof cmd, "'%s' '%s'", py, script);
+  for (int i = 0; i < NCASES; i++)
+    k += snprintf(cmd + k, sizeof cmd - (size_t)k, " '%s' '%s'", cases[i].in, cases[i].out);
+  MC_ASSERT(k < (int)sizeof cmd);
+  printf("running %s %s (%d cases)\n", py, script, NCASES);
+  fflush(stdout);
+  g_script_status = tu_sh("%s", cmd);
+  if (g_script_status) printf("torch_ref.py failed: exit status %d\n", g_script_status);
+  return 0;
+}
+
+static int group_teardown(void **st) {
+  (void)st;
+  for (int i = 0; i < NCASES; i++) {
+    tcase *tc = &cases[i];
+    for (int md = 0; md < 2; md++) {
+      free(tc->logits[md]);
+      free(tc->grad[md]);
+      free(tc->dx[md]);
+    }
+    free(tc->state1);
+    free(tc->state_rc);
+    mc_model_free(tc->m);
+    unlink(tc->in);
+    unlink(tc->out);
+  }
+  if (g_dir[0]) rmdir(g_dir);
+  return 0;
+}
+
+/* max |c - t| / max(max |t|, floor) */
+static double rel_err(const float *c, const rec *t, size_t n, double floor) {
+  assert_non_null(t);
+  assert_int_equal(t->n, n);
+  double scale = floor, mx = 0;
+  for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(t->v[i]));
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs((double)c[i] - t->v[i]) / scale;
+    if (!(d <= mx)) mx = d; /* NaN fails */
+  }
+  return mx;
+}
+
+static const rec *need(const recset *rs, const char *name) {
+  const rec *r = r_get(rs, name);
+  if (!r) fail_msg("reference output lacks '%s'", name);
+  return r;
+}
+
+static void check_case(void **st) {
+  tcase *tc = (tcase *)*st;
+  assert_int_equal(g_script_status, 0);
+  recset rs;
+  if (r_load(&rs, tc->out)) fail_msg("%s: cannot read %s", tc->label, tc->out);
+  const mc_model *m = tc->m;
+  int ok = 1;
+
+  /* names and parameter count */
+  const rec *names = need(&rs, "meta.names");
+  int nref = 0, matched = 0;
+  char *text = strdup(names->raw ? names->raw : "");
+  for (char *s = strtok(text, "\n"); s; s = strtok(NULL, "\n")) {
+    nref++;
+    if (mc_model_find_tensor(m, s) >= 0) matched++;
+    else { printf("  %s: PyTorch tensor '%s' missing in modeconn\n", tc->label, s); ok = 0; }
+  }
+  free(text);
+  if (nref != m->n_tensors || matched != m->n_tensors) {
+    printf("  %s: %d modeconn tensors, %d PyTorch state_dict entries, %d matched\n", tc->label,
+           m->n_tensors, nref, matched);
+    ok = 0;
+  }
+  const double nparams = need(&rs, "meta.nparams")->v[0];
+  printf("  %-26s %zu parameters (PyTorch %.0f), %d tensors matched by name\n", tc->label,
+         m->n_theta, nparams, matched);
+  if ((double)m->n_theta != nparams) ok = 0;
+
+  const size_t nl = (size_t)(BATCH * m->classes);
+  const size_t nx = (size_t)(BATCH * m->in_c * m->in_h * m->in_w);
+  static const char *mode_names[2] = {"eval", "train"};
+  for (int md = 0; md < 2; md++) {
+    char key[MC_NAME_MAX + 64];
+    snprintf(key, sizeof key, "%s.logits", mode_names[md]);
+    double e_logits = rel_err(tc->logits[md], need(&rs, key), nl, 1e-30);
+    snprintf(key, sizeof key, "%s.loss", mode_names[md]);
+    double tl = need(&rs, key)->v[0];
+    double e_loss = fabs(tc->loss[md] - tl) / fabs(tl);
+    snprintf(key, sizeof key, "%s.dx", mode_names[md]);
+    double e_dx = rel_err(tc->dx[md], need(&rs, key), nx, 1e-30);
+    /* gradient scale of this mode */
+    double G = 0;
+    for (int t = 0; t < m->n_tensors; t++) {
+      const mc_tensor *T = &m->tensors[t];
+      if (T->in_state) continue;
+      snprintf(key, sizeof key, "%s.grad.%s", mode_names[md], T->name);
+      const rec *r = need(&rs, key);
+      for (size_t i = 0; i < r->n; i++) G = fmax(G, fabs(r->v[i]));
+    }
+    double e_grad = 0;
+    const char *worst = "";
+    for (int t = 0; t < m->n_tensors; t++) {
+      const mc_tensor *T = &m->tensors[t];
+      if (T->in_state) continue;
+      snprintf(key, sizeof key, "%s.grad.%s", mode_names[md], T->name);
+      double e = rel_err(tc->grad[md] + T->off, need(&rs, key), T->numel, 1e-3 * G);
+      if (!(e <= e_grad)) { e_grad = e; worst = T->name; }
+    }
+    int pass = e_logits <= TOL_ACT && e_loss <= TOL_LOSS && e_dx <= TOL_ACT && e_grad <= TOL_ACT;
+    printf("  %-26s %-5s logits %.1e  loss %.1e  grads %.1e (%s)  dx %.1e%s\n", tc->label,
+           mode_names[md], e_logits, e_loss, e_grad, worst, e_dx, pass ? "" : "  <-- FAIL");
+    ok &= pass;
+  }
+  /* running statistics after the train step, and after BN recompute */
+  for (int k = 0; k < 2 && m->n_state; k++) {
+    double e_state = 0;
+    const char *worst = "";
+    for (int t = 0; t < m->n_tensors; t++) {
+      const mc_tensor *T = &m->tensors[t];
+      if (!T->in_state) continue;
+      char key[MC_NAME_MAX + 64];
+      snprintf(key, sizeof key, "%s.state.%s", k ? "recompute" : "train", T->name);
+      double e = rel_err((k ? tc->state_rc : tc->state1) + T->off, need(&rs, key), T->numel, 1e-3);
+      if (!(e <= e_state)) { e_state = e; worst = T->name; }
+    }
+    int pass = e_state <= TOL_STATE;
+    printf("  %-26s %s running stats %.1e (%s)%s\n", tc->label,
+           k ? "bn-recompute (2 batches)" : "train step", e_state, worst, pass ? "" : "  <-- FAIL");
+    ok &= pass;
+  }
+  r_free(&rs);
+  assert_true(ok);
+}
+
+int main(void) {
+  struct CMUnitTest tests[NCASES];
+  for (int i = 0; i < NCASES; i++) {
+    struct CMUnitTest t = {cases[i].label, check_case, NULL, NULL, &cases[i]};
+    tests[i] = t;
+  }
+  return _cmocka_run_group_tests("torch_ref", tests, (size_t)NCASES, group_setup, group_teardown);
+}
