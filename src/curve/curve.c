@@ -124,23 +124,17 @@ mc_status mc_curve_train(const mc_curve_train_cfg *cfg, const mc_model *m, mc_cu
     st = mc_error(MC_EIO, "%s: cannot open log file", cfg->log_path);
     goto out;
   }
-  int64_t steps = tr->n / B + (tr->n % B >= 2 ? 1 : 0);
   for (int64_t ep = 0; ep < cfg->epochs; ep++) {
     double t0 = omp_get_wtime();
     double lr = mc_schedule_lr(&cfg->sched, ep);
-    mc_rng rs, ra, rt;
-    mc_epoch_rng(&rs, cfg->seed, ep, 0);
-    mc_epoch_rng(&ra, cfg->seed, ep, 1);
-    mc_epoch_rng(&rt, cfg->seed, ep, 3);
-    mc_exec_set_seed(e, cfg->seed ^ ((uint64_t)ep * 0x2545F4914F6CDD1DULL) ^ 2);
-    for (int64_t i = 0; i < tr->n; i++) order[i] = i;
-    mc_rng_shuffle(&rs, order, (size_t)tr->n);
+    mc_epoch_plan plan;
+    mc_epoch_plan_begin(&plan, order, tr->n, B, cfg->seed, ep, e);
+    const int64_t steps = plan.steps;
     double loss_sum = 0;
     int64_t hits = 0, seen = 0;
     for (int64_t s = 0; s < steps; s++) {
-      int64_t k = tr->n - s * B < B ? tr->n - s * B : B;
-      double t = mc_rng_uniform(&rt);
-      mc_dataset_batch(tr, order + s * B, k, &cfg->aug, &ra, x, y);
+      double t = mc_rng_uniform(&plan.extra);
+      int64_t k = mc_epoch_plan_batch(&plan, tr, s, &cfg->aug, x, y);
       mc_curve_point(c, t, theta);
       memset(grad, 0, sizeof(float) * n);
       const float *logits = mc_exec_forward(e, theta, state, x, k, MC_MODE_TRAIN);

@@ -16,6 +16,29 @@ void mc_epoch_rng(mc_rng *r, uint64_t seed, int64_t epoch, uint64_t stream) {
   mc_rng_seed(r, seed * 0x9E3779B97F4A7C15ULL ^ ((uint64_t)epoch << 20) ^ (stream << 56) ^ 0x6d6f6465ULL);
 }
 
+void mc_epoch_plan_begin(mc_epoch_plan *p, int64_t *order, int64_t n, int64_t batch, uint64_t seed, int64_t epoch,
+                         mc_exec *e) {
+  mc_rng rs;
+  mc_epoch_rng(&rs, seed, epoch, 0);
+  mc_epoch_rng(&p->aug, seed, epoch, 1);
+  mc_epoch_rng(&p->extra, seed, epoch, 3);
+  if (e) mc_exec_set_seed(e, seed ^ ((uint64_t)epoch * 0x2545F4914F6CDD1DULL) ^ 2);
+  for (int64_t i = 0; i < n; i++) order[i] = i;
+  mc_rng_shuffle(&rs, order, (size_t)n);
+  p->order = order;
+  p->n = n;
+  p->batch = batch;
+  /* a final batch of one sample has no batch statistics: dropped */
+  p->steps = n / batch + (n % batch >= 2 ? 1 : 0);
+}
+
+int64_t mc_epoch_plan_batch(mc_epoch_plan *p, const mc_dataset *d, int64_t s, const mc_augment *aug, float *x,
+                            int32_t *y) {
+  int64_t k = p->n - s * p->batch < p->batch ? p->n - s * p->batch : p->batch;
+  mc_dataset_batch(d, p->order + s * p->batch, k, aug, &p->aug, x, y);
+  return k;
+}
+
 void mc_progress(const char *what, int64_t done, int64_t total, double t0) {
   if (!isatty(2)) return;
   double el = omp_get_wtime() - t0;
@@ -124,21 +147,16 @@ mc_status mc_train(const mc_train_cfg *cfg, mc_model *m, float *theta,
       goto out;
     }
   }
-  int64_t steps = tr->n / B + (tr->n % B >= 2 ? 1 : 0);
   for (int64_t ep = start; ep < cfg->epochs; ep++) {
     double t0 = omp_get_wtime();
     double lr = mc_schedule_lr(&cfg->sched, ep);
-    mc_rng rs, ra;
-    mc_epoch_rng(&rs, cfg->seed, ep, 0);
-    mc_epoch_rng(&ra, cfg->seed, ep, 1);
-    mc_exec_set_seed(e, cfg->seed ^ ((uint64_t)ep * 0x2545F4914F6CDD1DULL) ^ 2);
-    for (int64_t i = 0; i < tr->n; i++) order[i] = i;
-    mc_rng_shuffle(&rs, order, (size_t)tr->n);
+    mc_epoch_plan plan;
+    mc_epoch_plan_begin(&plan, order, tr->n, B, cfg->seed, ep, e);
+    const int64_t steps = plan.steps;
     double loss_sum = 0;
     int64_t hits = 0, seen = 0;
     for (int64_t s = 0; s < steps; s++) {
-      int64_t k = tr->n - s * B < B ? tr->n - s * B : B;
-      mc_dataset_batch(tr, order + s * B, k, &cfg->aug, &ra, x, y);
+      int64_t k = mc_epoch_plan_batch(&plan, tr, s, &cfg->aug, x, y);
       memset(grad, 0, sizeof(float) * m->n_theta);
       const float *logits = mc_exec_forward(e, theta, state, x, k, MC_MODE_TRAIN);
       int64_t c;

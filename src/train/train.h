@@ -58,6 +58,21 @@ mc_status mc_train(const mc_train_cfg *cfg, mc_model *m, float *theta,
  * resuming at any epoch boundary replays the same numbers. */
 void mc_epoch_rng(mc_rng *r, uint64_t seed, int64_t epoch, uint64_t stream);
 
+/* One epoch's minibatches: shuffled order and augmentation stream, a pure
+ * function of (seed, epoch) so that resume and reruns replay them exactly.
+ * `extra` is a further per-epoch stream for the caller (e.g. curve t). */
+typedef struct {
+  mc_rng aug, extra;
+  int64_t *order; /* n entries, caller-owned */
+  int64_t n, batch, steps;
+} mc_epoch_plan;
+
+void mc_epoch_plan_begin(mc_epoch_plan *p, int64_t *order, int64_t n, int64_t batch, uint64_t seed, int64_t epoch,
+                         mc_exec *e);
+/* Fills step s's batch; returns its size (the last one may be smaller). */
+int64_t mc_epoch_plan_batch(mc_epoch_plan *p, const mc_dataset *d, int64_t s, const mc_augment *aug, float *x,
+                            int32_t *y);
+
 /* Progress bar on stderr when it is a terminal. */
 void mc_progress(const char *what, int64_t done, int64_t total, double t0);
 
