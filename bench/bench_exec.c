@@ -1,0 +1,119 @@
+/* Executor throughput: forward+backward (train mode) images/s and GFLOP/s
+ * for each backend.  FLOPs: mc_model_flops (forward, per sample) x 3 for
+ * forward + backward (data + weights gradients).
+ *
+ * Build (the lead wires it into CMake), from a build directory:
+ *   cc -O2 -march=native -std=c17 -D_GNU_SOURCE -I../include ../bench/bench_exec.c \
+ *      -o bench_exec libmodeconn.a -ldnnl $(pkg-config --libs jansson plplot) \
+ *      -L/usr/lib/x86_64-linux-gnu/openblas-openmp -lopenblas -lz -fopenmp -lm \
+ *      -Wl,-rpath,/usr/lib/x86_64-linux-gnu/openblas-openmp
+ * or in CMake: add_executable(bench_exec bench/bench_exec.c) +
+ *   target_link_libraries(bench_exec PRIVATE modeconn_lib).
+ *
+ *   bench_exec [--batch N] [--threads T] [--iters K] [--arch A[,A...]]
+ *              [--input CxHxW] [--backend ref|dnnl|both] [--eval]
+ */
+#include "modeconn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* Median and best over `iters` timed iterations (after 2 warm-up ones):
+ * on a shared machine the median resists the odd descheduled iteration. */
+static int bench(const char *arch, const mc_arch_params *ap, mc_backend be, int64_t batch,
+                 int iters, int eval_only) {
+  mc_model *m;
+  if (mc_model_create(&m, arch, ap)) {
+    fprintf(stderr, "%s: %s\n", arch, mc_errmsg());
+    return 1;
+  }
+  float *theta = mc_malloc(sizeof(float) * (m->n_theta + 1));
+  float *state = mc_malloc(sizeof(float) * (m->n_state + 1));
+  float *grad = mc_calloc(m->n_theta + 1, sizeof(float));
+  mc_model_init(m, theta, state, 1);
+  const size_t xin = (size_t)(m->in_c * m->in_h * m->in_w);
+  float *x = mc_malloc(sizeof(float) * xin * (size_t)batch);
+  mc_rng r;
+  mc_rng_seed(&r, 2);
+  for (size_t i = 0; i < xin * (size_t)batch; i++) x[i] = (float)mc_rng_uniform(&r);
+  int32_t *labels = mc_malloc(sizeof(int32_t) * (size_t)batch);
+  for (int64_t i = 0; i < batch; i++) labels[i] = (int32_t)(i % m->classes);
+  float *dl = mc_malloc(sizeof(float) * (size_t)(batch * m->classes));
+  mc_exec *e;
+  if (mc_exec_create(&e, m, batch, be)) {
+    fprintf(stderr, "%s/%s: %s\n", arch, mc_backend_name(be), mc_errmsg());
+    return 1;
+  }
+  const mc_mode mode = eval_only ? MC_MODE_EVAL : MC_MODE_TRAIN;
+  double *times = mc_malloc(sizeof(double) * (size_t)iters);
+  for (int it = -2; it < iters; it++) { /* 2 warm-up iterations */
+    double t0 = now();
+    const float *l = mc_exec_forward(e, theta, state, x, batch, mode);
+    if (!eval_only) {
+      mc_softmax_xent(l, labels, batch, m->classes, dl, 1.f, NULL);
+      mc_exec_backward(e, theta, dl, grad, NULL);
+    }
+    if (it >= 0) times[it] = now() - t0;
+  }
+  qsort(times, (size_t)iters, sizeof *times, cmp_double);
+  const double flops = mc_model_flops(m) * (eval_only ? 1.0 : 3.0) * (double)batch;
+  const double med = times[iters / 2], best = times[0];
+  printf("%-10s %-5s batch %4lld threads %d %s: median %7.1f ms %8.1f img/s %6.1f GFLOP/s | best %7.1f ms %8.1f img/s %6.1f GFLOP/s\n",
+         arch, mc_backend_name(be), (long long)batch, mc_get_threads(), eval_only ? "fwd    " : "fwd+bwd",
+         med * 1e3, (double)batch / med, flops / med * 1e-9, best * 1e3, (double)batch / best,
+         flops / best * 1e-9);
+  free(times);
+  mc_exec_free(e);
+  free(theta); free(state); free(grad); free(x); free(labels); free(dl);
+  mc_model_free(m);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  int64_t batch = 128;
+  int threads = 2, iters = 10, eval_only = 0;
+  const char *archs = "tinyten,resnet20", *backend = "both";
+  mc_arch_params ap;
+  mc_arch_params_default(&ap);
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoll(argv[++i]);
+    else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--iters") && i + 1 < argc) iters = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--arch") && i + 1 < argc) archs = argv[++i];
+    else if (!strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
+    else if (!strcmp(argv[i], "--eval")) eval_only = 1;
+    else if (!strcmp(argv[i], "--input") && i + 1 < argc) {
+      long long c, h, w;
+      if (sscanf(argv[++i], "%lldx%lldx%lld", &c, &h, &w) != 3) return 2;
+      ap.in_c = c; ap.in_h = h; ap.in_w = w;
+    } else {
+      fprintf(stderr, "usage: %s [--batch N] [--threads T] [--iters K] [--arch A,B] "
+                      "[--input CxHxW] [--backend ref|dnnl|both] [--eval]\n", argv[0]);
+      return 2;
+    }
+  }
+  if (iters < 1) iters = 1;
+  mc_set_threads(threads);
+  char *list = strdup(archs);
+  int rc = 0;
+  char *save = NULL;
+  for (char *a = strtok_r(list, ",", &save); a; a = strtok_r(NULL, ",", &save)) {
+    if (strcmp(backend, "dnnl")) rc |= bench(a, &ap, MC_BACKEND_REF, batch, iters, eval_only);
+    if (strcmp(backend, "ref")) rc |= bench(a, &ap, MC_BACKEND_DNNL, batch, iters, eval_only);
+  }
+  free(list);
+  return rc;
+}
