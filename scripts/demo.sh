@@ -39,8 +39,8 @@ if [ $quick = 1 ]; then
   BN_SAMPLES=${BN_SAMPLES:-1000}; SAMPLES=${SAMPLES:-1000}
 else
   SUB=${SUB:-""}
-  EPOCHS=${EPOCHS:-8}; CURVE_EPOCHS=${CURVE_EPOCHS:-6}; POINTS=${POINTS:-33}; GRID=${GRID:-9}
-  BN_SAMPLES=${BN_SAMPLES:-10000}; SAMPLES=${SAMPLES:-10000}
+  EPOCHS=${EPOCHS:-4}; CURVE_EPOCHS=${CURVE_EPOCHS:-3}; POINTS=${POINTS:-17}; GRID=${GRID:-7}
+  BN_SAMPLES=${BN_SAMPLES:-5000}; SAMPLES=${SAMPLES:-10000}
 fi
 say() { printf '\n== %s (%ds)\n' "$*" "$(( $(date +%s) - start ))"; }
 # shellcheck disable=SC2086

@@ -27,7 +27,8 @@ mc_status cli_plot_plane(const char *prefix, const char *title, const mc_plane_r
     oy[i] = cb[i] * pr->ynorm;
   }
   double px[3] = {0, pr->xnorm, pr->p2a * pr->xnorm}, py[3] = {0, 0, pr->ynorm};
-  const char *pl[3] = {"A", "B", "theta2"};
+  const char *pl_curve[3] = {"A", "B", "bend"}, *pl_models[3] = {"M0", "M1", "M2"};
+  const char *const *pl = nc ? pl_curve : pl_models;
   mc_series ov = {"curve", ox, oy, nc};
   mc_status st = MC_OK;
   const char *exts[2] = {"png", "svg"};
