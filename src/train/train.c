@@ -185,9 +185,9 @@ mc_status mc_train(const mc_train_cfg *cfg, mc_model *m, float *theta,
       if (st) goto out;
     }
     double tl = loss_sum / (double)seen, ta = (double)hits / (double)seen;
-    printf("epoch %3lld/%lld  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  lr %.4g  %.1fs  %.0f img/s\n",
-           (long long)ep + 1, (long long)cfg->epochs, tl, 100 * ta, te.loss, 100 * te.accuracy, lr, secs,
-           (double)seen / secs);
+    printf("epoch %3lld/%lld  train loss %.4f acc %.2f%%", (long long)ep + 1, (long long)cfg->epochs, tl, 100 * ta);
+    if (isfinite(te.loss)) printf("  test loss %.4f acc %.2f%%", te.loss, 100 * te.accuracy);
+    printf("  lr %.4g  %.1fs  %.0f img/s\n", lr, secs, (double)seen / secs);
     fflush(stdout);
     if (log) {
       fprintf(log, "{\"epoch\": %lld, \"train_loss\": %.6f, \"train_accuracy\": %.6f, ", (long long)ep + 1, tl, ta);
