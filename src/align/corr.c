@@ -3,6 +3,7 @@
  * permutation group; and the LAP that turns them into permutations. */
 #include "align/align.h"
 #include "align/lap.h"
+#include "eval/eval.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -98,31 +99,33 @@ static void free_taps(tap *t, int n) {
 }
 
 /* Rearranges the segment of a plain (N, C, S) activation into (count,
- * N*S*repeat... ) rows of doubles: row c holds every sample of unit c. */
+ * N*S*repeat) rows of doubles -- row c holds every sample of unit c -- and
+ * adds each row's sum and sum of squares into s1, s2 on the way. */
 static void gather_units(double *dst, const float *act, int64_t N, int64_t Ctot, int64_t S,
-                         const tap *p) {
+                         const tap *p, double *s1, double *s2) {
   /* flat layouts (S == 1) carry `repeat` features per unit: extra samples */
   int64_t per = S * p->repeat, cols = N * per;
 #pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < p->count; c++)
+  for (int64_t c = 0; c < p->count; c++) {
+    double a1 = 0, a2 = 0;
     for (int64_t i = 0; i < N; i++) {
       const float *src = act + (i * Ctot + p->ch_off + c * p->repeat) * S;
       double *d = dst + c * cols + i * per;
-      for (int64_t j = 0; j < per; j++) d[j] = src[j];
+      for (int64_t j = 0; j < per; j++) {
+        double v = src[j];
+        d[j] = v;
+        a1 += v;
+        a2 += v * v;
+      }
     }
+    s1[c] += a1;
+    s2[c] += a2;
+  }
 }
 
+/* Cross moments of a tap's gathered rows: sab += A B^T. */
 static void accumulate(tap *p, const double *A, const double *B, int64_t cols) {
   const int64_t C = p->count;
-#pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < C; c++) {
-    double s1 = 0, s2 = 0, t1 = 0, t2 = 0;
-    for (int64_t j = 0; j < cols; j++) {
-      double a = A[c * cols + j], b = B[c * cols + j];
-      s1 += a; s2 += a * a; t1 += b; t2 += b * b;
-    }
-    p->sa[c] += s1; p->saa[c] += s2; p->sb[c] += t1; p->sbb[c] += t2;
-  }
   cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)C, (int)C, (int)cols, 1.0, A, (int)cols, B,
               (int)cols, 1.0, p->sab, (int)C);
   p->cnt += (double)cols;
@@ -155,6 +158,7 @@ static mc_status corr_matrices(const mc_model *m, const float *ta, float *sa, co
                     (long long)m->in_h, (long long)m->in_w);
   if (n <= 0 || n > ds->n) n = ds->n;
   if (batch > n) batch = n;
+  batch = mc_eval_slice(batch); /* eval mode: slicing leaves the sums unchanged */
   mc_exec *ea, *eb;
   mc_status st = mc_exec_create(&ea, m, batch, be);
   if (st) return st;
@@ -187,9 +191,9 @@ static mc_status corr_matrices(const mc_model *m, const float *ta, float *sa, co
       const mc_node *nd = &m->nodes[p->node];
       int64_t S = nd->H * nd->W, cols = k * S * p->repeat;
       mc_exec_read(ea, p->node, act);
-      gather_units(A, act, k, nd->C, S, p);
+      gather_units(A, act, k, nd->C, S, p, p->sa, p->saa);
       mc_exec_read(eb, p->node, act);
-      gather_units(B, act, k, nd->C, S, p);
+      gather_units(B, act, k, nd->C, S, p, p->sb, p->sbb);
       accumulate(p, A, B, cols);
     }
   }

@@ -173,6 +173,26 @@ fail:
   return st;
 }
 
+mc_status cli_pair_load(const char *pa, const char *pb, const cli_model_opts *mo, const cli_data_opts *dopt,
+                        cli_pair *p) {
+  memset(p, 0, sizeof *p);
+  mc_status st = cli_load_pair(pa, pb, mo, &p->m, &p->ta, &p->sa, &p->tb, &p->sb);
+  if (st) return st;
+  if ((st = cli_load_data(dopt, &p->d))) {
+    cli_pair_free(p);
+    return st;
+  }
+  p->has_data = 1;
+  return MC_OK;
+}
+
+void cli_pair_free(cli_pair *p) {
+  free(p->ta); free(p->sa); free(p->tb); free(p->sb);
+  mc_model_free(p->m);
+  if (p->has_data) mc_data_free(&p->d);
+  memset(p, 0, sizeof *p);
+}
+
 mc_status cli_write_json(const char *path, json_t *j) {
   mc_status st = path ? mc_json_write(path, j) : MC_OK;
   json_decref(j);

@@ -81,6 +81,10 @@ typedef struct {
    "use only the first N test images (0 = all)"}
 
 
+/* Data, model and runtime options together: what a command reading
+ * checkpoints and a dataset takes. */
+#define CLI_ALL_OPTS(d, m) CLI_DATA_OPTS(d), CLI_MODEL_OPTS(m), CLI_RUNTIME_OPTS(m)
+
 mc_status cli_load_data(const cli_data_opts *o, mc_data *d);
 /* Builds the model from a checkpoint (metadata first, then flags). */
 mc_status cli_load_model(const char *path, const cli_model_opts *mo, mc_model **m,
@@ -89,6 +93,16 @@ mc_status cli_load_model(const char *path, const cli_model_opts *mo, mc_model **
 /* Loads two checkpoints of one architecture (B strictly into A's layout). */
 mc_status cli_load_pair(const char *pa, const char *pb, const cli_model_opts *mo, mc_model **m, float **ta,
                         float **sa, float **tb, float **sb);
+/* Two checkpoints of one architecture and the dataset to study them on. */
+typedef struct {
+  mc_model *m;
+  float *ta, *sa, *tb, *sb;
+  mc_data d;
+  int has_data;
+} cli_pair;
+mc_status cli_pair_load(const char *pa, const char *pb, const cli_model_opts *mo, const cli_data_opts *dopt,
+                        cli_pair *p);
+void cli_pair_free(cli_pair *p);
 /* Writes JSON atomically if path is non-NULL; takes ownership of j. */
 mc_status cli_write_json(const char *path, json_t *j);
 

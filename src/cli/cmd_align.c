@@ -27,9 +27,7 @@ int cmd_align(int argc, char **argv) {
                     {"batch", OPT_INT, &batch, "500", "batch size of the statistics pass"},
                     {"seed", OPT_INT, &seed, "0", "weight matching: seed of the random group order"},
                     {"perm-out", OPT_STR, &perm_out, NULL, "write the permutations and per-group correlations as JSON"},
-                    CLI_DATA_OPTS(dopt),
-                    CLI_MODEL_OPTS(mo),
-                    CLI_RUNTIME_OPTS(mo),
+                    CLI_ALL_OPTS(dopt, mo),
                     {0}};
   int r = cli_parse(&cmd, opts, argc, argv);
   if (r >= 0) return r;
@@ -38,25 +36,20 @@ int cmd_align(int argc, char **argv) {
   mc_backend be;
   mc_status st;
   if ((st = mc_align_method_parse(method_s, &method, NULL)) || (st = cli_runtime(&mo, &be))) return cli_fail(st);
-  mc_model *m;
-  float *ta, *sa, *tb, *sb;
-  if ((st = cli_load_pair(pa, pb, &mo, &m, &ta, &sa, &tb, &sb))) return cli_fail(st);
-  mc_data d;
-  if ((st = cli_load_data(&dopt, &d))) {
-    mc_model_free(m);
-    free(ta); free(sa); free(tb); free(sb);
-    return cli_fail(st);
-  }
+  cli_pair P;
+  if ((st = cli_pair_load(pa, pb, &mo, &dopt, &P))) return cli_fail(st);
+  const mc_model *m = P.m;
+  const mc_data *d = &P.d;
   float *tb2 = mc_aligned_alloc(sizeof(float) * m->n_theta), *sb2 = mc_aligned_alloc(sizeof(float) * (m->n_state + 1));
   mc_alignment al = {0};
   double t0 = omp_get_wtime();
   fprintf(stderr, "aligning %s to %s (%s, %s, %lld images, %d groups)\n", pb, pa, m->arch, method_s,
-          (long long)(samples < d.train.n && samples > 0 ? samples : d.train.n), m->n_groups);
-  st = mc_align_run(m, method, ta, sa, tb, sb, &d.train, samples, batch, (uint64_t)seed, be, &al, tb2, sb2);
+          (long long)(samples < d->train.n && samples > 0 ? samples : d->train.n), m->n_groups);
+  st = mc_align_run(m, method, P.ta, P.sa, P.tb, P.sb, &d->train, samples, batch, (uint64_t)seed, be, &al, tb2, sb2);
   if (!st) {
     double secs = omp_get_wtime() - t0;
     mc_alignment_print(stdout, m, &al);
-    printf("alignment took %.1fs%s\n", secs, method == MC_ALIGN_WEIGHTS ? "" : "");
+    printf("alignment took %.1fs\n", secs);
     if (method == MC_ALIGN_WEIGHTS) printf("weight matching: %d coordinate-descent passes\n", al.iterations);
     char *perm = mc_alignment_perm_string(&al, m);
     mc_kv extra[] = {{"modeconn.aligned_to", pa}, {"modeconn.aligned_from", pb},
@@ -72,8 +65,7 @@ int cmd_align(int argc, char **argv) {
     }
   }
   mc_alignment_free(&al);
-  free(ta); free(sa); free(tb); free(sb); free(tb2); free(sb2);
-  mc_model_free(m);
-  mc_data_free(&d);
+  free(tb2); free(sb2);
+  cli_pair_free(&P);
   return st ? cli_fail(st) : EXIT_OK;
 }

@@ -46,9 +46,7 @@ static int cmd_curve_train(int argc, char **argv) {
                     {"eval-every", OPT_INT, &eval_every, "5", "evaluate theta(0.5) (BN recomputed) every N epochs"},
                     {"bn-samples", OPT_INT, &bn_samples, "10000", "images for the BN recompute of those evaluations"},
                     {"log", OPT_STR, &log, NULL, "JSON-lines log (default: OUT.log.jsonl)"},
-                    CLI_DATA_OPTS(dopt),
-                    CLI_MODEL_OPTS(mo),
-                    CLI_RUNTIME_OPTS(mo),
+                    CLI_ALL_OPTS(dopt, mo),
                     {0}};
   int r = cli_parse(&cmd, opts, argc, argv);
   if (r >= 0) return r;

@@ -64,9 +64,7 @@ int cmd_interp(int argc, char **argv) {
                     {"no-bn-recompute", OPT_FLAG, &no_bn, NULL,
                      "interpolate the BN running statistics instead of recomputing them"},
                     PATH_OPTS(bn_samples, batch, json, csv, with_train),
-                    CLI_DATA_OPTS(dopt),
-                    CLI_MODEL_OPTS(mo),
-                    CLI_RUNTIME_OPTS(mo),
+                    CLI_ALL_OPTS(dopt, mo),
                     {0}};
   int r = cli_parse(&cmd, opts, argc, argv);
   if (r >= 0) return r;
@@ -75,24 +73,15 @@ int cmd_interp(int argc, char **argv) {
   mc_backend be;
   mc_status st = cli_runtime(&mo, &be);
   if (st) return cli_fail(st);
-  mc_model *m;
-  float *ta, *sa, *tb, *sb;
-  if ((st = cli_load_pair(pa, pb, &mo, &m, &ta, &sa, &tb, &sb))) return cli_fail(st);
-  mc_data d;
-  if ((st = cli_load_data(&dopt, &d))) {
-    mc_model_free(m);
-    free(ta); free(sa); free(tb); free(sb);
-    return cli_fail(st);
-  }
-  mc_curve c = {MC_CURVE_LINEAR, 0, m->n_theta, ta, tb, NULL};
+  cli_pair P;
+  if ((st = cli_pair_load(pa, pb, &mo, &dopt, &P))) return cli_fail(st);
+  mc_curve c = {MC_CURVE_LINEAR, 0, P.m->n_theta, P.ta, P.tb, NULL};
   mc_path_opts po = {bn_samples, dopt.test_subset, with_train, !no_bn, batch};
   char title[1200];
   snprintf(title, sizeof title, "linear path %s -> %s (%s)", pa, pb, no_bn ? "BN statistics interpolated" : "BN recomputed");
   json_t *extra = json_pack("{s:s, s:s, s:s}", "kind", "linear", "a", pa, "b", pb);
-  r = finish(title, m, &c, sa, sb, &d, (int)points, &po, be, json, csv, extra);
-  free(ta); free(sa); free(tb); free(sb);
-  mc_model_free(m);
-  mc_data_free(&d);
+  r = finish(title, P.m, &c, P.sa, P.sb, &P.d, (int)points, &po, be, json, csv, extra);
+  cli_pair_free(&P);
   return r;
 }
 

@@ -66,9 +66,7 @@ int cmd_plane(int argc, char **argv) {
                     {"batch", OPT_INT, &batch, "500", "evaluation batch size"},
                     {"json", OPT_STR, &json, NULL, "write the grids as JSON"},
                     {"plot", OPT_STR, &plot, NULL, "write PREFIX_loss.png/.svg and PREFIX_acc.png/.svg"},
-                    CLI_DATA_OPTS(dopt),
-                    CLI_MODEL_OPTS(mo),
-                    CLI_RUNTIME_OPTS(mo),
+                    CLI_ALL_OPTS(dopt, mo),
                     {0}};
   int r = cli_parse(&cmd, opts, argc, argv);
   if (r >= 0) return r;

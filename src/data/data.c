@@ -165,6 +165,32 @@ static mc_status rd_expect_eof(idx_reader *r, const char *what) {
                   off_word(r), (long long)at, what);
 }
 
+/* Reads up to `total` bytes into *buf, grown as the data arrive, so that a
+ * header claiming a huge size costs memory only as far as the file really
+ * goes.  *have < total on return means the data ended early. */
+static mc_status rd_growing(idx_reader *r, const char *path, int64_t total,
+                            uint8_t **buf, int64_t *have) {
+  int64_t cap = 0;
+  *have = 0;
+  while (*have < total) {
+    int64_t ncap = cap ? 2 * cap : READ_CHUNK;
+    if (ncap > total) ncap = total;
+    uint8_t *nb = realloc(*buf, (size_t)ncap);
+    if (!nb)
+      return mc_error(MC_ENOMEM,
+                      "%s: out of memory growing the read buffer to %lld bytes "
+                      "(the header claims %lld bytes of data)",
+                      path, (long long)ncap, (long long)total);
+    *buf = nb;
+    cap = ncap;
+    int64_t got = rd_some(r, *buf + *have, cap - *have);
+    if (got < 0) return r->st;
+    *have += got;
+    if (*have < cap) break;
+  }
+  return MC_OK;
+}
+
 /* Reads an IDX image file into a fresh buffer. */
 static mc_status idx_read_images(const char *path, mc_dataset *ds) {
   idx_reader r;
@@ -182,42 +208,19 @@ static mc_status idx_read_images(const char *path, mc_dataset *ds) {
                   path, (long long)n, (long long)h, (long long)w);
     goto done;
   }
-  int64_t total = n * h * w, cap = 0, have = 0;
-  while (have < total) {
-    if (have == cap) {
-      int64_t ncap = cap ? 2 * cap : READ_CHUNK;
-      if (ncap > total) ncap = total;
-      uint8_t *nb = realloc(buf, (size_t)ncap);
-      if (!nb) {
-        st = mc_error(MC_ENOMEM,
-                      "%s: out of memory growing the image buffer to %lld "
-                      "bytes (header claims %lld x %lld x %lld)",
-                      path, (long long)ncap, (long long)n, (long long)h,
-                      (long long)w);
-        goto done;
-      }
-      buf = nb;
-      cap = ncap;
-    }
-    int64_t got = rd_some(&r, buf + have, cap - have);
-    if (got < 0) {
-      st = r.st;
-      goto done;
-    }
-    have += got;
-    if (have < cap) {
-      st = mc_error(MC_EFORMAT,
-                    "%s: truncated: data ends at %s %lld inside image %lld; "
-                    "the header (%lld images of %lldx%lld) needs %lld bytes "
-                    "of pixels, i.e. the %s should end at byte %lld",
-                    path, off_word(&r), (long long)r.off,
-                    (long long)(have / (h * w)), (long long)n, (long long)h,
-                    (long long)w, (long long)total,
-                    r.gz ? "uncompressed data" : "file",
-                    (long long)(16 + total));
-      goto done;
-    }
-  }
+  int64_t total = n * h * w, have = 0;
+  st = rd_growing(&r, path, total, &buf, &have);
+  if (!st && have < total)
+    st = mc_error(MC_EFORMAT,
+                  "%s: truncated: data ends at %s %lld inside image %lld; "
+                  "the header (%lld images of %lldx%lld) needs %lld bytes "
+                  "of pixels, i.e. the %s should end at byte %lld",
+                  path, off_word(&r), (long long)r.off,
+                  (long long)(have / (h * w)), (long long)n, (long long)h,
+                  (long long)w, (long long)total,
+                  r.gz ? "uncompressed data" : "file",
+                  (long long)(16 + total));
+  if (st) goto done;
   char what[96];
   snprintf(what, sizeof what, "%lld images of %lldx%lld", (long long)n,
            (long long)h, (long long)w);
@@ -245,36 +248,17 @@ static mc_status idx_read_labels(const char *path, mc_dataset *ds,
   int32_t *lab = NULL;
   st = idx_header(&r, IDX_MAGIC_LABELS, 1, &n);
   if (st) goto done;
-  /* grow the buffer as data arrives, like the images */
-  int64_t have = 0, cap = 0;
-  while (have < (int64_t)n) {
-    int64_t ncap = cap ? 2 * cap : READ_CHUNK;
-    if (ncap > (int64_t)n) ncap = n;
-    uint8_t *nb = realloc(buf, (size_t)ncap);
-    if (!nb) {
-      st = mc_error(MC_ENOMEM, "%s: out of memory reading %u labels", path,
-                    n);
-      goto done;
-    }
-    buf = nb;
-    cap = ncap;
-    int64_t got = rd_some(&r, buf + have, cap - have);
-    if (got < 0) {
-      st = r.st;
-      goto done;
-    }
-    have += got;
-    if (have < cap) {
-      st = mc_error(MC_EFORMAT,
-                    "%s: truncated: data ends at %s %lld after %lld labels; "
-                    "the header claims %u labels, i.e. the %s should end "
-                    "at byte %lld",
-                    path, off_word(&r), (long long)r.off, (long long)have, n,
-                    r.gz ? "uncompressed data" : "file",
-                    (long long)(8 + (int64_t)n));
-      goto done;
-    }
-  }
+  int64_t have = 0;
+  st = rd_growing(&r, path, n, &buf, &have);
+  if (!st && have < (int64_t)n)
+    st = mc_error(MC_EFORMAT,
+                  "%s: truncated: data ends at %s %lld after %lld labels; "
+                  "the header claims %u labels, i.e. the %s should end "
+                  "at byte %lld",
+                  path, off_word(&r), (long long)r.off, (long long)have, n,
+                  r.gz ? "uncompressed data" : "file",
+                  (long long)(8 + (int64_t)n));
+  if (st) goto done;
   char what[64];
   snprintf(what, sizeof what, "%u labels", n);
   st = rd_expect_eof(&r, what);

@@ -39,13 +39,19 @@ static mc_status check_shape(const mc_model *m, const mc_dataset *ds) {
   return MC_OK;
 }
 
+int64_t mc_eval_slice(int64_t batch) {
+  int64_t s = (int64_t)MC_EVAL_SLICE_PER_THREAD * mc_get_threads();
+  return s < batch ? s : batch;
+}
+
 mc_status mc_evaluate(mc_exec *e, const float *theta, float *state,
                       const mc_dataset *ds, int64_t n, mc_metrics *out) {
   const mc_model *m = mc_exec_model(e);
   mc_status st = check_shape(m, ds);
   if (st) return st;
   if (n <= 0 || n > ds->n) n = ds->n;
-  int64_t batch = mc_exec_batch(e);
+  int64_t batch = mc_exec_batch(e), slice = mc_eval_slice(batch);
+  const int64_t row = ds->c * ds->h * ds->w;
   chunk_buf b;
   chunk_alloc(&b, ds, batch);
   double total = 0;
@@ -54,10 +60,13 @@ mc_status mc_evaluate(mc_exec *e, const float *theta, float *state,
     int64_t k = n - s < batch ? n - s : batch;
     for (int64_t i = 0; i < k; i++) b.idx[i] = s + i;
     mc_dataset_batch(ds, b.idx, k, NULL, NULL, b.x, b.y);
-    const float *logits = mc_exec_forward(e, theta, state, b.x, k, MC_MODE_EVAL);
-    int64_t c;
-    total += mc_softmax_xent(logits, b.y, k, m->classes, NULL, 1.f, &c) * (double)k;
-    hits += c;
+    for (int64_t r = 0; r < k; r += slice) {
+      int64_t q = k - r < slice ? k - r : slice;
+      const float *logits = mc_exec_forward(e, theta, state, b.x + r * row, q, MC_MODE_EVAL);
+      int64_t c;
+      total += mc_softmax_xent(logits, b.y + r, q, m->classes, NULL, 1.f, &c) * (double)q;
+      hits += c;
+    }
   }
   chunk_free(&b);
   out->loss = total / (double)n;

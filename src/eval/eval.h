@@ -13,7 +13,10 @@ typedef struct {
 } mc_metrics;
 
 /* Mean CE and accuracy of the first n examples of ds (n <= 0: all), BN in
- * eval mode.  exec's batch size sets the chunk size. */
+ * eval mode.  Data are read in batches of exec's batch size and run through
+ * the network in slices of mc_eval_slice(batch) rows: in eval mode every
+ * sample is independent, so the result does not depend on the slicing, and
+ * a slice's activations stay in cache where a batch of 1000 does not. */
 mc_status mc_evaluate(mc_exec *e, const float *theta, float *state,
                       const mc_dataset *ds, int64_t n, mc_metrics *out);
 
@@ -24,5 +27,10 @@ mc_status mc_bn_recompute(mc_exec *e, const float *theta, float *state,
                           const mc_dataset *ds, int64_t n);
 
 int mc_model_has_bn(const mc_model *m);
+
+/* Rows per forward call for eval-mode passes over a batch of `batch` rows:
+ * MC_EVAL_SLICE_PER_THREAD rows per thread, at most `batch`. */
+#define MC_EVAL_SLICE_PER_THREAD 64
+int64_t mc_eval_slice(int64_t batch);
 
 #endif

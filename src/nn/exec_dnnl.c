@@ -1316,13 +1316,14 @@ mc_status dnnl_exec_init(mc_exec *e) {
   }
   mc_status rc = init_engine(st);
   if (rc) return rc;
-  /* build the full-batch training plan now, so an unsupported model or
-   * machine is reported here rather than at the first forward */
+  /* build a training plan for 2 rows now, so an unsupported model or
+   * machine is reported here rather than at the first forward; real plans
+   * are built by the calls that need them (an eval-only user never pays
+   * for full-batch training buffers) */
   plan *p = NULL;
-  rc = plan_create(st, e->batch, 1, omp_get_max_threads(), &p);
+  rc = plan_create(st, e->batch < 2 ? e->batch : 2, 1, omp_get_max_threads(), &p);
   if (rc) return rc;
-  p->used = ++st->tick;
-  st->plans[0] = p;
+  plan_free(p);
   return MC_OK;
 }
 
