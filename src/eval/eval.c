@@ -40,8 +40,11 @@ static mc_status check_shape(const mc_model *m, const mc_dataset *ds) {
 }
 
 int64_t mc_eval_slice(int64_t batch) {
-  int64_t s = (int64_t)MC_EVAL_SLICE_PER_THREAD * mc_get_threads();
-  return s < batch ? s : batch;
+  const int64_t target = (int64_t)MC_EVAL_SLICE_PER_THREAD * mc_get_threads();
+  if (batch <= target) return batch;
+  /* equal slices (500 -> 4 x 125), so that full batches need one plan */
+  const int64_t parts = (batch + target - 1) / target;
+  return (batch + parts - 1) / parts;
 }
 
 mc_status mc_evaluate(mc_exec *e, const float *theta, float *state,

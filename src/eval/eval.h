@@ -16,7 +16,8 @@ typedef struct {
  * eval mode.  Data are read in batches of exec's batch size and run through
  * the network in slices of mc_eval_slice(batch) rows: in eval mode every
  * sample is independent, so the result does not depend on the slicing, and
- * a slice's activations stay in cache where a batch of 1000 does not. */
+ * the executor's per-node buffers stay small (resnet20 at 1000 rows would
+ * hold 2 GB of activations; at 125 rows, 0.3 GB). */
 mc_status mc_evaluate(mc_exec *e, const float *theta, float *state,
                       const mc_dataset *ds, int64_t n, mc_metrics *out);
 
@@ -29,7 +30,8 @@ mc_status mc_bn_recompute(mc_exec *e, const float *theta, float *state,
 int mc_model_has_bn(const mc_model *m);
 
 /* Rows per forward call for eval-mode passes over a batch of `batch` rows:
- * MC_EVAL_SLICE_PER_THREAD rows per thread, at most `batch`. */
+ * `batch` cut into equal slices of at most MC_EVAL_SLICE_PER_THREAD rows per
+ * thread (at 2 threads: 1000 -> 125, 500 -> 125, 128 -> 128). */
 #define MC_EVAL_SLICE_PER_THREAD 64
 int64_t mc_eval_slice(int64_t batch);
 
