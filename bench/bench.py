@@ -5,7 +5,7 @@ Every workload runs three ways, interleaved within the run (modeconn,
 PyTorch as shipped, PyTorch tuned; repeated --reps times in that order,
 the best of the repetitions is reported for each):
 
-  modeconn         the CLI with --threads 2 --backend $MODECONN_BACKEND (default dnnl)
+  modeconn         the CLI with --threads 2 --backend $MODECONN_BACKEND (default auto)
   PyTorch shipped  /usr/bin/python3 bench/torch_side.py, torch.set_num_threads(2),
                    LD_PRELOAD and OPENBLAS_NUM_THREADS removed from the environment
   PyTorch tuned    the same with LD_PRELOAD=libtcmalloc_minimal.so.4 and
@@ -444,7 +444,7 @@ def main():
     p.add_argument("--only", help="comma-separated workload ids or kinds: train, eval, align, interp, curvetrain, "
                                   "curveeval, or e.g. train-resnet20")
     p.add_argument("--modeconn", default=os.environ.get("MODECONN", os.path.join(ROOT, "build", "modeconn")))
-    p.add_argument("--backend", default=os.environ.get("MODECONN_BACKEND", "dnnl"))
+    p.add_argument("--backend", default=os.environ.get("MODECONN_BACKEND", "auto"))
     p.add_argument("--workdir", help="where checkpoints and results go (default: a fresh temporary directory)")
     p.add_argument("--keep", action="store_true", help="reuse setup checkpoints found in --workdir")
     p.add_argument("--out", help="markdown file (default bench/results-<date>[-quick].md)")

@@ -4,14 +4,14 @@
 #   bench/run.sh [--quick] [--reps N] [--only KINDS] [--workdir DIR --keep] [bench.py options]
 #
 # Runs every workload three ways, interleaved: modeconn (--threads 2,
-# --backend $MODECONN_BACKEND, default dnnl), PyTorch as shipped
+# --backend $MODECONN_BACKEND, default auto), PyTorch as shipped
 # (torch.set_num_threads(2)), PyTorch tuned (LD_PRELOAD=tcmalloc,
 # OPENBLAS_NUM_THREADS=1). Prints a table and writes
 # bench/results-<date>.md (bench/results-<date>-quick.md with --quick).
 # `bench/run.sh --help` lists every size option. Timings are never
 # asserted anywhere; the numbers are only as quiet as the machine.
 #
-# Environment: MODECONN_BACKEND (dnnl|ref), MODECONN (path of the CLI,
+# Environment: MODECONN_BACKEND (auto|dnnl|ref), MODECONN (path of the CLI,
 # default build/modeconn), BENCH_REPS.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)

@@ -203,7 +203,10 @@ void mc_model_permute(const mc_model *m, int *const *perm, const float *theta,
                       const float *state, float *theta_out, float *state_out);
 
 /* -------------------------------------------------------------- executor */
-typedef enum { MC_BACKEND_REF = 0, MC_BACKEND_DNNL = 1 } mc_backend;
+/* AUTO: oneDNN for models with convolutions, the reference path (OpenBLAS
+ * GEMMs, plain layouts) for the rest -- on AVX2 OpenBLAS's sgemm beats
+ * oneDNN's inner product for an mlp (bench/README.md). */
+typedef enum { MC_BACKEND_REF = 0, MC_BACKEND_DNNL = 1, MC_BACKEND_AUTO = 2 } mc_backend;
 typedef enum {
   MC_MODE_EVAL = 0,   /* BN uses running stats, dropout identity */
   MC_MODE_TRAIN,      /* BN batch stats, running stats updated by momentum */
@@ -216,9 +219,11 @@ typedef struct mc_exec mc_exec;
 mc_status mc_exec_create(mc_exec **out, const mc_model *m, int64_t batch,
                          mc_backend be);
 void mc_exec_free(mc_exec *e);
-mc_backend mc_backend_default(void); /* from MODECONN_BACKEND, else dnnl */
+mc_backend mc_backend_default(void); /* from MODECONN_BACKEND, else auto */
 mc_status mc_backend_parse(const char *s, mc_backend *be);
 const char *mc_backend_name(mc_backend be);
+/* The path mc_exec_create takes for m: AUTO resolved, others unchanged. */
+mc_backend mc_backend_for(const mc_model *m, mc_backend be);
 /* x: (n, in_c, in_h, in_w) in [0,1]; n <= batch.  Returns logits (n,classes)
  * owned by the executor.  state is updated in the train modes. */
 const float *mc_exec_forward(mc_exec *e, const float *theta, float *state,

@@ -9,7 +9,7 @@
 #   scripts/demo.sh --quick    small subset, few epochs (about 2 minutes)
 #
 # Environment: OUT (report directory, default ./report), ARCH (tinyten),
-# MODECONN_BACKEND (dnnl or ref), SKIP_INSTALL=1, SKIP_BUILD=1, and the
+# MODECONN_BACKEND (auto, dnnl or ref), SKIP_INSTALL=1, SKIP_BUILD=1, and the
 # size knobs below (EPOCHS, CURVE_EPOCHS, POINTS, GRID, BN_SAMPLES, ...).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -59,8 +59,9 @@ typedef struct {
 
 #define CLI_RUNTIME_OPTS(o)                                                   \
   {"threads", OPT_INT, &(o).threads, "0", "threads (0 = all cores)"},       \
-  {"backend", OPT_STR, &(o).backend, "dnnl",                                 \
-   "compute path: dnnl (oneDNN fast path) or ref (plain reference ops)"}
+  {"backend", OPT_STR, &(o).backend, NULL,                                   \
+   "compute path: dnnl (oneDNN), ref (reference ops on OpenBLAS), or auto "   \
+   "(dnnl for models with convolutions, else ref) (default: $MODECONN_BACKEND, else auto)"}
 
 mc_status cli_arch_params(const cli_model_opts *o, mc_arch_params *p);
 mc_status cli_runtime(const cli_model_opts *o, mc_backend *be);

@@ -98,7 +98,7 @@ int cmd_train(int argc, char **argv) {
     fprintf(stderr, "training %s (%zu parameters) on %s: %lld train / %lld test images, %lld epochs, batch %lld, "
                     "lr %g (%s), seed %lld, %d threads, backend %s\n",
             m->arch, m->n_theta, d.name, (long long)d.train.n, (long long)d.test.n, (long long)epochs,
-            (long long)batch, lr, sched, (long long)seed, mc_get_threads(), mc_backend_name(be));
+            (long long)batch, lr, sched, (long long)seed, mc_get_threads(), mc_backend_name(mc_backend_for(m, be)));
     st = mc_train(&cfg, m, theta, state, &d, be);
   }
   if (!st && out) fprintf(stderr, "wrote %s\n", out);

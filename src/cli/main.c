@@ -23,7 +23,7 @@ static void usage(FILE *f) {
   fprintf(f, "usage: modeconn COMMAND [options]   (modeconn COMMAND --help for its flags)\n\ncommands:\n");
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
     fprintf(f, "  %-14s %s\n", cmds[i].name, cmds[i].summary);
-  fprintf(f, "\nenvironment: MODECONN_BACKEND=dnnl|ref sets the default compute path;\n"
+  fprintf(f, "\nenvironment: MODECONN_BACKEND=auto|dnnl|ref sets the default compute path;\n"
              "OMP_NUM_THREADS sets the default thread count.\n");
 }
 

@@ -16,18 +16,26 @@ mc_backend mc_backend_default(void) {
   const char *s = getenv("MODECONN_BACKEND");
   mc_backend be;
   if (s && mc_backend_parse(s, &be) == MC_OK) return be;
-  return MC_BACKEND_DNNL;
+  return MC_BACKEND_AUTO;
+}
+
+mc_backend mc_backend_for(const mc_model *m, mc_backend be) {
+  if (be != MC_BACKEND_AUTO) return be;
+  for (int i = 0; i < m->n_nodes; i++)
+    if (m->nodes[i].kind == MC_NODE_CONV) return MC_BACKEND_DNNL;
+  return MC_BACKEND_REF;
 }
 
 mc_status mc_backend_parse(const char *s, mc_backend *be) {
   if (!strcmp(s, "ref") || !strcmp(s, "reference")) *be = MC_BACKEND_REF;
   else if (!strcmp(s, "dnnl") || !strcmp(s, "onednn")) *be = MC_BACKEND_DNNL;
-  else return mc_error(MC_EARG, "backend '%s': expected 'dnnl' or 'ref'", s);
+  else if (!strcmp(s, "auto")) *be = MC_BACKEND_AUTO;
+  else return mc_error(MC_EARG, "backend '%s': expected 'auto', 'dnnl' or 'ref'", s);
   return MC_OK;
 }
 
 const char *mc_backend_name(mc_backend be) {
-  return be == MC_BACKEND_REF ? "ref" : "dnnl";
+  return be == MC_BACKEND_REF ? "ref" : be == MC_BACKEND_DNNL ? "dnnl" : "auto";
 }
 
 int64_t mc_exec_batch(const mc_exec *e) { return e->batch; }
@@ -54,6 +62,7 @@ mc_status mc_exec_create(mc_exec **out, const mc_model *m, int64_t batch,
                          mc_backend be) {
   *out = NULL;
   if (batch < 1) return mc_error(MC_EARG, "batch size must be >= 1");
+  be = mc_backend_for(m, be);
   mc_exec *e = mc_calloc(1, sizeof *e);
   e->m = m;
   e->batch = batch;
