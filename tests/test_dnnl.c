@@ -366,8 +366,29 @@ static void test_determinism(void **s) {
   }
 }
 
+/* auto: oneDNN exactly for models with a convolution; parse/name round trip */
+static void test_backend_auto(void **s) {
+  (void)s;
+  mc_model *mlp = tu_model("mlp", 1, 28, 28, 10), *tt = tu_model("tinyten", 1, 28, 28, 10);
+  assert_int_equal(mc_backend_for(mlp, MC_BACKEND_AUTO), MC_BACKEND_REF);
+  assert_int_equal(mc_backend_for(tt, MC_BACKEND_AUTO), MC_BACKEND_DNNL);
+  assert_int_equal(mc_backend_for(mlp, MC_BACKEND_DNNL), MC_BACKEND_DNNL);
+  assert_int_equal(mc_backend_for(tt, MC_BACKEND_REF), MC_BACKEND_REF);
+  const char *names[] = {"auto", "dnnl", "ref"};
+  for (int i = 0; i < 3; i++) {
+    mc_backend be;
+    assert_int_equal(mc_backend_parse(names[i], &be), MC_OK);
+    assert_string_equal(mc_backend_name(be), names[i]);
+  }
+  mc_backend be;
+  assert_int_equal(mc_backend_parse("cuda", &be), MC_EARG);
+  mc_model_free(mlp);
+  mc_model_free(tt);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_backend_auto),
       cmocka_unit_test(test_tinyten),   cmocka_unit_test(test_resnet20),
       cmocka_unit_test(test_resnet20_rgb), cmocka_unit_test(test_mlp),
       cmocka_unit_test(test_mlp_bn),    cmocka_unit_test(test_branchnet),
