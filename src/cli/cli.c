@@ -182,18 +182,14 @@ mc_status cli_pair_load(const char *pa, const char *pb, const cli_model_opts *mo
   memset(p, 0, sizeof *p);
   mc_status st = cli_load_pair(pa, pb, mo, &p->m, &p->ta, &p->sa, &p->tb, &p->sb);
   if (st) return st;
-  if ((st = cli_load_data(dopt, &p->d))) {
-    cli_pair_free(p);
-    return st;
-  }
-  p->has_data = 1;
-  return MC_OK;
+  if ((st = cli_load_data(dopt, &p->d))) cli_pair_free(p); /* a failed load leaves d zeroed */
+  return st;
 }
 
 void cli_pair_free(cli_pair *p) {
   free(p->ta); free(p->sa); free(p->tb); free(p->sb);
   mc_model_free(p->m);
-  if (p->has_data) mc_data_free(&p->d);
+  mc_data_free(&p->d);
   memset(p, 0, sizeof *p);
 }
 

@@ -99,7 +99,6 @@ typedef struct {
   mc_model *m;
   float *ta, *sa, *tb, *sb;
   mc_data d;
-  int has_data;
 } cli_pair;
 mc_status cli_pair_load(const char *pa, const char *pb, const cli_model_opts *mo, const cli_data_opts *dopt,
                         cli_pair *p);
