@@ -234,6 +234,15 @@ void mc_exec_backward(mc_exec *e, const float *theta, const float *dlogits,
                       float *grad, float *dx);
 /* Plain NCHW copy of node `node`'s last forward output: (n, C, H, W). */
 void mc_exec_read(mc_exec *e, int node, float *out);
+/* The same output in place, without a copy: element (i, c, s), s = h*W + w,
+ * is data[i*n_stride + (c/block)*cb_stride + c%block + s*s_stride]. Valid
+ * until the next forward. Returns 0, or -1 when the node has no such
+ * layout (then use mc_exec_read). */
+typedef struct {
+  const float *data;
+  int64_t block, n_stride, cb_stride, s_stride;
+} mc_act_view;
+int mc_exec_view(mc_exec *e, int node, mc_act_view *v);
 void mc_exec_set_seed(mc_exec *e, uint64_t seed); /* dropout masks */
 void mc_exec_bn_reset(mc_exec *e, float *state);  /* for BN_RECOMPUTE */
 int64_t mc_exec_batch(const mc_exec *e);

@@ -1,11 +1,14 @@
-/* Activation-correlation statistics for alignment: float64 moments
- * streamed over batches, one Pearson matrix per (tap, segment), summed per
- * permutation group; and the LAP that turns them into permutations. */
+/* Activation-correlation statistics for alignment: moments streamed over
+ * batches (float32 within an image, float64 across images), one Pearson
+ * matrix per (tap, segment), summed per permutation group; and the LAP
+ * that turns them into permutations. */
 #include "align/align.h"
 #include "align/lap.h"
 #include "eval/eval.h"
 
-#include <cblas.h>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,37 +101,145 @@ static void free_taps(tap *t, int n) {
   free(t);
 }
 
-/* Rearranges the segment of a plain (N, C, S) activation into (count,
- * N*S*repeat) rows of doubles -- row c holds every sample of unit c -- and
- * adds each row's sum and sum of squares into s1, s2 on the way. */
-static void gather_units(double *dst, const float *act, int64_t N, int64_t Ctot, int64_t S,
-                         const tap *p, double *s1, double *s2) {
-  /* flat layouts (S == 1) carry `repeat` features per unit: extra samples */
-  int64_t per = S * p->repeat, cols = N * per;
-#pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < p->count; c++) {
-    double a1 = 0, a2 = 0;
-    for (int64_t i = 0; i < N; i++) {
-      const float *src = act + (i * Ctot + p->ch_off + c * p->repeat) * S;
-      double *d = dst + c * cols + i * per;
-      for (int64_t j = 0; j < per; j++) {
-        double v = src[j];
-        d[j] = v;
-        a1 += v;
-        a2 += v * v;
-      }
+/* Moments, per image: the image's segment is taken as blocks of 8 units,
+ * block b at g + b*bs holding [per][8] (units past count are zero), and the
+ * sums are taken in float32 over its at most H*W*repeat samples, then added
+ * in float64 across images (so rounding never grows with the data size).
+ * oneDNN's 8-channel blocked outputs already are such blocks; any other
+ * layout is gathered into them. */
+static int64_t pad8(int64_t c) { return (c + 7) & ~(int64_t)7; }
+
+static const float *at(const mc_act_view *v, int64_t i, int64_t c, int64_t s) {
+  return v->data + i * v->n_stride + (c / v->block) * v->cb_stride + c % v->block + s * v->s_stride;
+}
+
+/* Image i's blocks in place (returns their stride), or gathered into dst. */
+static const float *image_blocks(float *dst, const mc_act_view *v, int64_t i, int64_t S, const tap *p,
+                                 int64_t *bs) {
+  const int64_t per = S * p->repeat;
+  if (v->block == 8 && v->s_stride == 8 && p->repeat == 1 && p->ch_off % 8 == 0 && p->count % 8 == 0) {
+    *bs = v->cb_stride;
+    return at(v, i, p->ch_off, 0);
+  }
+  for (int64_t c = 0; c < pad8(p->count); c++) {
+    float *d = dst + (c / 8) * per * 8 + c % 8;
+    if (c >= p->count) {
+      for (int64_t j = 0; j < per; j++) d[j * 8] = 0.f;
+      continue;
     }
-    s1[c] += a1;
-    s2[c] += a2;
+    for (int64_t r = 0; r < p->repeat; r++) /* flat layouts: features of a unit are samples */
+      for (int64_t q = 0; q < S; q++) d[(r * S + q) * 8] = *at(v, i, p->ch_off + c * p->repeat + r, q);
+  }
+  *bs = per * 8;
+  return dst;
+}
+
+/* s1, s2 (count) += per-unit sum and sum of squares of one image's blocks. */
+static void block_sums(const float *g, int64_t bs, int64_t per, int64_t count, double *s1, double *s2) {
+  for (int64_t cb = 0; cb < pad8(count) / 8; cb++) {
+    float x1[8] = {0}, x2[8] = {0};
+    const float *v = g + cb * bs;
+#if defined(__AVX2__) && defined(__FMA__)
+    __m256 a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps();
+    for (int64_t j = 0; j < per; j++) {
+      __m256 x = _mm256_loadu_ps(v + j * 8);
+      a1 = _mm256_add_ps(a1, x);
+      a2 = _mm256_fmadd_ps(x, x, a2);
+    }
+    _mm256_storeu_ps(x1, a1);
+    _mm256_storeu_ps(x2, a2);
+#else
+    for (int64_t j = 0; j < per; j++)
+      for (int r = 0; r < 8; r++) {
+        x1[r] += v[j * 8 + r];
+        x2[r] += v[j * 8 + r] * v[j * 8 + r];
+      }
+#endif
+    for (int r = 0; r < 8 && cb * 8 + r < count; r++) {
+      s1[cb * 8 + r] += x1[r];
+      s2[cb * 8 + r] += x2[r];
+    }
   }
 }
 
-/* Cross moments of a tap's gathered rows: sab += A B^T. */
-static void accumulate(tap *p, const double *A, const double *B, int64_t cols) {
-  const int64_t C = p->count;
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)C, (int)C, (int)cols, 1.0, A, (int)cols, B,
-              (int)cols, 1.0, p->sab, (int)C);
-  p->cnt += (double)cols;
+/* sab (count x count) += A B^T over one image's blocks: 8x8 unit tiles. */
+static void block_cross(const float *ga, int64_t bsa, const float *gb, int64_t bsb, int64_t per, int64_t count,
+                        double *sab) {
+  const int64_t nb = pad8(count) / 8;
+  for (int64_t ba = 0; ba < nb; ba++)
+    for (int64_t bb = 0; bb < nb; bb++) {
+      const float *a = ga + ba * bsa, *b = gb + bb * bsb;
+      float t[8][8];
+#if defined(__AVX2__) && defined(__FMA__)
+      __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
+      for (int64_t j = 0; j < per; j++) {
+        const float *x = a + j * 8;
+        __m256 y = _mm256_loadu_ps(b + j * 8);
+        c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + 0), y, c0);
+        c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + 1), y, c1);
+        c2 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + 2), y, c2);
+        c3 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + 3), y, c3);
+        c4 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + 4), y, c4);
+        c5 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + 5), y, c5);
+        c6 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + 6), y, c6);
+        c7 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + 7), y, c7);
+      }
+      _mm256_storeu_ps(t[0], c0); _mm256_storeu_ps(t[1], c1); _mm256_storeu_ps(t[2], c2);
+      _mm256_storeu_ps(t[3], c3); _mm256_storeu_ps(t[4], c4); _mm256_storeu_ps(t[5], c5);
+      _mm256_storeu_ps(t[6], c6); _mm256_storeu_ps(t[7], c7);
+#else
+      memset(t, 0, sizeof t);
+      for (int64_t j = 0; j < per; j++)
+        for (int r = 0; r < 8; r++)
+          for (int q = 0; q < 8; q++) t[r][q] += a[j * 8 + r] * b[j * 8 + q];
+#endif
+      for (int r = 0; r < 8 && ba * 8 + r < count; r++)
+        for (int q = 0; q < 8 && bb * 8 + q < count; q++) sab[(ba * 8 + r) * count + bb * 8 + q] += t[r][q];
+    }
+}
+
+/* All moments of a tap over k images of A's and B's outputs; images run
+ * in parallel, each thread summing into its own float64 moments, added
+ * into the tap's at the end. */
+static void accumulate(tap *p, const mc_act_view *va, const mc_act_view *vb, int64_t k, int64_t S) {
+  const int64_t C = p->count, per = S * p->repeat;
+#pragma omp parallel
+  {
+    float *wa = mc_aligned_alloc(sizeof(float) * (size_t)(pad8(C) * per));
+    float *wb = mc_aligned_alloc(sizeof(float) * (size_t)(pad8(C) * per));
+    double *acc = mc_calloc((size_t)(C * C + 4 * C), sizeof(double));
+    double *s[4] = {acc + C * C, acc + C * C + C, acc + C * C + 2 * C, acc + C * C + 3 * C};
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < k; i++) {
+      int64_t bsa, bsb;
+      const float *ga = image_blocks(wa, va, i, S, p, &bsa), *gb = image_blocks(wb, vb, i, S, p, &bsb);
+      block_sums(ga, bsa, per, C, s[0], s[1]);
+      block_sums(gb, bsb, per, C, s[2], s[3]);
+      block_cross(ga, bsa, gb, bsb, per, C, acc);
+    }
+#pragma omp critical(mc_corr_moments)
+    {
+      for (int64_t q = 0; q < C * C; q++) p->sab[q] += acc[q];
+      for (int64_t c = 0; c < C; c++) {
+        p->sa[c] += s[0][c];
+        p->saa[c] += s[1][c];
+        p->sb[c] += s[2][c];
+        p->sbb[c] += s[3][c];
+      }
+    }
+    free(wa);
+    free(wb);
+    free(acc);
+  }
+  p->cnt += (double)(k * per);
+}
+
+/* A node's output in place, or copied to plain layout in buf. */
+static void view_or_read(mc_exec *e, int node, float *buf, mc_act_view *v) {
+  if (mc_exec_view(e, node, v) == 0) return;
+  const mc_node *nd = &mc_exec_model(e)->nodes[node];
+  mc_exec_read(e, node, buf);
+  *v = (mc_act_view){buf, 1, nd->C * nd->H * nd->W, nd->H * nd->W, 1};
 }
 
 /* Pearson correlation of a tap, added into G (count x count). */
@@ -174,9 +285,8 @@ static mc_status corr_matrices(const mc_model *m, const float *ta, float *sa, co
     size_t s = (size_t)(nd->C * nd->H * nd->W);
     if (s > maxact) maxact = s;
   }
-  float *act = mc_aligned_alloc(sizeof(float) * maxact * (size_t)batch);
-  double *A = mc_aligned_alloc(sizeof(double) * maxact * (size_t)batch);
-  double *B = mc_aligned_alloc(sizeof(double) * maxact * (size_t)batch);
+  float *xa = mc_aligned_alloc(sizeof(float) * maxact * (size_t)batch);
+  float *xb = mc_aligned_alloc(sizeof(float) * maxact * (size_t)batch);
   float *x = mc_aligned_alloc(sizeof(float) * (size_t)(batch * m->in_c * m->in_h * m->in_w));
   int32_t *y = mc_malloc(sizeof(int32_t) * (size_t)batch);
   int64_t *idx = mc_malloc(sizeof(int64_t) * (size_t)batch);
@@ -189,12 +299,10 @@ static mc_status corr_matrices(const mc_model *m, const float *ta, float *sa, co
     for (int t = 0; t < ntap; t++) {
       tap *p = &taps[t];
       const mc_node *nd = &m->nodes[p->node];
-      int64_t S = nd->H * nd->W, cols = k * S * p->repeat;
-      mc_exec_read(ea, p->node, act);
-      gather_units(A, act, k, nd->C, S, p, p->sa, p->saa);
-      mc_exec_read(eb, p->node, act);
-      gather_units(B, act, k, nd->C, S, p, p->sb, p->sbb);
-      accumulate(p, A, B, cols);
+      mc_act_view va, vb;
+      view_or_read(ea, p->node, xa, &va);
+      view_or_read(eb, p->node, xb, &vb);
+      accumulate(p, &va, &vb, k, nd->H * nd->W);
     }
   }
   double **G = mc_calloc((size_t)m->n_groups + 1, sizeof(double *));
@@ -208,7 +316,7 @@ static mc_status corr_matrices(const mc_model *m, const float *ta, float *sa, co
     taps_per_group[taps[t].group]++;
   }
   free_taps(taps, ntap);
-  free(act); free(A); free(B); free(x); free(y); free(idx);
+  free(xa); free(xb); free(x); free(y); free(idx);
   mc_exec_free(ea);
   mc_exec_free(eb);
   *Gout = G;

@@ -352,6 +352,15 @@ void mc_exec_read(mc_exec *e, int node, float *out) {
   memcpy(out, e->act[node], sizeof(float) * (size_t)(e->n * node_numel(nd)));
 }
 
+int mc_exec_view(mc_exec *e, int node, mc_act_view *v) {
+  const mc_node *nd = &e->m->nodes[node];
+  if (e->be == MC_BACKEND_DNNL) return dnnl_exec_view(e, node, v);
+  MC_ASSERT(node > 0);
+  const int64_t S = nd->H * nd->W;
+  *v = (mc_act_view){e->act[node], 1, nd->C * S, S, 1};
+  return 0;
+}
+
 double mc_softmax_xent(const float *logits, const int32_t *labels, int64_t n,
                        int64_t classes, float *dlogits, float scale,
                        int64_t *correct) {

@@ -1376,6 +1376,28 @@ static mc_status bn_recompute_step(dstate *st, plan *p, int i, step *s) {
   return rc;
 }
 
+int dnnl_exec_view(mc_exec *e, int node, mc_act_view *v) {
+  dstate *st = e->dnnl;
+  plan *p = st->cur;
+  MC_ASSERT(p != NULL && node >= 0 && node < p->nn);
+  if (st->relu_of && st->relu_of[node] >= 0) return -1; /* fused BN: not stored */
+  const dnnl_memory_desc_t *md = &p->md[node];
+  const mc_node *nd = &st->e->m->nodes[node];
+  if (md->format_kind != dnnl_blocked || (md->ndims != 2 && md->ndims != 4)) return -1;
+  const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+  int64_t block = 1;
+  if (b->inner_nblks == 1 && b->inner_idxs[0] == 1) block = b->inner_blks[0];
+  else if (b->inner_nblks != 0) return -1;
+  if (block > 1 && b->strides[1] % block) return -1;
+  int64_t ss = 0;
+  if (md->ndims == 4) {
+    if (b->strides[2] != nd->W * b->strides[3]) return -1; /* h, w not one index */
+    ss = b->strides[3];
+  }
+  *v = (mc_act_view){mem_ptr(p->mem[node]) + md->offset0, block, b->strides[0], b->strides[1], ss};
+  return 0;
+}
+
 void dnnl_exec_read(mc_exec *e, int node, float *out) {
   dstate *st = e->dnnl;
   plan *p = st->cur;

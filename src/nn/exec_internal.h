@@ -35,6 +35,7 @@ void dnnl_exec_forward(mc_exec *e, const float *theta, float *state,
 void dnnl_exec_backward(mc_exec *e, const float *theta, const float *dlogits,
                         float *grad, float *dx);
 void dnnl_exec_read(mc_exec *e, int node, float *out);
+int dnnl_exec_view(mc_exec *e, int node, mc_act_view *v);
 
 /* BN running-statistics momentum for the given mode and batch count. */
 static inline float exec_bn_momentum(const mc_exec *e, const mc_node *nd,
