@@ -263,15 +263,13 @@ static void add_corr(const tap *p, double *G) {
 static mc_status corr_matrices(const mc_model *m, const float *ta, float *sa, const float *tb, float *sb,
                                const mc_dataset *ds, int64_t n, int64_t batch, mc_backend be, double ***Gout,
                                int *taps_per_group) {
-  if (ds->c != m->in_c || ds->h != m->in_h || ds->w != m->in_w)
-    return mc_error(MC_ESHAPE, "alignment data are %lldx%lldx%lld, the model expects %lldx%lldx%lld",
-                    (long long)ds->c, (long long)ds->h, (long long)ds->w, (long long)m->in_c,
-                    (long long)m->in_h, (long long)m->in_w);
+  mc_status st = mc_check_data_shape(m, ds);
+  if (st) return st;
   if (n <= 0 || n > ds->n) n = ds->n;
   if (batch > n) batch = n;
   batch = mc_eval_slice(batch); /* eval mode: slicing leaves the sums unchanged */
   mc_exec *ea, *eb;
-  mc_status st = mc_exec_create(&ea, m, batch, be);
+  st = mc_exec_create(&ea, m, batch, be);
   if (st) return st;
   if ((st = mc_exec_create(&eb, m, batch, be))) {
     mc_exec_free(ea);
@@ -287,15 +285,11 @@ static mc_status corr_matrices(const mc_model *m, const float *ta, float *sa, co
   }
   float *xa = mc_aligned_alloc(sizeof(float) * maxact * (size_t)batch);
   float *xb = mc_aligned_alloc(sizeof(float) * maxact * (size_t)batch);
-  float *x = mc_aligned_alloc(sizeof(float) * (size_t)(batch * m->in_c * m->in_h * m->in_w));
-  int32_t *y = mc_malloc(sizeof(int32_t) * (size_t)batch);
-  int64_t *idx = mc_malloc(sizeof(int64_t) * (size_t)batch);
-  for (int64_t s0 = 0; s0 < n; s0 += batch) {
-    int64_t k = n - s0 < batch ? n - s0 : batch;
-    for (int64_t i = 0; i < k; i++) idx[i] = s0 + i;
-    mc_dataset_batch(ds, idx, k, NULL, NULL, x, y);
-    mc_exec_forward(ea, ta, sa, x, k, MC_MODE_EVAL);
-    mc_exec_forward(eb, tb, sb, x, k, MC_MODE_EVAL);
+  mc_batches bt;
+  mc_batches_init(&bt, ds, n, batch);
+  for (int64_t k; (k = mc_batches_next(&bt)) > 0;) {
+    mc_exec_forward(ea, ta, sa, bt.x, k, MC_MODE_EVAL);
+    mc_exec_forward(eb, tb, sb, bt.x, k, MC_MODE_EVAL);
     for (int t = 0; t < ntap; t++) {
       tap *p = &taps[t];
       const mc_node *nd = &m->nodes[p->node];
@@ -316,7 +310,9 @@ static mc_status corr_matrices(const mc_model *m, const float *ta, float *sa, co
     taps_per_group[taps[t].group]++;
   }
   free_taps(taps, ntap);
-  free(xa); free(xb); free(x); free(y); free(idx);
+  free(xa);
+  free(xb);
+  mc_batches_free(&bt);
   mc_exec_free(ea);
   mc_exec_free(eb);
   *Gout = G;

@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 int mc_model_has_bn(const mc_model *m) {
   for (int i = 0; i < m->n_nodes; i++)
@@ -10,25 +11,30 @@ int mc_model_has_bn(const mc_model *m) {
   return 0;
 }
 
-typedef struct {
-  float *x;
-  int32_t *y;
-  int64_t *idx;
-} chunk_buf;
-
-static void chunk_alloc(chunk_buf *b, const mc_dataset *ds, int64_t batch) {
+void mc_batches_init(mc_batches *b, const mc_dataset *ds, int64_t n, int64_t batch) {
+  *b = (mc_batches){.ds = ds, .n = n, .batch = batch, .start = -batch};
   b->x = mc_aligned_alloc(sizeof(float) * (size_t)(batch * ds->c * ds->h * ds->w));
   b->y = mc_malloc(sizeof(int32_t) * (size_t)batch);
   b->idx = mc_malloc(sizeof(int64_t) * (size_t)batch);
 }
 
-static void chunk_free(chunk_buf *b) {
+int64_t mc_batches_next(mc_batches *b) {
+  b->start += b->batch;
+  if (b->start >= b->n) return 0;
+  int64_t k = b->n - b->start < b->batch ? b->n - b->start : b->batch;
+  for (int64_t i = 0; i < k; i++) b->idx[i] = b->start + i;
+  mc_dataset_batch(b->ds, b->idx, k, NULL, NULL, b->x, b->y);
+  return k;
+}
+
+void mc_batches_free(mc_batches *b) {
   free(b->x);
   free(b->y);
   free(b->idx);
+  memset(b, 0, sizeof *b);
 }
 
-static mc_status check_shape(const mc_model *m, const mc_dataset *ds) {
+mc_status mc_check_data_shape(const mc_model *m, const mc_dataset *ds) {
   if (ds->c != m->in_c || ds->h != m->in_h || ds->w != m->in_w)
     return mc_error(MC_ESHAPE, "data are %lldx%lldx%lld images but the model expects %lldx%lldx%lld",
                     (long long)ds->c, (long long)ds->h, (long long)ds->w, (long long)m->in_c,
@@ -50,19 +56,16 @@ int64_t mc_eval_slice(int64_t batch) {
 mc_status mc_evaluate(mc_exec *e, const float *theta, float *state,
                       const mc_dataset *ds, int64_t n, mc_metrics *out) {
   const mc_model *m = mc_exec_model(e);
-  mc_status st = check_shape(m, ds);
+  mc_status st = mc_check_data_shape(m, ds);
   if (st) return st;
   if (n <= 0 || n > ds->n) n = ds->n;
   int64_t batch = mc_exec_batch(e), slice = mc_eval_slice(batch);
   const int64_t row = ds->c * ds->h * ds->w;
-  chunk_buf b;
-  chunk_alloc(&b, ds, batch);
+  mc_batches b;
+  mc_batches_init(&b, ds, n, batch);
   double total = 0;
   int64_t hits = 0;
-  for (int64_t s = 0; s < n; s += batch) {
-    int64_t k = n - s < batch ? n - s : batch;
-    for (int64_t i = 0; i < k; i++) b.idx[i] = s + i;
-    mc_dataset_batch(ds, b.idx, k, NULL, NULL, b.x, b.y);
+  for (int64_t k; (k = mc_batches_next(&b)) > 0;) {
     for (int64_t r = 0; r < k; r += slice) {
       int64_t q = k - r < slice ? k - r : slice;
       const float *logits = mc_exec_forward(e, theta, state, b.x + r * row, q, MC_MODE_EVAL);
@@ -71,7 +74,7 @@ mc_status mc_evaluate(mc_exec *e, const float *theta, float *state,
       hits += c;
     }
   }
-  chunk_free(&b);
+  mc_batches_free(&b);
   out->loss = total / (double)n;
   out->accuracy = (double)hits / (double)n;
   out->n = n;
@@ -82,21 +85,18 @@ mc_status mc_bn_recompute(mc_exec *e, const float *theta, float *state,
                           const mc_dataset *ds, int64_t n) {
   const mc_model *m = mc_exec_model(e);
   if (!mc_model_has_bn(m)) return MC_OK;
-  mc_status st = check_shape(m, ds);
+  mc_status st = mc_check_data_shape(m, ds);
   if (st) return st;
   if (n <= 0 || n > ds->n) n = ds->n;
   int64_t batch = mc_exec_batch(e);
-  chunk_buf b;
-  chunk_alloc(&b, ds, batch);
+  mc_batches b;
+  mc_batches_init(&b, ds, n, batch);
   mc_exec_bn_reset(e, state);
-  for (int64_t s = 0; s < n; s += batch) {
-    int64_t k = n - s < batch ? n - s : batch;
-    if (k < 2 && s > 0) break; /* a 1-sample batch has no variance */
-    for (int64_t i = 0; i < k; i++) b.idx[i] = s + i;
-    mc_dataset_batch(ds, b.idx, k, NULL, NULL, b.x, b.y);
+  for (int64_t k; (k = mc_batches_next(&b)) > 0;) {
+    if (k < 2 && b.start > 0) break; /* a 1-sample batch has no variance */
     mc_exec_forward(e, theta, state, b.x, k, MC_MODE_BN_RECOMPUTE);
   }
-  chunk_free(&b);
+  mc_batches_free(&b);
   for (size_t i = 0; i < m->n_state; i++)
     if (!isfinite(state[i])) return mc_error(MC_ENAN, "BN recompute produced a non-finite running statistic");
   return MC_OK;

@@ -28,6 +28,25 @@ mc_status mc_bn_recompute(mc_exec *e, const float *theta, float *state,
                           const mc_dataset *ds, int64_t n);
 
 int mc_model_has_bn(const mc_model *m);
+/* MC_ESHAPE unless ds's images have m's input shape and at most its classes. */
+mc_status mc_check_data_shape(const mc_model *m, const mc_dataset *ds);
+
+/* The first n examples of a dataset in dataset order (no augmentation), in
+ * batches of at most `batch` rows: the loop under every evaluation pass.
+ *   mc_batches b;
+ *   mc_batches_init(&b, ds, n, batch);
+ *   for (int64_t k; (k = mc_batches_next(&b)) > 0;) use b.x, b.y (k rows)
+ *   mc_batches_free(&b);                                                  */
+typedef struct {
+  const mc_dataset *ds;
+  int64_t n, batch, start; /* start: index of the current batch's first row */
+  float *x;
+  int32_t *y;
+  int64_t *idx;
+} mc_batches;
+void mc_batches_init(mc_batches *b, const mc_dataset *ds, int64_t n, int64_t batch);
+int64_t mc_batches_next(mc_batches *b);
+void mc_batches_free(mc_batches *b);
 
 /* Rows per forward call for eval-mode passes over a batch of `batch` rows:
  * `batch` cut into equal slices of at most MC_EVAL_SLICE_PER_THREAD rows per
