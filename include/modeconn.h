@@ -243,6 +243,17 @@ typedef struct {
   int64_t block, n_stride, cb_stride, s_stride;
 } mc_act_view;
 int mc_exec_view(mc_exec *e, int node, mc_act_view *v);
+/* Runs fn once on every thread at the same time, each thread with its own
+ * single-threaded copy of each of es[0..ne) (made for `rows` rows on first
+ * use and kept until the executor is freed): fn(w, tid, nthr, arg), w[i]
+ * being thread tid's copy of es[i]. For eval-mode passes, whose samples
+ * are independent: threads never wait for one another, and a single-
+ * threaded oneDNN primitive wastes nothing on synchronisation (two such
+ * threads evaluate resnet20 about 1.3x faster than one 2-thread
+ * executor). fn's nested parallel regions run on its thread alone. */
+#define MC_EXEC_PARALLEL_MAX 4
+typedef void (*mc_exec_worker_fn)(mc_exec **w, int tid, int nthr, void *arg);
+mc_status mc_exec_parallel(mc_exec *const *es, int ne, int64_t rows, mc_exec_worker_fn fn, void *arg);
 void mc_exec_set_seed(mc_exec *e, uint64_t seed); /* dropout masks */
 void mc_exec_bn_reset(mc_exec *e, float *state);  /* for BN_RECOMPUTE */
 int64_t mc_exec_batch(const mc_exec *e);

@@ -40,9 +40,16 @@ void mc_alignment_free(mc_alignment *al) {
 typedef struct {
   int node, group;
   int64_t ch_off, count, repeat; /* channel offset of the segment */
-  double *sa, *sb, *saa, *sbb, *sab; /* moments */
-  double cnt;
+  size_t mom;                    /* its moments in a moment array: see MOM */
 } tap;
+
+/* A tap's moments at base + p->mom: sum A B^T (count x count), then the
+ * per-unit sums of A, B, A^2, B^2 (count each). */
+enum { M_AB, M_A, M_B, M_AA, M_BB };
+static double *mom(double *base, const tap *p, int which) {
+  const int64_t C = p->count;
+  return base + p->mom + (which == M_AB ? 0 : C * C + (which - 1) * C);
+}
 
 static int is_tap_node(const mc_model *m, int i, const int *has_relu) {
   const mc_node *nd = &m->nodes[i];
@@ -53,7 +60,7 @@ static int is_tap_node(const mc_model *m, int i, const int *has_relu) {
   return 0;
 }
 
-static tap *collect_taps(const mc_model *m, int *ntap) {
+static tap *collect_taps(const mc_model *m, int *ntap, size_t *nmom) {
   int *has_relu = mc_calloc((size_t)m->n_groups + 1, sizeof(int));
   for (int i = 0; i < m->n_nodes; i++) {
     const mc_node *nd = &m->nodes[i];
@@ -63,6 +70,7 @@ static tap *collect_taps(const mc_model *m, int *ntap) {
   }
   tap *t = NULL;
   int n = 0;
+  *nmom = 0;
   for (int i = 0; i < m->n_nodes; i++) {
     if (!is_tap_node(m, i, has_relu)) continue;
     const mc_node *nd = &m->nodes[i];
@@ -79,12 +87,8 @@ static tap *collect_taps(const mc_model *m, int *ntap) {
         p->ch_off = off;
         p->count = sg->count;
         p->repeat = sg->repeat;
-        size_t c = (size_t)sg->count;
-        p->sa = mc_calloc(c, sizeof(double));
-        p->sb = mc_calloc(c, sizeof(double));
-        p->saa = mc_calloc(c, sizeof(double));
-        p->sbb = mc_calloc(c, sizeof(double));
-        p->sab = mc_calloc(c * c, sizeof(double));
+        p->mom = *nmom;
+        *nmom += (size_t)(sg->count * sg->count + 4 * sg->count);
       }
       off += sg->count * sg->repeat;
     }
@@ -92,13 +96,6 @@ static tap *collect_taps(const mc_model *m, int *ntap) {
   free(has_relu);
   *ntap = n;
   return t;
-}
-
-static void free_taps(tap *t, int n) {
-  for (int i = 0; i < n; i++) {
-    free(t[i].sa); free(t[i].sb); free(t[i].saa); free(t[i].sbb); free(t[i].sab);
-  }
-  free(t);
 }
 
 /* Moments, per image: the image's segment is taken as blocks of 8 units,
@@ -198,40 +195,18 @@ static void block_cross(const float *ga, int64_t bsa, const float *gb, int64_t b
     }
 }
 
-/* All moments of a tap over k images of A's and B's outputs; images run
- * in parallel, each thread summing into its own float64 moments, added
- * into the tap's at the end. */
-static void accumulate(tap *p, const mc_act_view *va, const mc_act_view *vb, int64_t k, int64_t S) {
+/* Adds a tap's moments over k images of A's and B's outputs into base;
+ * wa, wb: room for one image's gathered blocks. */
+static void accumulate(const tap *p, double *base, const mc_act_view *va, const mc_act_view *vb, int64_t k,
+                       int64_t S, float *wa, float *wb) {
   const int64_t C = p->count, per = S * p->repeat;
-#pragma omp parallel
-  {
-    float *wa = mc_aligned_alloc(sizeof(float) * (size_t)(pad8(C) * per));
-    float *wb = mc_aligned_alloc(sizeof(float) * (size_t)(pad8(C) * per));
-    double *acc = mc_calloc((size_t)(C * C + 4 * C), sizeof(double));
-    double *s[4] = {acc + C * C, acc + C * C + C, acc + C * C + 2 * C, acc + C * C + 3 * C};
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < k; i++) {
-      int64_t bsa, bsb;
-      const float *ga = image_blocks(wa, va, i, S, p, &bsa), *gb = image_blocks(wb, vb, i, S, p, &bsb);
-      block_sums(ga, bsa, per, C, s[0], s[1]);
-      block_sums(gb, bsb, per, C, s[2], s[3]);
-      block_cross(ga, bsa, gb, bsb, per, C, acc);
-    }
-#pragma omp critical(mc_corr_moments)
-    {
-      for (int64_t q = 0; q < C * C; q++) p->sab[q] += acc[q];
-      for (int64_t c = 0; c < C; c++) {
-        p->sa[c] += s[0][c];
-        p->saa[c] += s[1][c];
-        p->sb[c] += s[2][c];
-        p->sbb[c] += s[3][c];
-      }
-    }
-    free(wa);
-    free(wb);
-    free(acc);
+  for (int64_t i = 0; i < k; i++) {
+    int64_t bsa, bsb;
+    const float *ga = image_blocks(wa, va, i, S, p, &bsa), *gb = image_blocks(wb, vb, i, S, p, &bsb);
+    block_sums(ga, bsa, per, C, mom(base, p, M_A), mom(base, p, M_AA));
+    block_sums(gb, bsb, per, C, mom(base, p, M_B), mom(base, p, M_BB));
+    block_cross(ga, bsa, gb, bsb, per, C, mom(base, p, M_AB));
   }
-  p->cnt += (double)(k * per);
 }
 
 /* A node's output in place, or copied to plain layout in buf. */
@@ -242,24 +217,80 @@ static void view_or_read(mc_exec *e, int node, float *buf, mc_act_view *v) {
   *v = (mc_act_view){buf, 1, nd->C * nd->H * nd->W, nd->H * nd->W, 1};
 }
 
-/* Pearson correlation of a tap, added into G (count x count). */
-static void add_corr(const tap *p, double *G) {
+/* Pearson correlation of a tap over n samples, added into G (count x count). */
+static void add_corr(const tap *p, double *base, double n, double *G) {
   const int64_t C = p->count;
-  const double n = p->cnt;
+  const double *sab = mom(base, p, M_AB), *sa = mom(base, p, M_A), *sb = mom(base, p, M_B);
+  const double *saa = mom(base, p, M_AA), *sbb = mom(base, p, M_BB);
   for (int64_t i = 0; i < C; i++) {
-    double ma = p->sa[i] / n, va = fmax(p->saa[i] / n - ma * ma, 0);
-    double sa = sqrt(va) + 1e-5;
+    double ma = sa[i] / n, va = fmax(saa[i] / n - ma * ma, 0);
+    double da = sqrt(va) + 1e-5;
     for (int64_t j = 0; j < C; j++) {
-      double mb = p->sb[j] / n, vb = fmax(p->sbb[j] / n - mb * mb, 0);
-      double sb = sqrt(vb) + 1e-5;
-      double r = (p->sab[i * C + j] / n - ma * mb) / (sa * sb);
+      double mb = sb[j] / n, vb = fmax(sbb[j] / n - mb * mb, 0);
+      double db = sqrt(vb) + 1e-5;
+      double r = (sab[i * C + j] / n - ma * mb) / (da * db);
       G[i * C + j] += isfinite(r) ? r : 0.0;
     }
   }
 }
 
+typedef struct {
+  const mc_model *m;
+  const tap *taps;
+  int ntap;
+  size_t nmom;
+  const float *ta, *tb;
+  float *sa, *sb; /* only read in eval mode */
+  const mc_dataset *ds;
+  int64_t n, rows;
+  double **acc; /* per thread: its moments */
+} corr_job;
+
+/* One thread's share of the slices: both models forward, then the moments
+ * of every tap, into this thread's own array. */
+static void corr_slices(mc_exec **w, int tid, int nthr, void *arg) {
+  corr_job *j = arg;
+  const mc_model *m = j->m;
+  size_t maxact = 0, maxblk = 0;
+  for (int i = 0; i < m->n_nodes; i++) {
+    const mc_node *nd = &m->nodes[i];
+    size_t s = (size_t)(nd->C * nd->H * nd->W);
+    if (s > maxact) maxact = s;
+  }
+  for (int t = 0; t < j->ntap; t++) {
+    const mc_node *nd = &m->nodes[j->taps[t].node];
+    size_t s = (size_t)(pad8(j->taps[t].count) * nd->H * nd->W * j->taps[t].repeat);
+    if (s > maxblk) maxblk = s;
+  }
+  double *acc = j->acc[tid] = mc_calloc(j->nmom, sizeof(double));
+  float *xa = mc_aligned_alloc(sizeof(float) * maxact * (size_t)j->rows);
+  float *xb = mc_aligned_alloc(sizeof(float) * maxact * (size_t)j->rows);
+  float *wa = mc_aligned_alloc(sizeof(float) * maxblk), *wb = mc_aligned_alloc(sizeof(float) * maxblk);
+  mc_batches bt;
+  mc_batches_init_part(&bt, j->ds, j->n, j->rows, tid, nthr);
+  for (int64_t k; (k = mc_batches_next(&bt)) > 0;) {
+    mc_exec_forward(w[0], j->ta, j->sa, bt.x, k, MC_MODE_EVAL);
+    mc_exec_forward(w[1], j->tb, j->sb, bt.x, k, MC_MODE_EVAL);
+    for (int t = 0; t < j->ntap; t++) {
+      const tap *p = &j->taps[t];
+      const mc_node *nd = &m->nodes[p->node];
+      mc_act_view va, vb;
+      view_or_read(w[0], p->node, xa, &va);
+      view_or_read(w[1], p->node, xb, &vb);
+      accumulate(p, acc, &va, &vb, k, nd->H * nd->W, wa, wb);
+    }
+  }
+  mc_batches_free(&bt);
+  free(xa);
+  free(xb);
+  free(wa);
+  free(wb);
+}
+
 /* Runs A and B over the data and returns the per-group summed correlation
- * matrices (caller frees each) and tap counts. */
+ * matrices (caller frees each) and tap counts. Each thread sums its own
+ * moments; they are added in thread order, so for a given thread count
+ * the result is the same bytes every run. */
 static mc_status corr_matrices(const mc_model *m, const float *ta, float *sa, const float *tb, float *sb,
                                const mc_dataset *ds, int64_t n, int64_t batch, mc_backend be, double ***Gout,
                                int *taps_per_group) {
@@ -267,56 +298,44 @@ static mc_status corr_matrices(const mc_model *m, const float *ta, float *sa, co
   if (st) return st;
   if (n <= 0 || n > ds->n) n = ds->n;
   if (batch > n) batch = n;
-  batch = mc_eval_slice(batch); /* eval mode: slicing leaves the sums unchanged */
-  mc_exec *ea, *eb;
-  st = mc_exec_create(&ea, m, batch, be);
-  if (st) return st;
-  if ((st = mc_exec_create(&eb, m, batch, be))) {
-    mc_exec_free(ea);
+  mc_exec *e[2] = {NULL, NULL};
+  if ((st = mc_exec_create(&e[0], m, batch, be)) || (st = mc_exec_create(&e[1], m, batch, be))) {
+    mc_exec_free(e[0]);
     return st;
   }
-  int ntap;
-  tap *taps = collect_taps(m, &ntap);
-  size_t maxact = 0;
-  for (int i = 0; i < m->n_nodes; i++) {
-    const mc_node *nd = &m->nodes[i];
-    size_t s = (size_t)(nd->C * nd->H * nd->W);
-    if (s > maxact) maxact = s;
+  const int T = mc_get_threads();
+  corr_job j = {.m = m, .ta = ta, .tb = tb, .sa = sa, .sb = sb, .ds = ds, .n = n, .rows = mc_eval_rows(e[0])};
+  tap *taps = collect_taps(m, &j.ntap, &j.nmom);
+  j.taps = taps;
+  j.acc = mc_calloc((size_t)T, sizeof(double *));
+  st = mc_exec_parallel(e, 2, j.rows, corr_slices, &j);
+  double *total = mc_calloc(j.nmom + 1, sizeof(double));
+  for (int t = 0; t < T; t++) {
+    for (size_t q = 0; j.acc[t] && q < j.nmom; q++) total[q] += j.acc[t][q];
+    free(j.acc[t]);
   }
-  float *xa = mc_aligned_alloc(sizeof(float) * maxact * (size_t)batch);
-  float *xb = mc_aligned_alloc(sizeof(float) * maxact * (size_t)batch);
-  mc_batches bt;
-  mc_batches_init(&bt, ds, n, batch);
-  for (int64_t k; (k = mc_batches_next(&bt)) > 0;) {
-    mc_exec_forward(ea, ta, sa, bt.x, k, MC_MODE_EVAL);
-    mc_exec_forward(eb, tb, sb, bt.x, k, MC_MODE_EVAL);
-    for (int t = 0; t < ntap; t++) {
-      tap *p = &taps[t];
+  free(j.acc);
+  double **G = NULL;
+  if (!st) {
+    G = mc_calloc((size_t)m->n_groups + 1, sizeof(double *));
+    for (int g = 0; g < m->n_groups; g++) {
+      size_t c = (size_t)m->groups[g].size;
+      G[g] = mc_calloc(c * c, sizeof(double));
+      taps_per_group[g] = 0;
+    }
+    for (int t = 0; t < j.ntap; t++) {
+      const tap *p = &taps[t];
       const mc_node *nd = &m->nodes[p->node];
-      mc_act_view va, vb;
-      view_or_read(ea, p->node, xa, &va);
-      view_or_read(eb, p->node, xb, &vb);
-      accumulate(p, &va, &vb, k, nd->H * nd->W);
+      add_corr(p, total, (double)(n * nd->H * nd->W * p->repeat), G[p->group]);
+      taps_per_group[p->group]++;
     }
   }
-  double **G = mc_calloc((size_t)m->n_groups + 1, sizeof(double *));
-  for (int g = 0; g < m->n_groups; g++) {
-    size_t c = (size_t)m->groups[g].size;
-    G[g] = mc_calloc(c * c, sizeof(double));
-    taps_per_group[g] = 0;
-  }
-  for (int t = 0; t < ntap; t++) {
-    add_corr(&taps[t], G[taps[t].group]);
-    taps_per_group[taps[t].group]++;
-  }
-  free_taps(taps, ntap);
-  free(xa);
-  free(xb);
-  mc_batches_free(&bt);
-  mc_exec_free(ea);
-  mc_exec_free(eb);
+  free(total);
+  free(taps);
+  mc_exec_free(e[0]);
+  mc_exec_free(e[1]);
   *Gout = G;
-  return MC_OK;
+  return st;
 }
 
 static double matched_mean(const double *G, int64_t n, const int *perm, int taps) {

@@ -12,14 +12,18 @@ int mc_model_has_bn(const mc_model *m) {
 }
 
 void mc_batches_init(mc_batches *b, const mc_dataset *ds, int64_t n, int64_t batch) {
-  *b = (mc_batches){.ds = ds, .n = n, .batch = batch, .start = -batch};
+  mc_batches_init_part(b, ds, n, batch, 0, 1);
+}
+
+void mc_batches_init_part(mc_batches *b, const mc_dataset *ds, int64_t n, int64_t batch, int part, int parts) {
+  *b = (mc_batches){.ds = ds, .n = n, .batch = batch, .step = parts * batch, .start = (part - parts) * batch};
   b->x = mc_aligned_alloc(sizeof(float) * (size_t)(batch * ds->c * ds->h * ds->w));
   b->y = mc_malloc(sizeof(int32_t) * (size_t)batch);
   b->idx = mc_malloc(sizeof(int64_t) * (size_t)batch);
 }
 
 int64_t mc_batches_next(mc_batches *b) {
-  b->start += b->batch;
+  b->start += b->step;
   if (b->start >= b->n) return 0;
   int64_t k = b->n - b->start < b->batch ? b->n - b->start : b->batch;
   for (int64_t i = 0; i < k; i++) b->idx[i] = b->start + i;
@@ -45,12 +49,30 @@ mc_status mc_check_data_shape(const mc_model *m, const mc_dataset *ds) {
   return MC_OK;
 }
 
-int64_t mc_eval_slice(int64_t batch) {
-  const int64_t target = (int64_t)MC_EVAL_SLICE_PER_THREAD * mc_get_threads();
-  if (batch <= target) return batch;
-  /* equal slices (500 -> 4 x 125), so that full batches need one plan */
-  const int64_t parts = (batch + target - 1) / target;
-  return (batch + parts - 1) / parts;
+int64_t mc_eval_rows(const mc_exec *e) {
+  const int64_t b = mc_exec_batch(e);
+  return b < MC_EVAL_ROWS ? b : MC_EVAL_ROWS;
+}
+
+typedef struct {
+  const float *theta;
+  float *state; /* only read in eval mode */
+  const mc_dataset *ds;
+  int64_t n, rows, classes;
+  double *loss; /* per slice */
+  int64_t *hits;
+} eval_job;
+
+static void eval_slices(mc_exec **w, int tid, int nthr, void *arg) {
+  eval_job *j = arg;
+  mc_batches b;
+  mc_batches_init_part(&b, j->ds, j->n, j->rows, tid, nthr);
+  for (int64_t k; (k = mc_batches_next(&b)) > 0;) {
+    const float *logits = mc_exec_forward(w[0], j->theta, j->state, b.x, k, MC_MODE_EVAL);
+    const int64_t s = b.start / j->rows;
+    j->loss[s] = mc_softmax_xent(logits, b.y, k, j->classes, NULL, 1.f, &j->hits[s]) * (double)k;
+  }
+  mc_batches_free(&b);
 }
 
 mc_status mc_evaluate(mc_exec *e, const float *theta, float *state,
@@ -59,26 +81,22 @@ mc_status mc_evaluate(mc_exec *e, const float *theta, float *state,
   mc_status st = mc_check_data_shape(m, ds);
   if (st) return st;
   if (n <= 0 || n > ds->n) n = ds->n;
-  int64_t batch = mc_exec_batch(e), slice = mc_eval_slice(batch);
-  const int64_t row = ds->c * ds->h * ds->w;
-  mc_batches b;
-  mc_batches_init(&b, ds, n, batch);
+  const int64_t rows = mc_eval_rows(e), slices = (n + rows - 1) / rows;
+  eval_job j = {theta, state, ds, n, rows, m->classes, mc_calloc((size_t)slices, sizeof(double)),
+                mc_calloc((size_t)slices, sizeof(int64_t))};
+  st = mc_exec_parallel(&e, 1, rows, eval_slices, &j);
   double total = 0;
   int64_t hits = 0;
-  for (int64_t k; (k = mc_batches_next(&b)) > 0;) {
-    for (int64_t r = 0; r < k; r += slice) {
-      int64_t q = k - r < slice ? k - r : slice;
-      const float *logits = mc_exec_forward(e, theta, state, b.x + r * row, q, MC_MODE_EVAL);
-      int64_t c;
-      total += mc_softmax_xent(logits, b.y + r, q, m->classes, NULL, 1.f, &c) * (double)q;
-      hits += c;
-    }
+  for (int64_t s = 0; s < slices; s++) {
+    total += j.loss[s];
+    hits += j.hits[s];
   }
-  mc_batches_free(&b);
+  free(j.loss);
+  free(j.hits);
   out->loss = total / (double)n;
   out->accuracy = (double)hits / (double)n;
   out->n = n;
-  return MC_OK;
+  return st;
 }
 
 mc_status mc_bn_recompute(mc_exec *e, const float *theta, float *state,

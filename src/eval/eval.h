@@ -13,11 +13,13 @@ typedef struct {
 } mc_metrics;
 
 /* Mean CE and accuracy of the first n examples of ds (n <= 0: all), BN in
- * eval mode.  Data are read in batches of exec's batch size and run through
- * the network in slices of mc_eval_slice(batch) rows: in eval mode every
- * sample is independent, so the result does not depend on the slicing, and
- * the executor's per-node buffers stay small (resnet20 at 1000 rows would
- * hold 2 GB of activations; at 125 rows, 0.3 GB). */
+ * eval mode.  Every thread runs its own share of slices of
+ * mc_eval_rows(exec) rows through its own single-threaded copy of the
+ * executor (mc_exec_parallel): in eval mode every sample is independent,
+ * so the result does not depend on the slicing (the per-slice sums are
+ * added in slice order: the same for any thread count), and per-node
+ * buffers stay small (resnet20 at 1000 rows would hold 2 GB of
+ * activations; 2 threads x 64 rows, 0.2 GB). */
 mc_status mc_evaluate(mc_exec *e, const float *theta, float *state,
                       const mc_dataset *ds, int64_t n, mc_metrics *out);
 
@@ -39,19 +41,20 @@ mc_status mc_check_data_shape(const mc_model *m, const mc_dataset *ds);
  *   mc_batches_free(&b);                                                  */
 typedef struct {
   const mc_dataset *ds;
-  int64_t n, batch, start; /* start: index of the current batch's first row */
+  int64_t n, batch, step, start; /* start: index of the current batch's first row */
   float *x;
   int32_t *y;
   int64_t *idx;
 } mc_batches;
 void mc_batches_init(mc_batches *b, const mc_dataset *ds, int64_t n, int64_t batch);
+/* Only batches part, part + parts, part + 2 parts, ... (one thread's share). */
+void mc_batches_init_part(mc_batches *b, const mc_dataset *ds, int64_t n, int64_t batch, int part, int parts);
 int64_t mc_batches_next(mc_batches *b);
 void mc_batches_free(mc_batches *b);
 
-/* Rows per forward call for eval-mode passes over a batch of `batch` rows:
- * `batch` cut into equal slices of at most MC_EVAL_SLICE_PER_THREAD rows per
- * thread (at 2 threads: 1000 -> 125, 500 -> 125, 128 -> 128). */
-#define MC_EVAL_SLICE_PER_THREAD 64
-int64_t mc_eval_slice(int64_t batch);
+/* Rows per forward call of a thread in eval-mode passes: the executor's
+ * batch, at most MC_EVAL_ROWS. */
+#define MC_EVAL_ROWS 64
+int64_t mc_eval_rows(const mc_exec *e);
 
 #endif

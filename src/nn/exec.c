@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,6 +113,8 @@ mc_status mc_exec_create(mc_exec **out, const mc_model *m, int64_t batch,
 
 void mc_exec_free(mc_exec *e) {
   if (!e) return;
+  for (int i = 0; i < e->n_workers; i++) mc_exec_free(e->workers[i]);
+  free(e->workers);
   if (e->dnnl) dnnl_exec_free(e);
   const mc_model *m = e->m;
   for (int i = 0; e->act && i < m->n_nodes; i++) {
@@ -133,6 +136,55 @@ void mc_exec_free(mc_exec *e) {
   free(e->logits);
   free(e->scratch);
   free(e);
+}
+
+/* Thread tid's copy of e for `rows` rows (inside the parallel region,
+ * after this thread's OpenMP thread count is set to 1). */
+static mc_status worker_get(mc_exec *e, int tid, int64_t rows, mc_exec **out) {
+  mc_exec **w = &e->workers[tid];
+  if (*w && (*w)->batch != rows) {
+    mc_exec_free(*w);
+    *w = NULL;
+  }
+  mc_status st = *w ? MC_OK : mc_exec_create(w, e->m, rows, e->be);
+  *out = *w;
+  return st;
+}
+
+mc_status mc_exec_parallel(mc_exec *const *es, int ne, int64_t rows, mc_exec_worker_fn fn, void *arg) {
+  MC_ASSERT(ne >= 1 && ne <= MC_EXEC_PARALLEL_MAX && rows >= 1);
+  const int T = mc_get_threads();
+  for (int i = 0; i < ne; i++) {
+    mc_exec *e = es[i];
+    if (e->n_workers < T) {
+      e->workers = realloc(e->workers, sizeof(mc_exec *) * (size_t)T);
+      MC_ASSERT(e->workers);
+      for (int t = e->n_workers; t < T; t++) e->workers[t] = NULL;
+      e->n_workers = T;
+    }
+  }
+  mc_status st = MC_OK;
+  char msg[512] = "";
+#pragma omp parallel num_threads(T)
+  {
+    const int tid = omp_get_thread_num(), nthr = omp_get_num_threads();
+    omp_set_num_threads(1); /* this thread's nested work (oneDNN, BLAS, our loops) runs on it alone */
+    mc_exec *w[MC_EXEC_PARALLEL_MAX];
+    for (int i = 0; i < ne; i++) {
+      mc_status s = worker_get(es[i], tid, rows, &w[i]);
+      if (s) {
+#pragma omp critical(mc_exec_parallel)
+        if (!st) {
+          st = s;
+          snprintf(msg, sizeof msg, "%s", mc_errmsg());
+        }
+        break;
+      }
+    }
+#pragma omp barrier
+    if (!st) fn(w, tid, nthr, arg);
+  }
+  return st ? mc_error(st, "%s", msg) : MC_OK;
 }
 
 static const float *tensor_ptr(const mc_model *m, int t, const float *theta) {

@@ -25,6 +25,8 @@ struct mc_exec {
   float *scratch;               /* unwanted concat input gradients */
   size_t scratch_floats;
   void *dnnl;                   /* fast-path private state */
+  struct mc_exec **workers;     /* mc_exec_parallel: one single-threaded copy per thread */
+  int n_workers;
 };
 
 /* Fast path hooks (exec_dnnl.c). */
