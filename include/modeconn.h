@@ -244,8 +244,8 @@ typedef struct {
 } mc_act_view;
 int mc_exec_view(mc_exec *e, int node, mc_act_view *v);
 /* Runs fn once on every thread at the same time, each thread with its own
- * single-threaded copy of each of es[0..ne) (made for `rows` rows on first
- * use and kept until the executor is freed): fn(w, tid, nthr, arg), w[i]
+ * single-threaded copy of each of es[0..ne) (made on first use for at
+ * least `rows` rows, kept until the executor is freed): fn(w, tid, nthr, arg), w[i]
  * being thread tid's copy of es[i]. For eval-mode passes, whose samples
  * are independent: threads never wait for one another, and a single-
  * threaded oneDNN primitive wastes nothing on synchronisation (two such

@@ -142,7 +142,7 @@ void mc_exec_free(mc_exec *e) {
  * after this thread's OpenMP thread count is set to 1). */
 static mc_status worker_get(mc_exec *e, int tid, int64_t rows, mc_exec **out) {
   mc_exec **w = &e->workers[tid];
-  if (*w && (*w)->batch != rows) {
+  if (*w && (*w)->batch < rows) { /* a larger copy serves smaller slices */
     mc_exec_free(*w);
     *w = NULL;
   }
