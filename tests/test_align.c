@@ -1,6 +1,7 @@
 /* Alignment tests: a model with every group randomly permuted aligns back
  * to exactly the original, with both methods, for every zoo architecture;
- * apply refuses a non-permutation; diagnostics are sane. */
+ * the correlation statistics match a float64 brute force on both compute
+ * paths; apply refuses a non-permutation; diagnostics are sane. */
 #include "testutil.h"
 
 #include "align/align.h"
@@ -88,6 +89,118 @@ static void test_shuffle_weights(void **s) {
   for (size_t i = 0; i < 5; i++) shuffle_roundtrip(archs[i], MC_ALIGN_WEIGHTS);
 }
 
+/* The correlation statistics against a float64 brute force: two unrelated
+ * random models, 150 images (a partial last slice), every post-ReLU
+ * segment of a group summed, Pearson entries read through a random
+ * permutation (so off-diagonal entries count), on both compute paths
+ * (oneDNN reads its blocked outputs in place, the reference path gathers). */
+static void corr_vs_bruteforce(const char *arch, mc_backend be) {
+  mc_model *m = tu_model(arch, 1, 28, 28, 10);
+  float *ta, *sa, *tb, *sb;
+  tu_random_params(m, 11, &ta, &sa);
+  tu_random_params(m, 12, &tb, &sb);
+  const int64_t n = 150;
+  mc_dataset ds = synth(n, 1, 28, 28, 4);
+  mc_exec *e;
+  assert_int_equal(mc_exec_create(&e, m, n, MC_BACKEND_REF), MC_OK);
+  assert_int_equal(mc_bn_recompute(e, ta, sa, &ds, 0), MC_OK);
+  assert_int_equal(mc_bn_recompute(e, tb, sb, &ds, 0), MC_OK);
+  mc_alignment al;
+  mc_alignment_init_identity(&al, m);
+  mc_rng r;
+  mc_rng_seed(&r, 5);
+  for (int g = 0; g < m->n_groups; g++) {
+    int64_t c = m->groups[g].size, *tmp = mc_malloc(sizeof(int64_t) * (size_t)c);
+    for (int64_t i = 0; i < c; i++) tmp[i] = i;
+    mc_rng_shuffle(&r, tmp, (size_t)c);
+    for (int64_t i = 0; i < c; i++) al.perm[g][i] = (int)tmp[i];
+    free(tmp);
+  }
+  assert_int_equal(mc_align_diagnostics(m, ta, sa, tb, sb, &ds, n, 64, be, &al), MC_OK);
+  /* brute force: plain activations of all n images, two-pass float64 */
+  float *x = mc_malloc(sizeof(float) * (size_t)(n * 784));
+  int32_t *y = mc_malloc(sizeof(int32_t) * (size_t)n);
+  int64_t *idx = mc_malloc(sizeof(int64_t) * (size_t)n);
+  for (int64_t i = 0; i < n; i++) idx[i] = i;
+  mc_dataset_batch(&ds, idx, n, NULL, NULL, x, y);
+  double *before = mc_calloc((size_t)m->n_groups, sizeof(double)), *after = mc_calloc((size_t)m->n_groups, sizeof(double));
+  int *taps = mc_calloc((size_t)m->n_groups, sizeof(int));
+  for (int node = 0; node < m->n_nodes; node++) {
+    const mc_node *nd = &m->nodes[node];
+    if (nd->kind != MC_NODE_RELU) continue;
+    const int64_t S = nd->H * nd->W, sz = nd->C * S;
+    float *A = mc_malloc(sizeof(float) * (size_t)(n * sz)), *B = mc_malloc(sizeof(float) * (size_t)(n * sz));
+    mc_exec_forward(e, ta, sa, x, n, MC_MODE_EVAL);
+    mc_exec_read(e, node, A);
+    mc_exec_forward(e, tb, sb, x, n, MC_MODE_EVAL);
+    mc_exec_read(e, node, B);
+    int64_t off = 0;
+    for (int q = 0; q < nd->layout.n; q++) {
+      const mc_segment *sg = &nd->layout.seg[q];
+      const int g = sg->group;
+      if (g >= 0) {
+        taps[g]++;
+        const int64_t cnt = n * S * sg->repeat;
+        /* unit u's samples: channels off + u*repeat + j, every image and position */
+#define UNIT_SUM(buf, u, expr)                                                            \
+  for (int64_t i = 0; i < n; i++)                                                         \
+    for (int64_t j = 0; j < sg->repeat; j++)                                              \
+      for (int64_t p = 0; p < S; p++) {                                                   \
+        const double v = buf[i * sz + (off + (u) * sg->repeat + j) * S + p];              \
+        expr;                                                                             \
+      }
+        for (int pass = 0; pass < 2; pass++)
+          for (int64_t u = 0; u < sg->count; u++) {
+            const int64_t w = pass ? al.perm[g][u] : u;
+            double ma = 0, mb = 0, cab = 0, vaa = 0, vbb = 0;
+            UNIT_SUM(A, u, ma += v)
+            UNIT_SUM(B, w, mb += v)
+            ma /= (double)cnt;
+            mb /= (double)cnt;
+            UNIT_SUM(A, u, vaa += (v - ma) * (v - ma))
+            UNIT_SUM(B, w, vbb += (v - mb) * (v - mb))
+            for (int64_t i = 0; i < n; i++)
+              for (int64_t j = 0; j < sg->repeat; j++)
+                for (int64_t p = 0; p < S; p++)
+                  cab += (A[i * sz + (off + u * sg->repeat + j) * S + p] - ma) *
+                         (B[i * sz + (off + w * sg->repeat + j) * S + p] - mb);
+            const double rr = (cab / (double)cnt) /
+                              ((sqrt(vaa / (double)cnt) + 1e-5) * (sqrt(vbb / (double)cnt) + 1e-5));
+            (pass ? after : before)[g] += rr / (double)sg->count;
+          }
+#undef UNIT_SUM
+      }
+      off += sg->count * sg->repeat;
+    }
+    free(A);
+    free(B);
+  }
+  double worst = 0;
+  for (int g = 0; g < m->n_groups; g++) {
+    if (!taps[g]) continue;
+    worst = fmax(worst, fabs(al.corr_before[g] - before[g] / taps[g]));
+    worst = fmax(worst, fabs(al.corr_after[g] - after[g] / taps[g]));
+  }
+  printf("  %-9s %-4s max |mean corr - float64 brute force| over %d groups: %.2e\n", arch, mc_backend_name(be),
+         m->n_groups, worst);
+  assert_true(worst < 1e-6);
+  mc_alignment_free(&al);
+  mc_exec_free(e);
+  free(before); free(after); free(taps); free(x); free(y); free(idx);
+  free(ds.images); free(ds.labels);
+  free(ta); free(sa); free(tb); free(sb);
+  mc_model_free(m);
+}
+
+static void test_corr_bruteforce(void **s) {
+  (void)s;
+  const char *archs[] = {"tinyten", "resnet20", "mlp", "branchnet"};
+  for (size_t i = 0; i < 4; i++) {
+    corr_vs_bruteforce(archs[i], MC_BACKEND_REF);
+    corr_vs_bruteforce(archs[i], MC_BACKEND_DNNL);
+  }
+}
+
 static void test_apply_rejects(void **s) {
   (void)s;
   mc_model *m = tu_model("tinyten", 1, 28, 28, 10);
@@ -110,6 +223,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_shuffle_corr),
       cmocka_unit_test(test_shuffle_weights),
+      cmocka_unit_test(test_corr_bruteforce),
       cmocka_unit_test(test_apply_rejects),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

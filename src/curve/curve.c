@@ -96,6 +96,45 @@ void mc_curve_free_bends(mc_curve *c) {
   c->bends = NULL;
 }
 
+typedef struct {
+  const mc_curve_train_cfg *cfg;
+  const mc_model *m;
+  mc_curve *c;
+  mc_exec *e;
+  float *theta, *grad, *state, **gb, **mom, *dlogits;
+} curve_job;
+
+/* One minibatch of curve training: t ~ U(0,1) from the epoch's spare
+ * stream, CE at theta(t) plus wd/2 ||theta(t)||^2, gradient to the bends
+ * by the chain rule, SGD on the bends. */
+static mc_status curve_batch(void *arg, const mc_batch_ctx *b, double *loss, int64_t *hits) {
+  curve_job *j = arg;
+  const mc_curve_train_cfg *cfg = j->cfg;
+  mc_curve *c = j->c;
+  const size_t n = j->m->n_theta;
+  const double t = mc_rng_uniform(&b->plan->extra);
+  mc_curve_point(c, t, j->theta);
+  memset(j->grad, 0, sizeof(float) * n);
+  const float *logits = mc_exec_forward(j->e, j->theta, j->state, b->x, b->k, MC_MODE_TRAIN);
+  const double l = mc_softmax_xent(logits, b->y, b->k, j->m->classes, j->dlogits, 1.f, hits);
+  if (!isfinite(l))
+    return mc_error(MC_ENAN, "curve epoch %lld, step %lld (t = %.3f): the loss is %g; stopped (lr %g too high?)",
+                    (long long)b->epoch + 1, (long long)b->step + 1, t, l, b->lr);
+  mc_exec_backward(j->e, j->theta, j->dlogits, j->grad, NULL);
+  /* + d/dtheta of 1/2 wd ||theta(t)||^2 */
+  const float fwd = (float)cfg->wd;
+  float *grad = j->grad;
+  const float *theta = j->theta;
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) grad[i] += fwd * theta[i];
+  for (int k = 0; k < c->n_bends; k++) memset(j->gb[k], 0, sizeof(float) * n);
+  mc_curve_adjoint(c, t, grad, j->gb);
+  for (int k = 0; k < c->n_bends; k++)
+    mc_sgd_step(c->bends[k], j->mom[k], j->gb[k], n, b->lr, cfg->momentum, 0.0, cfg->nesterov);
+  *loss = l;
+  return MC_OK;
+}
+
 mc_status mc_curve_train(const mc_curve_train_cfg *cfg, const mc_model *m, mc_curve *c, const mc_data *d,
                          mc_backend be) {
   const mc_dataset *tr = &d->train;
@@ -124,62 +163,21 @@ mc_status mc_curve_train(const mc_curve_train_cfg *cfg, const mc_model *m, mc_cu
     st = mc_error(MC_EIO, "%s: cannot open log file", cfg->log_path);
     goto out;
   }
+  const mc_epoch_loop L = {"curve", e, tr, &cfg->aug, B, cfg->seed, order, x, y};
+  curve_job job = {cfg, m, c, e, theta, grad, state, gb, mom, dlogits};
   for (int64_t ep = 0; ep < cfg->epochs; ep++) {
-    double t0 = omp_get_wtime();
-    double lr = mc_schedule_lr(&cfg->sched, ep);
-    mc_epoch_plan plan;
-    mc_epoch_plan_begin(&plan, order, tr->n, B, cfg->seed, ep, e);
-    const int64_t steps = plan.steps;
-    double loss_sum = 0;
-    int64_t hits = 0, seen = 0;
-    for (int64_t s = 0; s < steps; s++) {
-      double t = mc_rng_uniform(&plan.extra);
-      int64_t k = mc_epoch_plan_batch(&plan, tr, s, &cfg->aug, x, y);
-      mc_curve_point(c, t, theta);
-      memset(grad, 0, sizeof(float) * n);
-      const float *logits = mc_exec_forward(e, theta, state, x, k, MC_MODE_TRAIN);
-      int64_t hit;
-      double l = mc_softmax_xent(logits, y, k, m->classes, dlogits, 1.f, &hit);
-      if (!isfinite(l)) {
-        st = mc_error(MC_ENAN, "curve epoch %lld, step %lld (t = %.3f): the loss is %g; stopped (lr %g too high?)",
-                      (long long)ep + 1, (long long)s + 1, t, l, lr);
-        goto out;
-      }
-      mc_exec_backward(e, theta, dlogits, grad, NULL);
-      /* + d/dtheta of 1/2 wd ||theta(t)||^2 */
-      const float fwd = (float)cfg->wd;
-#pragma omp parallel for schedule(static)
-      for (size_t i = 0; i < n; i++) grad[i] += fwd * theta[i];
-      for (int b = 0; b < c->n_bends; b++) memset(gb[b], 0, sizeof(float) * n);
-      mc_curve_adjoint(c, t, grad, gb);
-      for (int b = 0; b < c->n_bends; b++)
-        mc_sgd_step(c->bends[b], mom[b], gb[b], n, lr, cfg->momentum, 0.0, cfg->nesterov);
-      loss_sum += l * (double)k;
-      hits += hit;
-      seen += k;
-      if ((s & 15) == 0 || s == steps - 1) mc_progress("curve", s + 1, steps, t0);
-    }
-    double secs = omp_get_wtime() - t0;
-    double tl = loss_sum / (double)seen, ta = (double)hits / (double)seen;
+    const double lr = mc_schedule_lr(&cfg->sched, ep);
+    mc_epoch_stats es;
+    if ((st = mc_run_epoch(&L, ep, lr, curve_batch, &job, &es))) goto out;
     mc_metrics mid = {NAN, NAN, 0};
-    int last = ep == cfg->epochs - 1;
-    if (last || (cfg->eval_every > 0 && (ep + 1) % cfg->eval_every == 0)) {
+    if (ep == cfg->epochs - 1 || (cfg->eval_every > 0 && (ep + 1) % cfg->eval_every == 0)) {
       if (!ev && (st = mc_exec_create(&ev, m, 500, be))) goto out;
       mc_curve_point(c, 0.5, theta);
       if ((st = mc_bn_recompute(ev, theta, state, tr, cfg->bn_samples))) goto out;
       if ((st = mc_evaluate(ev, theta, state, &d->test, cfg->test_samples, &mid))) goto out;
     }
-    printf("curve epoch %3lld/%lld  train loss %.4f acc %.2f%% (random t)", (long long)ep + 1,
-           (long long)cfg->epochs, tl, 100 * ta);
-    if (isfinite(mid.loss)) printf("  t=0.5 test loss %.4f acc %.2f%%", mid.loss, 100 * mid.accuracy);
-    printf("  lr %.4g  %.1fs  %.0f img/s\n", lr, secs, (double)seen / secs);
-    fflush(stdout);
-    if (log) {
-      fprintf(log, "{\"epoch\": %lld, \"train_loss\": %.6f, \"train_accuracy\": %.6f, ", (long long)ep + 1, tl, ta);
-      if (isfinite(mid.loss)) fprintf(log, "\"mid_test_loss\": %.6f, \"mid_test_accuracy\": %.6f, ", mid.loss, mid.accuracy);
-      fprintf(log, "\"lr\": %.6g, \"seconds\": %.3f}\n", lr, secs);
-      fflush(log);
-    }
+    mc_epoch_report(log, "curve epoch", ep + 1, cfg->epochs, "train (random t)", &es, lr, "t=0.5 test", "mid_test",
+                    &mid);
   }
 out:
   if (log) fclose(log);

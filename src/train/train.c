@@ -16,27 +16,66 @@ void mc_epoch_rng(mc_rng *r, uint64_t seed, int64_t epoch, uint64_t stream) {
   mc_rng_seed(r, seed * 0x9E3779B97F4A7C15ULL ^ ((uint64_t)epoch << 20) ^ (stream << 56) ^ 0x6d6f6465ULL);
 }
 
-void mc_epoch_plan_begin(mc_epoch_plan *p, int64_t *order, int64_t n, int64_t batch, uint64_t seed, int64_t epoch,
-                         mc_exec *e) {
+static void epoch_plan_begin(mc_epoch_plan *p, const mc_epoch_loop *L, int64_t epoch) {
   mc_rng rs;
-  mc_epoch_rng(&rs, seed, epoch, 0);
-  mc_epoch_rng(&p->aug, seed, epoch, 1);
-  mc_epoch_rng(&p->extra, seed, epoch, 3);
-  if (e) mc_exec_set_seed(e, seed ^ ((uint64_t)epoch * 0x2545F4914F6CDD1DULL) ^ 2);
-  for (int64_t i = 0; i < n; i++) order[i] = i;
-  mc_rng_shuffle(&rs, order, (size_t)n);
-  p->order = order;
+  mc_epoch_rng(&rs, L->seed, epoch, 0);
+  mc_epoch_rng(&p->aug, L->seed, epoch, 1);
+  mc_epoch_rng(&p->extra, L->seed, epoch, 3);
+  if (L->e) mc_exec_set_seed(L->e, L->seed ^ ((uint64_t)epoch * 0x2545F4914F6CDD1DULL) ^ 2);
+  const int64_t n = L->tr->n;
+  for (int64_t i = 0; i < n; i++) L->order[i] = i;
+  mc_rng_shuffle(&rs, L->order, (size_t)n);
+  p->order = L->order;
   p->n = n;
-  p->batch = batch;
+  p->batch = L->batch;
   /* a final batch of one sample has no batch statistics: dropped */
-  p->steps = n / batch + (n % batch >= 2 ? 1 : 0);
+  p->steps = n / L->batch + (n % L->batch >= 2 ? 1 : 0);
 }
 
-int64_t mc_epoch_plan_batch(mc_epoch_plan *p, const mc_dataset *d, int64_t s, const mc_augment *aug, float *x,
-                            int32_t *y) {
-  int64_t k = p->n - s * p->batch < p->batch ? p->n - s * p->batch : p->batch;
-  mc_dataset_batch(d, p->order + s * p->batch, k, aug, &p->aug, x, y);
-  return k;
+mc_status mc_run_epoch(const mc_epoch_loop *L, int64_t epoch, double lr, mc_batch_fn step, void *arg,
+                       mc_epoch_stats *out) {
+  const double t0 = omp_get_wtime();
+  mc_epoch_plan plan;
+  epoch_plan_begin(&plan, L, epoch);
+  double loss_sum = 0;
+  int64_t hits = 0, seen = 0;
+  mc_status st = MC_OK;
+  for (int64_t s = 0; s < plan.steps && !st; s++) {
+    const int64_t k = plan.n - s * plan.batch < plan.batch ? plan.n - s * plan.batch : plan.batch;
+    mc_dataset_batch(L->tr, plan.order + s * plan.batch, k, L->aug, &plan.aug, L->x, L->y);
+    mc_batch_ctx b = {&plan, epoch, s, k, lr, L->x, L->y};
+    double l = 0;
+    int64_t c = 0;
+    if ((st = step(arg, &b, &l, &c))) break;
+    loss_sum += l * (double)k;
+    hits += c;
+    seen += k;
+    if ((s & 15) == 0 || s == plan.steps - 1) mc_progress(L->what, s + 1, plan.steps, t0);
+  }
+  out->seconds = omp_get_wtime() - t0;
+  out->seen = seen;
+  out->loss = seen ? loss_sum / (double)seen : NAN;
+  out->accuracy = seen ? (double)hits / (double)seen : NAN;
+  return st;
+}
+
+void mc_epoch_report(FILE *log, const char *label, int64_t epoch, int64_t epochs, const char *train_label,
+                     const mc_epoch_stats *s, double lr, const char *test_label, const char *test_key,
+                     const mc_metrics *te) {
+  const double ips = (double)s->seen / s->seconds;
+  const int has_test = isfinite(te->loss);
+  printf("%s %3lld/%lld  %s loss %.4f acc %.2f%%", label, (long long)epoch, (long long)epochs, train_label, s->loss,
+         100 * s->accuracy);
+  if (has_test) printf("  %s loss %.4f acc %.2f%%", test_label, te->loss, 100 * te->accuracy);
+  printf("  lr %.4g  %.1fs  %.0f img/s\n", lr, s->seconds, ips);
+  fflush(stdout);
+  if (!log) return;
+  fprintf(log, "{\"epoch\": %lld, \"train_loss\": %.6f, \"train_accuracy\": %.6f, ", (long long)epoch, s->loss,
+          s->accuracy);
+  if (has_test)
+    fprintf(log, "\"%s_loss\": %.6f, \"%s_accuracy\": %.6f, ", test_key, te->loss, test_key, te->accuracy);
+  fprintf(log, "\"lr\": %.6g, \"seconds\": %.3f, \"images_per_second\": %.1f}\n", lr, s->seconds, ips);
+  fflush(log);
 }
 
 void mc_progress(const char *what, int64_t done, int64_t total, double t0) {
@@ -115,6 +154,31 @@ static mc_status load_resume(const mc_train_cfg *cfg, const mc_model *m, float *
   return st;
 }
 
+typedef struct {
+  const mc_train_cfg *cfg;
+  const mc_model *m;
+  mc_exec *e;
+  float *theta, *state, *grad, *mom, *dlogits;
+} sgd_job;
+
+/* One minibatch of plain training: forward, CE, backward, SGD on theta. */
+static mc_status sgd_batch(void *arg, const mc_batch_ctx *b, double *loss, int64_t *hits) {
+  sgd_job *j = arg;
+  const mc_train_cfg *cfg = j->cfg;
+  memset(j->grad, 0, sizeof(float) * j->m->n_theta);
+  const float *logits = mc_exec_forward(j->e, j->theta, j->state, b->x, b->k, MC_MODE_TRAIN);
+  const double l = mc_softmax_xent(logits, b->y, b->k, j->m->classes, j->dlogits, 1.f, hits);
+  if (!isfinite(l))
+    return mc_error(MC_ENAN, "epoch %lld, step %lld: the training loss is %g (lr %g too high?); stopped%s%s%s",
+                    (long long)b->epoch + 1, (long long)b->step + 1, l, b->lr,
+                    cfg->out ? "; the last good checkpoint " : "", cfg->out ? cfg->out : "",
+                    cfg->out ? " is intact" : "");
+  mc_exec_backward(j->e, j->theta, j->dlogits, j->grad, NULL);
+  mc_sgd_step(j->theta, j->mom, j->grad, j->m->n_theta, b->lr, cfg->momentum, cfg->wd, cfg->nesterov);
+  *loss = l;
+  return MC_OK;
+}
+
 mc_status mc_train(const mc_train_cfg *cfg, mc_model *m, float *theta,
                    float *state, const mc_data *d, mc_backend be) {
   const mc_dataset *tr = &d->train;
@@ -147,54 +211,21 @@ mc_status mc_train(const mc_train_cfg *cfg, mc_model *m, float *theta,
       goto out;
     }
   }
+  const mc_epoch_loop L = {"train", e, tr, &cfg->aug, B, cfg->seed, order, x, y};
+  sgd_job job = {cfg, m, e, theta, state, grad, mom, dlogits};
   for (int64_t ep = start; ep < cfg->epochs; ep++) {
-    double t0 = omp_get_wtime();
-    double lr = mc_schedule_lr(&cfg->sched, ep);
-    mc_epoch_plan plan;
-    mc_epoch_plan_begin(&plan, order, tr->n, B, cfg->seed, ep, e);
-    const int64_t steps = plan.steps;
-    double loss_sum = 0;
-    int64_t hits = 0, seen = 0;
-    for (int64_t s = 0; s < steps; s++) {
-      int64_t k = mc_epoch_plan_batch(&plan, tr, s, &cfg->aug, x, y);
-      memset(grad, 0, sizeof(float) * m->n_theta);
-      const float *logits = mc_exec_forward(e, theta, state, x, k, MC_MODE_TRAIN);
-      int64_t c;
-      double l = mc_softmax_xent(logits, y, k, m->classes, dlogits, 1.f, &c);
-      if (!isfinite(l)) {
-        st = mc_error(MC_ENAN, "epoch %lld, step %lld: the training loss is %g (lr %g too high?); stopped%s%s%s",
-                      (long long)ep + 1, (long long)s + 1, l, lr, cfg->out ? "; the last good checkpoint " : "",
-                      cfg->out ? cfg->out : "", cfg->out ? " is intact" : "");
-        goto out;
-      }
-      mc_exec_backward(e, theta, dlogits, grad, NULL);
-      mc_sgd_step(theta, mom, grad, m->n_theta, lr, cfg->momentum, cfg->wd, cfg->nesterov);
-      loss_sum += l * (double)k;
-      hits += c;
-      seen += k;
-      if ((s & 15) == 0 || s == steps - 1) mc_progress("train", s + 1, steps, t0);
-    }
-    double secs = omp_get_wtime() - t0;
+    const double lr = mc_schedule_lr(&cfg->sched, ep);
+    mc_epoch_stats es;
+    if ((st = mc_run_epoch(&L, ep, lr, sgd_batch, &job, &es))) goto out;
     mc_metrics te = {NAN, NAN, 0};
-    int last = ep == cfg->epochs - 1;
-    if (last || (cfg->eval_every > 0 && (ep + 1) % cfg->eval_every == 0)) {
+    if (ep == cfg->epochs - 1 || (cfg->eval_every > 0 && (ep + 1) % cfg->eval_every == 0)) {
       mc_exec *ev;
       if ((st = mc_exec_create(&ev, m, 500, be))) goto out;
       st = mc_evaluate(ev, theta, state, &d->test, 0, &te);
       mc_exec_free(ev);
       if (st) goto out;
     }
-    double tl = loss_sum / (double)seen, ta = (double)hits / (double)seen;
-    printf("epoch %3lld/%lld  train loss %.4f acc %.2f%%", (long long)ep + 1, (long long)cfg->epochs, tl, 100 * ta);
-    if (isfinite(te.loss)) printf("  test loss %.4f acc %.2f%%", te.loss, 100 * te.accuracy);
-    printf("  lr %.4g  %.1fs  %.0f img/s\n", lr, secs, (double)seen / secs);
-    fflush(stdout);
-    if (log) {
-      fprintf(log, "{\"epoch\": %lld, \"train_loss\": %.6f, \"train_accuracy\": %.6f, ", (long long)ep + 1, tl, ta);
-      if (isfinite(te.loss)) fprintf(log, "\"test_loss\": %.6f, \"test_accuracy\": %.6f, ", te.loss, te.accuracy);
-      fprintf(log, "\"lr\": %.6g, \"seconds\": %.3f, \"images_per_second\": %.1f}\n", lr, secs, (double)seen / secs);
-      fflush(log);
-    }
+    mc_epoch_report(log, "epoch", ep + 1, cfg->epochs, "train", &es, lr, "test", "test", &te);
     if ((st = save_all(cfg, m, theta, state, mom, ep + 1))) goto out;
   }
 out:

@@ -4,7 +4,10 @@
 #define MC_TRAIN_H
 
 #include "data/data.h"
+#include "eval/eval.h"
 #include "modeconn.h"
+
+#include <stdio.h>
 
 typedef enum {
   MC_SCHED_CONST = 0,
@@ -67,11 +70,47 @@ typedef struct {
   int64_t n, batch, steps;
 } mc_epoch_plan;
 
-void mc_epoch_plan_begin(mc_epoch_plan *p, int64_t *order, int64_t n, int64_t batch, uint64_t seed, int64_t epoch,
-                         mc_exec *e);
-/* Fills step s's batch; returns its size (the last one may be smaller). */
-int64_t mc_epoch_plan_batch(mc_epoch_plan *p, const mc_dataset *d, int64_t s, const mc_augment *aug, float *x,
-                            int32_t *y);
+/* The epoch loop under mc_train and mc_curve_train: the epoch's plan, each
+ * minibatch loaded (augmented) into x, y and handed to step(), a progress
+ * bar, and the loss and accuracy averaged over the samples seen. step()
+ * does the rest (forward, loss, backward, update) and returns the batch's
+ * mean loss and hits; an error from it ends the epoch. */
+typedef struct {
+  const char *what; /* progress label */
+  mc_exec *e;       /* its dropout seed follows the epoch */
+  const mc_dataset *tr;
+  const mc_augment *aug;
+  int64_t batch;
+  uint64_t seed;
+  int64_t *order;   /* caller's buffers: tr->n entries, batch rows */
+  float *x;
+  int32_t *y;
+} mc_epoch_loop;
+
+typedef struct {
+  mc_epoch_plan *plan; /* plan->extra: the epoch's spare random stream */
+  int64_t epoch, step, k;
+  double lr;
+  const float *x;
+  const int32_t *y;
+} mc_batch_ctx;
+
+typedef mc_status (*mc_batch_fn)(void *arg, const mc_batch_ctx *b, double *loss, int64_t *hits);
+
+typedef struct {
+  double loss, accuracy, seconds;
+  int64_t seen;
+} mc_epoch_stats;
+
+mc_status mc_run_epoch(const mc_epoch_loop *L, int64_t epoch, double lr, mc_batch_fn step, void *arg,
+                       mc_epoch_stats *out);
+
+/* The epoch's line on stdout and JSON-lines record in log (if any): the
+ * training figures, and te under test_label / "<test_key>_loss",
+ * "<test_key>_accuracy" when it was evaluated (finite). */
+void mc_epoch_report(FILE *log, const char *label, int64_t epoch, int64_t epochs, const char *train_label,
+                     const mc_epoch_stats *s, double lr, const char *test_label, const char *test_key,
+                     const mc_metrics *te);
 
 /* Progress bar on stderr when it is a terminal. */
 void mc_progress(const char *what, int64_t done, int64_t total, double t0);
