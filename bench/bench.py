@@ -423,7 +423,7 @@ def markdown(a, b, results, started, elapsed, versions):
              "random crop pad 2, forward, loss, backward, SGD Nesterov momentum 0.9 wd 5e-4) — modeconn's epoch "
              "line, without data loading, checkpointing or test evaluation; eval = `modeconn eval`'s seconds "
              "(executor setup + the pass) vs the PyTorch `model.eval()` + `no_grad` pass; align = `alignment "
-             "took` (statistics pass of both models, float64 moments of every post-ReLU point, correlations "
+             "took` (statistics pass of both models, moments of every post-ReLU point summed in float32 within an image and float64 across images, correlations "
              "summed per group, exact LAP per group, applying the permutation and checking B's logits on 16 "
              "images) vs hooks + float64 moments + scipy `linear_sum_assignment` + the same apply/check; interp / "
              "curve eval = per point θ(t), BN reset and one train-mode pass (cumulative average, batch 500), "
