@@ -24,7 +24,7 @@ int cmd_align(int argc, char **argv) {
                     {"out", OPT_STR, &out, NULL, "where to write the aligned B"},
                     {"method", OPT_STR, &method_s, "corr", "corr (activation correlation) or weights (weight matching)"},
                     {"samples", OPT_INT, &samples, "10000", "training images for the correlation statistics (first N, no augmentation)"},
-                    {"batch", OPT_INT, &batch, "500", "batch size of the statistics pass"},
+                    {"batch", OPT_INT, &batch, "500", "rows per forward of the statistics pass, capped at 64 per thread (the result does not depend on it)"},
                     {"seed", OPT_INT, &seed, "0", "weight matching: seed of the random group order"},
                     {"perm-out", OPT_STR, &perm_out, NULL, "write the permutations and per-group correlations as JSON"},
                     CLI_ALL_OPTS(dopt, mo),

@@ -63,7 +63,7 @@ int cmd_plane(int argc, char **argv) {
                     {"grid", OPT_INT, &grid, "17", "grid points per axis"},
                     {"range", OPT_STR, &range_s, "-0.05,1.05,-0.1,1.5", "a0,a1,b0,b1 in units of x and y_perp"},
                     {"bn-samples", OPT_INT, &bn_samples, "0", "training images for each BN recompute (0 = all)"},
-                    {"batch", OPT_INT, &batch, "500", "evaluation batch size"},
+                    {"batch", OPT_INT, &batch, "500", "BN-recompute batch (train mode: its statistics depend on it); eval passes use slices of at most 64 rows per thread"},
                     {"json", OPT_STR, &json, NULL, "write the grids as JSON"},
                     {"plot", OPT_STR, &plot, NULL, "write PREFIX_loss.png/.svg and PREFIX_acc.png/.svg"},
                     CLI_ALL_OPTS(dopt, mo),
