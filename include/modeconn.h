@@ -234,15 +234,16 @@ void mc_exec_backward(mc_exec *e, const float *theta, const float *dlogits,
                       float *grad, float *dx);
 /* Plain NCHW copy of node `node`'s last forward output: (n, C, H, W). */
 void mc_exec_read(mc_exec *e, int node, float *out);
-/* The same output in place, without a copy: element (i, c, s), s = h*W + w,
- * is data[i*n_stride + (c/block)*cb_stride + c%block + s*s_stride]. Valid
- * until the next forward. Returns 0, or -1 when the node has no such
- * layout (then use mc_exec_read). */
+/* The same output where it lies, without a copy when the layout allows
+ * (else copied to plain layout into buf, room for (n, C, H, W)): element
+ * (i, c, s), s = h*W + w, is
+ * data[i*n_stride + (c/block)*cb_stride + c%block + s*s_stride]. Valid
+ * until the next forward (or until buf changes). */
 typedef struct {
   const float *data;
   int64_t block, n_stride, cb_stride, s_stride;
 } mc_act_view;
-int mc_exec_view(mc_exec *e, int node, mc_act_view *v);
+void mc_exec_view(mc_exec *e, int node, float *buf, mc_act_view *v);
 /* Runs fn once on every thread at the same time, each thread with its own
  * single-threaded copy of each of es[0..ne) (made on first use for at
  * least `rows` rows, kept until the executor is freed): fn(w, tid, nthr, arg), w[i]

@@ -209,14 +209,6 @@ static void accumulate(const tap *p, double *base, const mc_act_view *va, const 
   }
 }
 
-/* A node's output in place, or copied to plain layout in buf. */
-static void view_or_read(mc_exec *e, int node, float *buf, mc_act_view *v) {
-  if (mc_exec_view(e, node, v) == 0) return;
-  const mc_node *nd = &mc_exec_model(e)->nodes[node];
-  mc_exec_read(e, node, buf);
-  *v = (mc_act_view){buf, 1, nd->C * nd->H * nd->W, nd->H * nd->W, 1};
-}
-
 /* Pearson correlation of a tap over n samples, added into G (count x count). */
 static void add_corr(const tap *p, double *base, double n, double *G) {
   const int64_t C = p->count;
@@ -275,8 +267,8 @@ static void corr_slices(mc_exec **w, int tid, int nthr, void *arg) {
       const tap *p = &j->taps[t];
       const mc_node *nd = &m->nodes[p->node];
       mc_act_view va, vb;
-      view_or_read(w[0], p->node, xa, &va);
-      view_or_read(w[1], p->node, xb, &vb);
+      mc_exec_view(w[0], p->node, xa, &va);
+      mc_exec_view(w[1], p->node, xb, &vb);
       accumulate(p, acc, &va, &vb, k, nd->H * nd->W, wa, wb);
     }
   }

@@ -404,13 +404,16 @@ void mc_exec_read(mc_exec *e, int node, float *out) {
   memcpy(out, e->act[node], sizeof(float) * (size_t)(e->n * node_numel(nd)));
 }
 
-int mc_exec_view(mc_exec *e, int node, mc_act_view *v) {
+void mc_exec_view(mc_exec *e, int node, float *buf, mc_act_view *v) {
   const mc_node *nd = &e->m->nodes[node];
-  if (e->be == MC_BACKEND_DNNL) return dnnl_exec_view(e, node, v);
-  MC_ASSERT(node > 0);
+  if (e->be == MC_BACKEND_DNNL && dnnl_exec_view(e, node, v) == 0) return;
+  const float *plain = e->act ? e->act[node] : NULL; /* the reference path keeps every output */
+  if (!plain) {
+    mc_exec_read(e, node, buf);
+    plain = buf;
+  }
   const int64_t S = nd->H * nd->W;
-  *v = (mc_act_view){e->act[node], 1, nd->C * S, S, 1};
-  return 0;
+  *v = (mc_act_view){plain, 1, nd->C * S, S, 1};
 }
 
 double mc_softmax_xent(const float *logits, const int32_t *labels, int64_t n,
