@@ -36,6 +36,7 @@
  * inner product packs into malloc'ed buffers). */
 #include "exec_internal.h"
 #include "ops.h"
+#include "wino.h"
 
 #include <dnnl.h>
 #include <omp.h>
@@ -56,6 +57,7 @@ enum {
   S_BN_EVAL,  /* running stats -> mean/var buffers (eval) */
   S_BN_STATS, /* batch mean/var -> running stats (train modes) */
   S_ADDVEC,   /* grad[off..off+count) += a */
+  S_WINO,     /* 3x3 stride-1 conv forward by Winograd (wino.c), a -> b */
   S_SAVE      /* b[0..count) = theta[off..off+count) */
 };
 
@@ -117,6 +119,7 @@ typedef struct {
   int nbufs, capbufs;
   conv_entry *cv;
   int ncv, capcv;
+  float **wino_u;                   /* S_WINO: transformed weights, per node */
 } plan;
 
 typedef struct {
@@ -128,6 +131,9 @@ typedef struct {
   size_t *bufsz, *dbufsz;
   float *pad, *dscr; /* shared scratchpad; diff scratch before accumulation */
   size_t padsz, dscrsz;
+  float *wscr;       /* S_WINO scratch, per thread */
+  size_t wscrsz;
+  int wino;          /* S_WINO allowed (MC_WINO=0 turns it off) */
   float **bnmean, **bnvar, **mask;
   int *mask_id;
   int *relu_of;    /* BN node -> the ReLU fused into it, else -1 */
@@ -382,6 +388,27 @@ static void push_custom(steplist *L, int kind, int node, dnnl_memory_t a,
 
 /* ------------------------------------------------------------- forward */
 
+static wino_shape wino_shape_of(const mc_model *m, int i, int64_t n) {
+  const mc_node *nd = &m->nodes[i], *x = &m->nodes[nd->in[0]];
+  return (wino_shape){n, x->C, nd->C, x->H, x->W, nd->pad, nd->H, nd->W};
+}
+
+/* Conv node i runs as S_WINO: 3x3, stride 1, channels in multiples of 8,
+ * and the primitive oneDNN picked reads and writes the plain 8-blocked
+ * layout wino.c works on (so backward, which reuses the forward's src and
+ * dst, cannot tell the difference). */
+static int wino_fits(const dstate *st, const plan *p, int i, const dnnl_dims_t sd,
+                     const dnnl_dims_t dd) {
+  const mc_node *nd = &st->e->m->nodes[i];
+  if (!st->wino || nd->k != 3 || nd->stride != 1 || sd[1] % 8 || dd[1] % 8) return 0;
+  dnnl_memory_desc_t bs, bd;
+  if (dnnl_memory_desc_init_by_tag(&bs, 4, sd, dnnl_f32, dnnl_aBcd8b) != dnnl_success ||
+      dnnl_memory_desc_init_by_tag(&bd, 4, dd, dnnl_f32, dnnl_aBcd8b) != dnnl_success)
+    return 0;
+  return md_eq(qmd(p->fpd[i], dnnl_query_src_md), &bs) &&
+         md_eq(qmd(p->fpd[i], dnnl_query_dst_md), &bd);
+}
+
 static mc_status build_forward(dstate *st, plan *p) {
   const mc_model *m = st->e->m;
   const int64_t N = p->n;
@@ -441,6 +468,13 @@ static mc_status build_forward(dstate *st, plan *p) {
       MCK(set_out(st, p, i));
       MCK(as_md(st, p, L, p->mem[in], qmd(p->fpd[i], dnnl_query_src_md), 0, 1, &p->fsrc[i]));
       MCK(bound_mem(st, p, &p->wplain[i], &wpl, &st->theta, m->tensors[nd->t_weight].off, 1));
+      if (conv && wino_fits(st, p, i, sd, dd)) {
+        const wino_shape ws = wino_shape_of(m, i, N);
+        p->wino_u[i] = plan_buf(p, sizeof(float) * wino_weight_floats(&ws));
+        ensure(st, &st->wscr, &st->wscrsz, sizeof(float) * wino_scratch_floats(&ws) * (size_t)p->nthr);
+        push_custom(L, S_WINO, i, p->fsrc[i], p->mem[i], 0, 0);
+        break;
+      }
       dnnl_memory_t w;
       MCK(as_md(st, p, L, p->wplain[i], qmd(p->fpd[i], dnnl_query_weights_md), 0, 1, &w));
       a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, p->fsrc[i]};
@@ -1062,6 +1096,7 @@ static void plan_free(plan *p) {
   free(p->var);
   free(p->shift);
   free(p->fpd);
+  free(p->wino_u);
   free(p);
 }
 
@@ -1082,6 +1117,7 @@ static mc_status plan_create(dstate *st, int64_t n, int train, int nthr, plan **
   p->var = mc_calloc((size_t)nn, sizeof *p->var);
   p->shift = mc_calloc((size_t)nn, sizeof *p->shift);
   p->fpd = mc_calloc((size_t)nn, sizeof *p->fpd);
+  p->wino_u = mc_calloc((size_t)nn, sizeof *p->wino_u);
   p->rd = mc_calloc((size_t)nn, sizeof *p->rd);
   p->rc = mc_calloc((size_t)nn, sizeof *p->rc);
   mc_status rc = build_forward(st, p);
@@ -1215,6 +1251,15 @@ static void run(dstate *st, const steplist *L) {
     case S_SAVE:
       memcpy(mem_ptr(s->b), st->theta + s->off, sizeof(float) * (size_t)s->count);
       break;
+    case S_WINO: {
+      const wino_shape ws = wino_shape_of(m, s->node, N);
+      float *u = st->cur->wino_u[s->node];
+      wino_weights(u, st->theta + m->tensors[nd->t_weight].off, &ws);
+      wino_forward(mem_ptr(s->b), mem_ptr(s->a), u,
+                   nd->bias ? st->theta + m->tensors[nd->t_bias].off : NULL, &ws, st->wscr,
+                   st->cur->nthr);
+      break;
+    }
     default: MC_ASSERT(0);
     }
   }
@@ -1246,6 +1291,7 @@ void dnnl_exec_free(mc_exec *e) {
   free(st->relu_of);
   free(st->fused);
   free(st->pad);
+  free(st->wscr);
   free(st->dscr);
   if (st->attr) dnnl_primitive_attr_destroy(st->attr);
   if (st->attr_sum) dnnl_primitive_attr_destroy(st->attr_sum);
@@ -1298,6 +1344,8 @@ mc_status dnnl_exec_init(mc_exec *e) {
   }
   st->relu_of = mc_calloc((size_t)nn, sizeof(int));
   st->fused = mc_calloc((size_t)nn, 1);
+  const char *wv = getenv("MC_WINO");
+  st->wino = wino_available() && !(wv && *wv == '0');
   const char *nf = getenv("MC_DNNL_NOFUSE");
   for (int i = 0; i < nn; i++) {
     st->relu_of[i] = -1;

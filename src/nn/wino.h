@@ -1,0 +1,41 @@
+/* Winograd F(2x2, 3x3) forward convolution on 8-channel blocked
+ * activations (oneDNN's nChw8c, "aBcd8b": [N][C/8][H][W][8]).
+ *
+ * oneDNN has Winograd kernels only for AVX-512; on AVX2 it runs 3x3
+ * convolutions as direct convolutions, which at 16-64 channels reach about
+ * half the FMA peak.  F(2x2, 3x3) (Lavin & Gray, 2016) computes each 2x2
+ * output tile from a 4x4 input patch with 16 instead of 36 multiplies per
+ * input-output channel pair; the rest is additions.  The fast path of the
+ * executor uses it for forward passes of 3x3, stride-1 convolutions whose
+ * channel counts are multiples of 8 (exec_dnnl.c); backward passes stay
+ * oneDNN's.  Only built with AVX2 + FMA (wino_available() says). */
+#ifndef MC_NN_WINO_H
+#define MC_NN_WINO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+  int64_t n, c, k;    /* images, input channels, output channels (both % 8 == 0) */
+  int64_t h, w, pad;  /* input size, zero padding on every side */
+  int64_t oh, ow;     /* output size: h + 2 pad - 2, w + 2 pad - 2 */
+} wino_shape;
+
+/* 1 when this build has the AVX2 + FMA kernels. */
+int wino_available(void);
+
+/* Floats of the transformed weights, and of the scratch one thread needs. */
+size_t wino_weight_floats(const wino_shape *s);
+size_t wino_scratch_floats(const wino_shape *s);
+
+/* u = G w G^T for every (input, output) channel pair, from PyTorch-layout
+ * weights w [k][c][3][3]; u is [16][c][k]. */
+void wino_weights(float *u, const float *w, const wino_shape *s);
+
+/* dst = conv(src, w) + bias (bias may be NULL), src and dst blocked.
+ * scratch: nthr * wino_scratch_floats(s) floats; runs on nthr OpenMP
+ * threads (1: in the caller's thread). */
+void wino_forward(float *dst, const float *src, const float *u, const float *bias,
+                  const wino_shape *s, float *scratch, int nthr);
+
+#endif

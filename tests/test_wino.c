@@ -1,0 +1,84 @@
+/* The Winograd F(2x2, 3x3) kernel (src/nn/wino.c) against the reference
+ * convolution (src/nn/ops.h) on blocked <-> plain copies of random data:
+ * both paddings, even and odd output sizes (clipped edge tiles), a batch
+ * whose tile count is not a multiple of the tile block or of the GEMM's 6
+ * rows, K % 16 == 8 (the 8-column GEMM tail), no bias, and 1 and 2
+ * threads.  Error: max |wino - ref| / max |ref|; the transforms add a few
+ * float roundings per output, so the bound is 1e-5. */
+#include "testutil.h"
+#include "nn/ops.h"
+#include "nn/wino.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* plain (N,C,H,W) <-> blocked (N,C/8,H,W,8) */
+static void to_blocked(float *b, const float *p, int64_t n, int64_t c, int64_t hw) {
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t ch = 0; ch < c; ch++)
+      for (int64_t s = 0; s < hw; s++)
+        b[((i * (c / 8) + ch / 8) * hw + s) * 8 + ch % 8] = p[(i * c + ch) * hw + s];
+}
+
+static void from_blocked(float *p, const float *b, int64_t n, int64_t c, int64_t hw) {
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t ch = 0; ch < c; ch++)
+      for (int64_t s = 0; s < hw; s++)
+        p[(i * c + ch) * hw + s] = b[((i * (c / 8) + ch / 8) * hw + s) * 8 + ch % 8];
+}
+
+static double check(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, int64_t pad, int bias,
+                    int nthr) {
+  wino_shape s = {n, c, k, h, w, pad, h + 2 * pad - 2, w + 2 * pad - 2};
+  const size_t xs = (size_t)(n * c * h * w), ys = (size_t)(n * k * s.oh * s.ow);
+  float *x = malloc(sizeof(float) * xs), *xb = malloc(sizeof(float) * xs);
+  float *wt = malloc(sizeof(float) * (size_t)(k * c * 9)), *b = malloc(sizeof(float) * (size_t)k);
+  float *yr = malloc(sizeof(float) * ys), *yb = malloc(sizeof(float) * ys);
+  float *yw = malloc(sizeof(float) * ys);
+  float *u = malloc(sizeof(float) * wino_weight_floats(&s));
+  float *scr = calloc((size_t)nthr * wino_scratch_floats(&s), sizeof(float));
+  float *col = malloc(sizeof(float) * conv2d_col_floats(c, 3, s.oh, s.ow) * 4);
+  tu_random_input(x, xs, 1);
+  tu_random_input(wt, (size_t)(k * c * 9), 2);
+  tu_random_input(b, (size_t)k, 3);
+  for (size_t i = 0; i < xs; i++) x[i] -= 0.5f; /* signed inputs, as after a BN */
+  conv2d_forward(yr, x, wt, bias ? b : NULL, n, c, h, w, k, 3, 1, (int)pad, s.oh, s.ow, col);
+  to_blocked(xb, x, n, c, h * w);
+  wino_weights(u, wt, &s);
+  memset(yb, 0xff, sizeof(float) * ys); /* NaN: every output must be written */
+  wino_forward(yb, xb, u, bias ? b : NULL, &s, scr, nthr);
+  from_blocked(yw, yb, n, k, s.oh * s.ow);
+  double big = 0, err = 0;
+  for (size_t i = 0; i < ys; i++) big = fmax(big, fabs(yr[i]));
+  for (size_t i = 0; i < ys; i++) {
+    const double d = fabs((double)yw[i] - yr[i]);
+    err = isnan(yw[i]) ? INFINITY : fmax(err, d);
+  }
+  printf("  wino n%lld c%lld k%lld %lldx%lld pad %lld bias %d threads %d: max err %.2e (of %.2f)\n",
+         (long long)n, (long long)c, (long long)k, (long long)h, (long long)w, (long long)pad, bias,
+         nthr, err / big, big);
+  free(x), free(xb), free(wt), free(b), free(yr), free(yb), free(yw), free(u), free(scr), free(col);
+  return err / big;
+}
+
+static void test_shapes(void **st) {
+  (void)st;
+  if (!wino_available()) skip();
+  const int64_t cases[][8] = {
+      /* n, c, k, h, w, pad, bias, threads */
+      {3, 16, 16, 28, 28, 1, 1, 1},  {5, 32, 32, 14, 14, 1, 1, 2}, {4, 64, 64, 7, 7, 0, 1, 2},
+      {7, 8, 24, 9, 6, 1, 0, 1},     {2, 24, 8, 5, 5, 0, 1, 2},    {1, 16, 40, 4, 4, 0, 1, 1},
+      {13, 16, 16, 11, 13, 1, 1, 2},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const int64_t *q = cases[i];
+    assert_true(check(q[0], q[1], q[2], q[3], q[4], q[5], (int)q[6], (int)q[7]) < 1e-5);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_shapes)};
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
