@@ -1,10 +1,12 @@
-/* The Winograd F(2x2, 3x3) kernel (src/nn/wino.c) against the reference
+/* The Winograd F(2x2, 3x3) and F(4x4, 3x3) kernels (src/nn/wino.c) against the reference
  * convolution (src/nn/ops.h) on blocked <-> plain copies of random data:
  * both paddings, even and odd output sizes (clipped edge tiles), a batch
  * whose tile count is not a multiple of the tile block or of the GEMM's 6
  * rows, K % 16 == 8 (the 8-column GEMM tail), no bias, and 1 and 2
- * threads.  Error: max |wino - ref| / max |ref|; the transforms add a few
- * float roundings per output, so the bound is 1e-5. */
+ * threads, each with both tile sizes (F(4x4) also on sizes it does not
+ * divide, which the executor never asks of it).  Error: max |wino - ref| /
+ * max |ref|; the transforms add a few float roundings per output, so the
+ * bound is 1e-5. */
 #include "testutil.h"
 #include "nn/ops.h"
 #include "nn/wino.h"
@@ -30,8 +32,8 @@ static void from_blocked(float *p, const float *b, int64_t n, int64_t c, int64_t
 }
 
 static double check(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, int64_t pad, int bias,
-                    int nthr) {
-  wino_shape s = {n, c, k, h, w, pad, h + 2 * pad - 2, w + 2 * pad - 2};
+                    int nthr, int64_t m) {
+  wino_shape s = {n, c, k, h, w, pad, h + 2 * pad - 2, w + 2 * pad - 2, m};
   const size_t xs = (size_t)(n * c * h * w), ys = (size_t)(n * k * s.oh * s.ow);
   float *x = malloc(sizeof(float) * xs), *xb = malloc(sizeof(float) * xs);
   float *wt = malloc(sizeof(float) * (size_t)(k * c * 9)), *b = malloc(sizeof(float) * (size_t)k);
@@ -56,9 +58,10 @@ static double check(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, int64
     const double d = fabs((double)yw[i] - yr[i]);
     err = isnan(yw[i]) ? INFINITY : fmax(err, d);
   }
-  printf("  wino n%lld c%lld k%lld %lldx%lld pad %lld bias %d threads %d: max err %.2e (of %.2f)\n",
-         (long long)n, (long long)c, (long long)k, (long long)h, (long long)w, (long long)pad, bias,
-         nthr, err / big, big);
+  printf("  F(%lldx%lld,3x3) n%lld c%lld k%lld %lldx%lld pad %lld bias %d threads %d: max err %.2e "
+         "(of %.2f)\n",
+         (long long)m, (long long)m, (long long)n, (long long)c, (long long)k, (long long)h,
+         (long long)w, (long long)pad, bias, nthr, err / big, big);
   free(x), free(xb), free(wt), free(b), free(yr), free(yb), free(yw), free(u), free(scr), free(col);
   return err / big;
 }
@@ -72,10 +75,16 @@ static void test_shapes(void **st) {
       {7, 8, 24, 9, 6, 1, 0, 1},     {2, 24, 8, 5, 5, 0, 1, 2},    {1, 16, 40, 4, 4, 0, 1, 1},
       {13, 16, 16, 11, 13, 1, 1, 2},
   };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    const int64_t *q = cases[i];
-    assert_true(check(q[0], q[1], q[2], q[3], q[4], q[5], (int)q[6], (int)q[7]) < 1e-5);
-  }
+  for (int64_t m = 2; m <= 4; m += 2)
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+      const int64_t *q = cases[i];
+      assert_true(check(q[0], q[1], q[2], q[3], q[4], q[5], (int)q[6], (int)q[7], m) < (m == 2 ? 1e-5 : 3e-5));
+    }
+  assert_int_equal(wino_tile(28, 28, 16), 4);
+  assert_int_equal(wino_tile(14, 14, 32), 4);
+  assert_int_equal(wino_tile(7, 7, 64), 4);
+  assert_int_equal(wino_tile(5, 5, 64), 2);
+  assert_int_equal(wino_tile(8, 8, 128), 2);
 }
 
 int main(void) {

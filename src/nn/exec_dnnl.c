@@ -390,7 +390,7 @@ static void push_custom(steplist *L, int kind, int node, dnnl_memory_t a,
 
 static wino_shape wino_shape_of(const mc_model *m, int i, int64_t n) {
   const mc_node *nd = &m->nodes[i], *x = &m->nodes[nd->in[0]];
-  return (wino_shape){n, x->C, nd->C, x->H, x->W, nd->pad, nd->H, nd->W};
+  return (wino_shape){n, x->C, nd->C, x->H, x->W, nd->pad, nd->H, nd->W, wino_tile(nd->H, nd->W, x->C)};
 }
 
 /* Conv node i runs as S_WINO: 3x3, stride 1, channels in multiples of 8,

@@ -1,19 +1,28 @@
-/* Winograd F(2x2, 3x3) forward convolution; see wino.h.
+/* Winograd F(m x m, 3x3) forward convolution, m = 2 or 4; see wino.h.
  *
- *   Y = A^T [ (G g G^T) .* (B^T d B) ] A   for each 2x2 output tile,
+ *   Y = A^T [ (G g G^T) .* (B^T d B) ] A   for each m x m output tile,
  *
- * with d the 4x4 input patch at (2ty - pad, 2tx - pad) and
- *
+ * with d the (m+2) x (m+2) input patch at (m ty - pad, m tx - pad).
+ * F(2x2, 3x3):
  *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],
  *   G   = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1],
  *   A^T = [1 1 1 0; 0 1 -1 -1].
+ * F(4x4, 3x3) (interpolation points 0, 1, -1, 2, -2, infinity):
+ *   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0;
+ *          0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
+ *   G   = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6;
+ *          1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1],
+ *   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
+ * F(4x4) needs 36 instead of 144 multiplies per tile and channel pair
+ * (F(2x2): 16 instead of 36), at a few more roundings per output.
  *
- * The sum over input channels of the 16 elementwise products is a matrix
- * product per position xi of the 4x4 tile: M[xi] (tiles x K) = V[xi]
- * (tiles x C) . U[xi] (C x K).  Tiles are taken TB at a time so that V, M
- * and U stay in the per-core L2: input transform of TB tiles -> V,
- * 16 small GEMMs -> M, output transform -> dst.  All three stages work on
- * 8 channels at once (one AVX2 register), the blocked layout's unit. */
+ * The sum over input channels of the elementwise products is a matrix
+ * product per position xi of the transformed tile: M[xi] (tiles x K) =
+ * V[xi] (tiles x C) . U[xi] (C x K).  Tiles are taken TB at a time so that
+ * V, M and U stay in the per-core L2: input transform of TB tiles -> V,
+ * (m+2)^2 small GEMMs -> M, output transform -> dst.  All three stages
+ * work on 8 channels at once (one AVX2 register), the blocked layout's
+ * unit. */
 #include "nn/wino.h"
 
 #include "modeconn.h"
@@ -34,29 +43,38 @@
 
 int wino_available(void) { return WINO_SIMD; }
 
-size_t wino_weight_floats(const wino_shape *s) { return (size_t)(16 * s->c * s->k); }
+int wino_tile(int64_t oh, int64_t ow, int64_t c) {
+  const int64_t covered = (oh + 3) / 4 * 4 * ((ow + 3) / 4 * 4);
+  return c <= 64 && 100 * covered <= 135 * oh * ow ? 4 : 2;
+}
 
-size_t wino_scratch_floats(const wino_shape *s) { return (size_t)(16 * TB * (s->c + s->k)); }
+/* Positions of the transformed tile. */
+static int64_t npos(const wino_shape *s) { return (s->m + 2) * (s->m + 2); }
+
+size_t wino_weight_floats(const wino_shape *s) { return (size_t)(npos(s) * s->c * s->k); }
+
+size_t wino_scratch_floats(const wino_shape *s) { return (size_t)(npos(s) * TB * (s->c + s->k)); }
+
+static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+static const double G4[6][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                {-1.0 / 6, 1.0 / 6, -1.0 / 6}, {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
 
 void wino_weights(float *u, const float *w, const wino_shape *s) {
   const int64_t C = s->c, K = s->k;
+  const int a = (int)s->m + 2;
+  const double *G = s->m == 4 ? &G4[0][0] : &G2[0][0];
   for (int64_t k = 0; k < K; k++)
     for (int64_t c = 0; c < C; c++) {
       const float *g = w + (k * C + c) * 9;
-      double t[4][3], r[4][4];
-      for (int j = 0; j < 3; j++) {
-        t[0][j] = g[j];
-        t[1][j] = 0.5 * ((double)g[j] + g[3 + j] + g[6 + j]);
-        t[2][j] = 0.5 * ((double)g[j] - g[3 + j] + g[6 + j]);
-        t[3][j] = g[6 + j];
-      }
-      for (int i = 0; i < 4; i++) {
-        r[i][0] = t[i][0];
-        r[i][1] = 0.5 * (t[i][0] + t[i][1] + t[i][2]);
-        r[i][2] = 0.5 * (t[i][0] - t[i][1] + t[i][2]);
-        r[i][3] = t[i][2];
-      }
-      for (int xi = 0; xi < 16; xi++) u[(xi * C + c) * K + k] = (float)r[xi / 4][xi % 4];
+      double t[6][3], r[6][6];
+      for (int i = 0; i < a; i++) /* t = G g */
+        for (int j = 0; j < 3; j++)
+          t[i][j] = G[i * 3] * g[j] + G[i * 3 + 1] * g[3 + j] + G[i * 3 + 2] * g[6 + j];
+      for (int i = 0; i < a; i++) /* r = t G^T */
+        for (int j = 0; j < a; j++)
+          r[i][j] = t[i][0] * G[j * 3] + t[i][1] * G[j * 3 + 1] + t[i][2] * G[j * 3 + 2];
+      for (int xi = 0; xi < a * a; xi++) u[(xi * C + c) * K + k] = (float)r[xi / a][xi % a];
     }
 }
 
@@ -73,43 +91,105 @@ typedef __m256 v8;
     y3 = _mm256_sub_ps(x1, x3);             \
   } while (0)
 
-/* Input transform of one tile, all channel blocks: V[xi][tile][c].  The
- * column pass goes through a small stack array, so that no more than
- * about 16 vectors are live at once (AVX2 has 16 registers). */
+/* Input transform of one 4x4 patch of 8 channels, rows `ld` floats apart:
+ * V rows i = 0..3 of B^T d B, each stored as 4 vectors (xi = 4i + j) at q,
+ * q + xs, ...  Row 0 of B^T d reads patch rows 0 and 2, rows 1 and 2 read
+ * rows 1 and 2, row 3 reads rows 1 and 3: three groups of 8 loads keep
+ * at most about 12 vectors live (AVX2 has 16 registers). */
+static inline void patch_transform(float *q, int64_t xs, const float *p, int64_t ld) {
+#define LD(i, j) _mm256_loadu_ps(p + (i) * ld + (j) * 8)
+#define ROW(r, a0, a1, a2, a3)                                             \
+  do {                                                                     \
+    v8 o0, o1, o2, o3;                                                     \
+    BT4(o0, o1, o2, o3, a0, a1, a2, a3);                                   \
+    _mm256_storeu_ps(q + (4 * (r) + 0) * xs, o0);                          \
+    _mm256_storeu_ps(q + (4 * (r) + 1) * xs, o1);                          \
+    _mm256_storeu_ps(q + (4 * (r) + 2) * xs, o2);                          \
+    _mm256_storeu_ps(q + (4 * (r) + 3) * xs, o3);                          \
+  } while (0)
+  {
+    const v8 a0 = _mm256_sub_ps(LD(0, 0), LD(2, 0)), a1 = _mm256_sub_ps(LD(0, 1), LD(2, 1));
+    const v8 a2 = _mm256_sub_ps(LD(0, 2), LD(2, 2)), a3 = _mm256_sub_ps(LD(0, 3), LD(2, 3));
+    ROW(0, a0, a1, a2, a3);
+  }
+  {
+    const v8 b0 = LD(1, 0), b1 = LD(1, 1), b2 = LD(1, 2), b3 = LD(1, 3);
+    const v8 c0 = LD(2, 0), c1 = LD(2, 1), c2 = LD(2, 2), c3 = LD(2, 3);
+    ROW(1, _mm256_add_ps(b0, c0), _mm256_add_ps(b1, c1), _mm256_add_ps(b2, c2), _mm256_add_ps(b3, c3));
+    ROW(2, _mm256_sub_ps(c0, b0), _mm256_sub_ps(c1, b1), _mm256_sub_ps(c2, b2), _mm256_sub_ps(c3, b3));
+  }
+  {
+    const v8 a0 = _mm256_sub_ps(LD(1, 0), LD(3, 0)), a1 = _mm256_sub_ps(LD(1, 1), LD(3, 1));
+    const v8 a2 = _mm256_sub_ps(LD(1, 2), LD(3, 2)), a3 = _mm256_sub_ps(LD(1, 3), LD(3, 3));
+    ROW(3, a0, a1, a2, a3);
+  }
+#undef ROW
+#undef LD
+}
+
+/* y = B^T x over 6 vectors, F(4x4, 3x3). */
+#define BT6(y0, y1, y2, y3, y4, y5, x0, x1, x2, x3, x4, x5)                      \
+  do {                                                                          \
+    const v8 f4_ = _mm256_set1_ps(4.f), f5_ = _mm256_set1_ps(5.f);              \
+    const v8 a_ = _mm256_fnmadd_ps(f4_, x2, x4), b_ = _mm256_fnmadd_ps(f4_, x1, x3); \
+    const v8 c_ = _mm256_sub_ps(x4, x2);                                        \
+    const v8 d_ = _mm256_mul_ps(_mm256_set1_ps(2.f), _mm256_sub_ps(x3, x1));    \
+    y0 = _mm256_fmadd_ps(f4_, x0, _mm256_fnmadd_ps(f5_, x2, x4));               \
+    y1 = _mm256_add_ps(a_, b_);                                                 \
+    y2 = _mm256_sub_ps(a_, b_);                                                 \
+    y3 = _mm256_add_ps(c_, d_);                                                 \
+    y4 = _mm256_sub_ps(c_, d_);                                                 \
+    y5 = _mm256_fmadd_ps(f4_, x1, _mm256_fnmadd_ps(f5_, x3, x5));               \
+  } while (0)
+
+/* The 6x6 patch of F(4x4, 3x3): columns through a stack array, then rows. */
+static inline void patch6_transform(float *q, int64_t xs, const float *p, int64_t ld) {
+  v8 t[6][6];
+  for (int j = 0; j < 6; j++) {
+    const float *c = p + j * 8;
+    BT6(t[0][j], t[1][j], t[2][j], t[3][j], t[4][j], t[5][j], _mm256_loadu_ps(c),
+        _mm256_loadu_ps(c + ld), _mm256_loadu_ps(c + 2 * ld), _mm256_loadu_ps(c + 3 * ld),
+        _mm256_loadu_ps(c + 4 * ld), _mm256_loadu_ps(c + 5 * ld));
+  }
+  for (int i = 0; i < 6; i++) {
+    v8 o0, o1, o2, o3, o4, o5;
+    BT6(o0, o1, o2, o3, o4, o5, t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5]);
+    float *r = q + 6 * i * xs;
+    _mm256_storeu_ps(r, o0);
+    _mm256_storeu_ps(r + xs, o1);
+    _mm256_storeu_ps(r + 2 * xs, o2);
+    _mm256_storeu_ps(r + 3 * xs, o3);
+    _mm256_storeu_ps(r + 4 * xs, o4);
+    _mm256_storeu_ps(r + 5 * xs, o5);
+  }
+}
+
+/* Input transform of one tile, all channel blocks: V[xi][tile][c].  A
+ * patch that crosses the image border is first copied, zero-padded, into
+ * a small buffer. */
 static void input_tile(float *v, int64_t tt, const float *img, const wino_shape *s, int64_t iy0,
                        int64_t ix0) {
   const int64_t C = s->c, H = s->h, W = s->w, plane = H * W * 8;
-  const int i0 = iy0 < 0 ? (int)-iy0 : 0, i1 = iy0 + 4 > H ? (int)(H - iy0) : 4;
-  const int j0 = ix0 < 0 ? (int)-ix0 : 0, j1 = ix0 + 4 > W ? (int)(W - ix0) : 4;
-  const int inside = i0 == 0 && j0 == 0 && i1 == 4 && j1 == 4;
+  const int a = (int)s->m + 2;
+  const int i0 = iy0 < 0 ? (int)-iy0 : 0, i1 = iy0 + a > H ? (int)(H - iy0) : a;
+  const int j0 = ix0 < 0 ? (int)-ix0 : 0, j1 = ix0 + a > W ? (int)(W - ix0) : a;
+  const int inside = i0 == 0 && j0 == 0 && i1 == a && j1 == a;
+  float *q = v + tt * C;
   for (int64_t cb = 0; cb < C / 8; cb++) {
     const float *p = img + cb * plane + (iy0 * W + ix0) * 8;
-    v8 t[4][4];
-    for (int j = 0; j < 4; j++) {
-      v8 d0, d1, d2, d3;
-      if (inside) {
-        d0 = _mm256_loadu_ps(p + j * 8);
-        d1 = _mm256_loadu_ps(p + (W + j) * 8);
-        d2 = _mm256_loadu_ps(p + (2 * W + j) * 8);
-        d3 = _mm256_loadu_ps(p + (3 * W + j) * 8);
-      } else {
-        v8 d[4];
-        for (int i = 0; i < 4; i++)
-          d[i] = i >= i0 && i < i1 && j >= j0 && j < j1 ? _mm256_loadu_ps(p + (i * W + j) * 8)
-                                                         : _mm256_setzero_ps();
-        d0 = d[0], d1 = d[1], d2 = d[2], d3 = d[3];
-      }
-      BT4(t[0][j], t[1][j], t[2][j], t[3][j], d0, d1, d2, d3);
+    const float *src = p;
+    int64_t ld = W * 8;
+    float buf[36 * 8] __attribute__((aligned(32)));
+    if (!inside) {
+      memset(buf, 0, sizeof(float) * (size_t)(a * a * 8));
+      for (int i = i0; i < i1; i++)
+        for (int j = j0; j < j1; j++)
+          _mm256_store_ps(buf + (i * a + j) * 8, _mm256_loadu_ps(p + (i * W + j) * 8));
+      src = buf;
+      ld = a * 8;
     }
-    for (int i = 0; i < 4; i++) {
-      v8 o0, o1, o2, o3;
-      BT4(o0, o1, o2, o3, t[i][0], t[i][1], t[i][2], t[i][3]);
-      float *q = v + (i * 4 * TB + tt) * C + cb * 8;
-      _mm256_storeu_ps(q, o0);
-      _mm256_storeu_ps(q + TB * C, o1);
-      _mm256_storeu_ps(q + 2 * TB * C, o2);
-      _mm256_storeu_ps(q + 3 * TB * C, o3);
-    }
+    if (a == 6) patch6_transform(q + cb * 8, TB * C, src, ld);
+    else patch_transform(q + cb * 8, TB * C, src, ld);
   }
 }
 
@@ -179,35 +259,57 @@ static void gemm_6x8(float *m, const float *v, const float *u, int64_t C, int64_
     y1 = _mm256_sub_ps(_mm256_sub_ps(x1, x2), x3);         \
   } while (0)
 
-/* Output transform of one tile, all channel blocks, + bias, clipped. */
+/* y = A^T x over 6 vectors, F(4x4, 3x3). */
+#define AT6(y0, y1, y2, y3, x0, x1, x2, x3, x4, x5)                      \
+  do {                                                                  \
+    const v8 s12_ = _mm256_add_ps(x1, x2), d12_ = _mm256_sub_ps(x1, x2); \
+    const v8 s34_ = _mm256_add_ps(x3, x4), d34_ = _mm256_sub_ps(x3, x4); \
+    y0 = _mm256_add_ps(_mm256_add_ps(x0, s12_), s34_);                   \
+    y1 = _mm256_fmadd_ps(_mm256_set1_ps(2.f), d34_, d12_);               \
+    y2 = _mm256_fmadd_ps(_mm256_set1_ps(4.f), s34_, s12_);               \
+    y3 = _mm256_add_ps(_mm256_fmadd_ps(_mm256_set1_ps(8.f), d34_, d12_), x5); \
+  } while (0)
+
+/* Output transform of one tile, all channel blocks, + bias, clipped to
+ * the image. */
 static void output_tile(float *img, const float *mm, int64_t tt, const float *bias,
                         const wino_shape *s, int64_t oy0, int64_t ox0) {
   const int64_t K = s->k, OH = s->oh, OW = s->ow, plane = OH * OW * 8, xs = TB * K;
-  const int ny = oy0 + 2 <= OH ? 2 : 1, nx = ox0 + 2 <= OW ? 2 : 1;
+  const int m = (int)s->m;
+  const int ny = oy0 + m <= OH ? m : (int)(OH - oy0), nx = ox0 + m <= OW ? m : (int)(OW - ox0);
   for (int64_t kb = 0; kb < K / 8; kb++) {
     const float *x = mm + tt * K + kb * 8;
-    v8 t[2][4];
-    for (int j = 0; j < 4; j++)
-      AT4(t[0][j], t[1][j], _mm256_loadu_ps(x + j * xs), _mm256_loadu_ps(x + (4 + j) * xs),
-          _mm256_loadu_ps(x + (8 + j) * xs), _mm256_loadu_ps(x + (12 + j) * xs));
     const v8 b = bias ? _mm256_loadu_ps(bias + kb * 8) : _mm256_setzero_ps();
     float *p = img + kb * plane + (oy0 * OW + ox0) * 8;
-    for (int i = 0; i < ny; i++) {
-      v8 y0, y1;
-      AT4(y0, y1, t[i][0], t[i][1], t[i][2], t[i][3]);
-      _mm256_storeu_ps(p + i * OW * 8, _mm256_add_ps(y0, b));
-      if (nx == 2) _mm256_storeu_ps(p + i * OW * 8 + 8, _mm256_add_ps(y1, b));
+    v8 y[4][4];
+    if (m == 4) {
+      v8 t[4][6];
+      for (int j = 0; j < 6; j++)
+        AT6(t[0][j], t[1][j], t[2][j], t[3][j], _mm256_loadu_ps(x + j * xs),
+            _mm256_loadu_ps(x + (6 + j) * xs), _mm256_loadu_ps(x + (12 + j) * xs),
+            _mm256_loadu_ps(x + (18 + j) * xs), _mm256_loadu_ps(x + (24 + j) * xs),
+            _mm256_loadu_ps(x + (30 + j) * xs));
+      for (int i = 0; i < 4; i++)
+        AT6(y[i][0], y[i][1], y[i][2], y[i][3], t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5]);
+    } else {
+      v8 t[2][4];
+      for (int j = 0; j < 4; j++)
+        AT4(t[0][j], t[1][j], _mm256_loadu_ps(x + j * xs), _mm256_loadu_ps(x + (4 + j) * xs),
+            _mm256_loadu_ps(x + (8 + j) * xs), _mm256_loadu_ps(x + (12 + j) * xs));
+      for (int i = 0; i < 2; i++) AT4(y[i][0], y[i][1], t[i][0], t[i][1], t[i][2], t[i][3]);
     }
+    for (int i = 0; i < ny; i++)
+      for (int j = 0; j < nx; j++) _mm256_storeu_ps(p + (i * OW + j) * 8, _mm256_add_ps(y[i][j], b));
   }
 }
 
-/* Tile t of the batch: image, and the tile's top-left output pixel. */
+/* Tile t of the batch: image, and the tile's position in tiles. */
 typedef struct {
   int64_t img, ty, tx, tx_n, ty_n;
 } tile_pos;
 
 static tile_pos tile_at(const wino_shape *s, int64_t t) {
-  const int64_t tx_n = (s->ow + 1) / 2, ty_n = (s->oh + 1) / 2;
+  const int64_t tx_n = (s->ow + s->m - 1) / s->m, ty_n = (s->oh + s->m - 1) / s->m;
   return (tile_pos){t / (tx_n * ty_n), t % (tx_n * ty_n) / tx_n, t % tx_n, tx_n, ty_n};
 }
 
@@ -222,15 +324,15 @@ static void tile_next(tile_pos *q) {
 /* Tiles [t0, t0 + nt) of the whole batch. */
 static void wino_block(float *dst, const float *src, const float *u, const float *bias,
                        const wino_shape *s, float *scr, int64_t t0, int64_t nt) {
-  const int64_t C = s->c, K = s->k;
-  float *v = scr, *mm = scr + 16 * TB * C;
+  const int64_t C = s->c, K = s->k, m = s->m, np = npos(s);
+  float *v = scr, *mm = scr + np * TB * C;
   tile_pos q = tile_at(s, t0);
   for (int64_t tt = 0; tt < nt; tt++, tile_next(&q))
-    input_tile(v, tt, src + q.img * C * s->h * s->w, s, 2 * q.ty - s->pad, 2 * q.tx - s->pad);
+    input_tile(v, tt, src + q.img * C * s->h * s->w, s, m * q.ty - s->pad, m * q.tx - s->pad);
   const int64_t rows = (nt + 5) / 6 * 6; /* the GEMM's rows past nt: zeros */
-  for (int xi = 0; xi < 16 && rows > nt; xi++)
+  for (int64_t xi = 0; xi < np && rows > nt; xi++)
     memset(v + (xi * TB + nt) * C, 0, sizeof(float) * (size_t)((rows - nt) * C));
-  for (int xi = 0; xi < 16; xi++) {
+  for (int64_t xi = 0; xi < np; xi++) {
     const float *vx = v + xi * TB * C, *ux = u + xi * C * K;
     float *mx = mm + xi * TB * K;
     for (int64_t r = 0; r < rows; r += 6) {
@@ -241,12 +343,13 @@ static void wino_block(float *dst, const float *src, const float *u, const float
   }
   q = tile_at(s, t0);
   for (int64_t tt = 0; tt < nt; tt++, tile_next(&q))
-    output_tile(dst + q.img * K * s->oh * s->ow, mm, tt, bias, s, 2 * q.ty, 2 * q.tx);
+    output_tile(dst + q.img * K * s->oh * s->ow, mm, tt, bias, s, m * q.ty, m * q.tx);
 }
 
 void wino_forward(float *dst, const float *src, const float *u, const float *bias,
                   const wino_shape *s, float *scratch, int nthr) {
-  const int64_t tiles = s->n * ((s->oh + 1) / 2) * ((s->ow + 1) / 2);
+  MC_ASSERT(s->m == 2 || s->m == 4);
+  const int64_t tiles = s->n * ((s->oh + s->m - 1) / s->m) * ((s->ow + s->m - 1) / s->m);
   const int64_t nblk = (tiles + TB - 1) / TB;
   const size_t per = wino_scratch_floats(s);
   if (nthr <= 1) {

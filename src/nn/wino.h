@@ -1,11 +1,12 @@
-/* Winograd F(2x2, 3x3) forward convolution on 8-channel blocked
+/* Winograd F(2x2, 3x3) and F(4x4, 3x3) forward convolution on 8-channel blocked
  * activations (oneDNN's nChw8c, "aBcd8b": [N][C/8][H][W][8]).
  *
  * oneDNN has Winograd kernels only for AVX-512; on AVX2 it runs 3x3
  * convolutions as direct convolutions, which at 16-64 channels reach about
  * half the FMA peak.  F(2x2, 3x3) (Lavin & Gray, 2016) computes each 2x2
  * output tile from a 4x4 input patch with 16 instead of 36 multiplies per
- * input-output channel pair; the rest is additions.  The fast path of the
+ * input-output channel pair, F(4x4, 3x3) each 4x4 tile from a 6x6 patch
+ * with 36 instead of 144; the rest is additions.  The fast path of the
  * executor uses it for forward passes of 3x3, stride-1 convolutions whose
  * channel counts are multiples of 8 (exec_dnnl.c); backward passes stay
  * oneDNN's.  Only built with AVX2 + FMA (wino_available() says). */
@@ -19,7 +20,19 @@ typedef struct {
   int64_t n, c, k;    /* images, input channels, output channels (both % 8 == 0) */
   int64_t h, w, pad;  /* input size, zero padding on every side */
   int64_t oh, ow;     /* output size: h + 2 pad - 2, w + 2 pad - 2 */
+  int64_t m;          /* output tile: 2 for F(2x2, 3x3), 4 for F(4x4, 3x3) */
 } wino_shape;
+
+/* The tile for an output size and c input channels: 4 unless 4x4 tiles
+ * would compute more than 35 % of outputs past the border (28x28, 14x14,
+ * 7x7: 4; 5x5: 2) or c > 64.  Speed, on one core: F(4x4) takes 0.71x the
+ * time of F(2x2) at 16 channels and 28x28, 0.8-0.9x at 32 channels and
+ * 14x14, 1.08x at 64 channels and 5x5.  Accuracy: F(4x4)'s error grows
+ * with c; its largest error relative to the largest output is about
+ * 5e-6 at c = 16-32 and 1e-5 at c = 64 (F(2x2): 5e-7; oneDNN's direct
+ * convolution: about 5e-7), and 1.3e-5 at c = 256 in a float32
+ * simulation, hence the bound. */
+int wino_tile(int64_t oh, int64_t ow, int64_t c);
 
 /* 1 when this build has the AVX2 + FMA kernels. */
 int wino_available(void);
@@ -29,7 +42,7 @@ size_t wino_weight_floats(const wino_shape *s);
 size_t wino_scratch_floats(const wino_shape *s);
 
 /* u = G w G^T for every (input, output) channel pair, from PyTorch-layout
- * weights w [k][c][3][3]; u is [16][c][k]. */
+ * weights w [k][c][3][3]; u is [(m+2)^2][c][k]. */
 void wino_weights(float *u, const float *w, const wino_shape *s);
 
 /* dst = conv(src, w) + bias (bias may be NULL), src and dst blocked.
