@@ -181,10 +181,11 @@ static void input_tile(float *v, int64_t tt, const float *img, const wino_shape 
     int64_t ld = W * 8;
     float buf[36 * 8] __attribute__((aligned(32)));
     if (!inside) {
-      memset(buf, 0, sizeof(float) * (size_t)(a * a * 8));
-      for (int i = i0; i < i1; i++)
-        for (int j = j0; j < j1; j++)
-          _mm256_store_ps(buf + (i * a + j) * 8, _mm256_loadu_ps(p + (i * W + j) * 8));
+      for (int i = 0; i < a; i++)
+        for (int j = 0; j < a; j++)
+          _mm256_store_ps(buf + (i * a + j) * 8, i >= i0 && i < i1 && j >= j0 && j < j1
+                                                     ? _mm256_loadu_ps(p + (i * W + j) * 8)
+                                                     : _mm256_setzero_ps());
       src = buf;
       ld = a * 8;
     }
@@ -357,6 +358,8 @@ void wino_forward(float *dst, const float *src, const float *u, const float *bia
       wino_block(dst, src, u, bias, s, scratch, b * TB, tiles - b * TB < TB ? tiles - b * TB : TB);
     return;
   }
+  /* dynamic: a block's result does not depend on the thread that runs it,
+   * and the two cores of a shared machine rarely run at the same speed */
 #pragma omp parallel for num_threads(nthr) schedule(static)
   for (int64_t b = 0; b < nblk; b++)
     wino_block(dst, src, u, bias, s, scratch + per * (size_t)omp_get_thread_num(), b * TB,
