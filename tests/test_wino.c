@@ -3,7 +3,8 @@
  * both paddings, even and odd output sizes (clipped edge tiles), a batch
  * whose tile count is not a multiple of the tile block or of the GEMM's 6
  * rows, K % 16 == 8 (the 8-column GEMM tail), no bias, and 1 and 2
- * threads, each with both tile sizes (F(4x4) also on sizes it does not
+ * threads, each with both tile sizes and with the channel sums a
+ * following batch-norm reads (against the reference output's, in double), (F(4x4) also on sizes it does not
  * divide, which the executor never asks of it).  Error: max |wino - ref| /
  * max |ref|; the transforms add a few float roundings per output, so the
  * bound is 1e-5. */
@@ -50,7 +51,11 @@ static double check(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, int64
   to_blocked(xb, x, n, c, h * w);
   wino_weights(u, wt, &s);
   memset(yb, 0xff, sizeof(float) * ys); /* NaN: every output must be written */
-  wino_forward(yb, xb, u, bias ? b : NULL, &s, scr, nthr);
+  float *shift = malloc(sizeof(float) * (size_t)k);
+  double *sum = malloc(sizeof(double) * (size_t)k), *sq = malloc(sizeof(double) * (size_t)k);
+  tu_random_input(shift, (size_t)k, 4);
+  wino_stats stats = {shift, sum, sq};
+  wino_forward(yb, xb, u, bias ? b : NULL, &s, scr, nthr, &stats);
   from_blocked(yw, yb, n, k, s.oh * s.ow);
   double big = 0, err = 0;
   for (size_t i = 0; i < ys; i++) big = fmax(big, fabs(yr[i]));
@@ -58,6 +63,20 @@ static double check(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, int64
     const double d = fabs((double)yw[i] - yr[i]);
     err = isnan(yw[i]) ? INFINITY : fmax(err, d);
   }
+  /* channel sums against the reference output's, in double */
+  double serr = 0;
+  for (int64_t ch = 0; ch < k; ch++) {
+    double r1 = 0, r2 = 0, a1 = 0;
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t q = 0; q < s.oh * s.ow; q++) {
+        const double d = (double)yr[(i * k + ch) * s.oh * s.ow + q] - shift[ch];
+        r1 += d, r2 += d * d, a1 += fabs(d);
+      }
+    serr = fmax(serr, fmax(fabs(sum[ch] - r1) / a1, fabs(sq[ch] - r2) / r2));
+  }
+  err = fmax(err / big, serr) * big;
+  free(shift), free(sum), free(sq);
+  printf("  sums rel err %.2e\n", serr);
   printf("  F(%lldx%lld,3x3) n%lld c%lld k%lld %lldx%lld pad %lld bias %d threads %d: max err %.2e "
          "(of %.2f)\n",
          (long long)m, (long long)m, (long long)n, (long long)c, (long long)k, (long long)h,

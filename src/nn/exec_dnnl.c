@@ -39,6 +39,9 @@
 #include "wino.h"
 
 #include <dnnl.h>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,7 +60,9 @@ enum {
   S_BN_EVAL,  /* running stats -> mean/var buffers (eval) */
   S_BN_STATS, /* batch mean/var -> running stats (train modes) */
   S_ADDVEC,   /* grad[off..off+count) += a */
-  S_WINO,     /* 3x3 stride-1 conv forward by Winograd (wino.c), a -> b */
+  S_WINO,     /* 3x3 stride-1 conv forward by Winograd (wino.c), a -> b;
+                 count > 0: also the channel sums of BN node count - 1 */
+  S_BN_BATCH, /* BN_RECOMPUTE plans: batch mean/var of a (sums first unless flag) */
   S_SAVE      /* b[0..count) = theta[off..off+count) */
 };
 
@@ -92,7 +97,7 @@ typedef struct {
 
 typedef struct {
   int64_t n;
-  int train, nthr;
+  int train, nthr; /* train: PK_* */
   unsigned gen; /* st->gen the static bindings were last set for */
   unsigned long used;
   int bwd_built;
@@ -120,7 +125,16 @@ typedef struct {
   conv_entry *cv;
   int ncv, capcv;
   float **wino_u;                   /* S_WINO: transformed weights, per node */
+  double **bnsums;                  /* S_BN_BATCH: channel sums, 2 C per BN node */
 } plan;
+
+/* Plan kinds: eval (running statistics), train (batch statistics from
+ * oneDNN's training BN, backward), BN recompute (batch statistics computed
+ * here, from the Winograd convolution's output transform where one feeds
+ * the BN, else in one pass over the BN's input; the BN primitive then only
+ * normalises).  A backward after a BN-recompute forward uses the same
+ * batch statistics. */
+enum { PK_EVAL = 0, PK_TRAIN = 1, PK_RECOMPUTE = 2 };
 
 typedef struct {
   mc_exec *e;
@@ -388,6 +402,99 @@ static void push_custom(steplist *L, int kind, int node, dnnl_memory_t a,
 
 /* ------------------------------------------------------------- forward */
 
+/* Layouts bn_batch_stats reads: 1 = 8-blocked (aBcd8b), 0 = plain (abcd or
+ * ab); -1 = neither (that BN keeps oneDNN's training primitive). */
+static int bn_sums_layout(const dnnl_memory_desc_t *md, const mc_node *nd) {
+  dnnl_memory_desc_t t;
+  if (md->ndims == 4 && nd->C % 8 == 0 &&
+      dnnl_memory_desc_init_by_tag(&t, 4, md->dims, dnnl_f32, dnnl_aBcd8b) == dnnl_success && md_eq(md, &t))
+    return 1;
+  if (dnnl_memory_desc_init_by_tag(&t, md->ndims, md->dims, dnnl_f32, plain_tag(md->ndims)) == dnnl_success &&
+      md_eq(md, &t))
+    return 0;
+  return -1;
+}
+
+/* Channel sums of x - shift for one 8-channel block of a blocked tensor
+ * (images `ld` floats apart, S pixels of 8 channels each), in double. */
+static void sums_blocked(double *sum, double *sq, const float *x, int64_t ld, int64_t N, int64_t S,
+                         const float *shift) {
+#if defined(__AVX2__) && defined(__FMA__)
+  const __m256 c = _mm256_loadu_ps(shift);
+  __m256d s0 = _mm256_setzero_pd(), s1 = s0, q0 = s0, q1 = s0;
+  for (int64_t i = 0; i < N; i++)
+    for (int64_t p = 0; p < S; p++) {
+      const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i * ld + p * 8), c);
+      const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(d)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(d, 1));
+      s0 = _mm256_add_pd(s0, lo);
+      s1 = _mm256_add_pd(s1, hi);
+      q0 = _mm256_fmadd_pd(lo, lo, q0);
+      q1 = _mm256_fmadd_pd(hi, hi, q1);
+    }
+  _mm256_storeu_pd(sum, s0);
+  _mm256_storeu_pd(sum + 4, s1);
+  _mm256_storeu_pd(sq, q0);
+  _mm256_storeu_pd(sq + 4, q1);
+#else
+  for (int c = 0; c < 8; c++) sum[c] = sq[c] = 0;
+  for (int64_t i = 0; i < N; i++)
+    for (int64_t p = 0; p < S; p++)
+      for (int c = 0; c < 8; c++) {
+        const double d = (double)(x[i * ld + p * 8 + c] - shift[c]);
+        sum[c] += d;
+        sq[c] += d * d;
+      }
+#endif
+}
+
+/* The same for one channel of a plain tensor (images `ld` floats apart). */
+static void sums_plain(double *sum, double *sq, const float *x, int64_t ld, int64_t N, int64_t S,
+                       float shift) {
+  double a1 = 0, a2 = 0;
+  for (int64_t i = 0; i < N; i++)
+    for (int64_t p = 0; p < S; p++) {
+      const double d = (double)(x[i * ld + p] - shift);
+      a1 += d;
+      a2 += d * d;
+    }
+  *sum = a1;
+  *sq = a2;
+}
+
+/* Batch mean and (biased) variance of BN node s->node's input s->a into the
+ * plan's mean/var, from channel sums of x - shift (shift: the running mean,
+ * near the batch mean after the first batch, so the variance does not
+ * cancel), summed in double.  The sums come from the Winograd convolution
+ * (s->flag) or are taken here, one channel (block) per thread: the result
+ * does not depend on the thread count. */
+static void bn_batch_stats(dstate *st, const step *s) {
+  const mc_model *m = st->e->m;
+  const mc_node *nd = &m->nodes[s->node];
+  const int64_t C = nd->C, N = st->e->n, S = nd->H * nd->W;
+  const float *shift = st->state + m->tensors[nd->t_rmean].off;
+  double *sum = st->cur->bnsums[s->node], *sq = sum + C;
+  if (!s->flag) {
+    const float *x = mem_ptr(s->a);
+    const int blocked = bn_sums_layout(mem_md(s->a), nd) == 1;
+    const int64_t units = blocked ? C / 8 : C;
+#pragma omp parallel for schedule(static) if (N * C * S > (1 << 16))
+    for (int64_t u = 0; u < units; u++) {
+      if (blocked) {
+        sums_blocked(sum + u * 8, sq + u * 8, x + u * S * 8, (C / 8) * S * 8, N, S, shift + u * 8);
+      } else {
+        sums_plain(sum + u, sq + u, x + u * S, C * S, N, S, shift[u]);
+      }
+    }
+  }
+  float *mean = mem_ptr(st->cur->mean[s->node]), *var = mem_ptr(st->cur->var[s->node]);
+  const double cnt = (double)s->count;
+  for (int64_t c = 0; c < C; c++) {
+    const double mu = sum[c] / cnt, v = sq[c] / cnt - mu * mu;
+    mean[c] = (float)(shift[c] + mu);
+    var[c] = (float)(v > 0 ? v : 0);
+  }
+}
+
 static wino_shape wino_shape_of(const mc_model *m, int i, int64_t n) {
   const mc_node *nd = &m->nodes[i], *x = &m->nodes[nd->in[0]];
   return (wino_shape){n, x->C, nd->C, x->H, x->W, nd->pad, nd->H, nd->W, wino_tile(nd->H, nd->W, x->C)};
@@ -493,12 +600,26 @@ static mc_status build_forward(dstate *st, plan *p) {
        * BN primitive writes the ReLU node's output (and a workspace mask for
        * backward); BN's own output is recomputed only if it is read. */
       const int r = st->relu_of[i];
-      unsigned fl = dnnl_use_scale | dnnl_use_shift | (p->train ? 0u : dnnl_use_global_stats) |
+      unsigned fl = dnnl_use_scale | dnnl_use_shift | (p->train == PK_EVAL ? dnnl_use_global_stats : 0u) |
                     (r >= 0 ? dnnl_fuse_norm_relu : 0u);
       dnnl_batch_normalization_desc_t bd;
       CK(dnnl_batch_normalization_forward_desc_init(&bd, dnnl_forward_training, &p->md[in],
                                                     nd->eps, fl));
       CK(dnnl_primitive_desc_create(&p->fpd[i], &bd, st->attr, st->eng, NULL));
+      /* BN recompute: the primitive that runs normalises with the batch
+       * statistics S_BN_BATCH computed (fpd stays the batch-statistics one,
+       * the hint of a backward) */
+      dnnl_primitive_desc_t gpd = NULL;
+      if (p->train == PK_RECOMPUTE && bn_sums_layout(&p->md[in], nd) >= 0) {
+        CK(dnnl_batch_normalization_forward_desc_init(&bd, dnnl_forward_training, &p->md[in], nd->eps,
+                                                      fl | dnnl_use_global_stats));
+        CK(dnnl_primitive_desc_create(&gpd, &bd, st->attr, st->eng, NULL));
+        if (!md_eq(qmd(gpd, dnnl_query_workspace_md), qmd(p->fpd[i], dnnl_query_workspace_md)) ||
+            !md_eq(qmd(gpd, dnnl_query_dst_md), qmd(p->fpd[i], dnnl_query_dst_md))) {
+          dnnl_primitive_desc_destroy(gpd);
+          gpd = NULL;
+        }
+      }
       p->md[i] = *qmd(p->fpd[i], dnnl_query_dst_md);
       MCK(set_out(st, p, i));
       if (r >= 0) {
@@ -523,7 +644,18 @@ static mc_status build_forward(dstate *st, plan *p) {
       } else {
         MCK(bound_mem(st, p, &p->shift[i], &cmd, &st->theta, m->tensors[nd->t_bias].off, 1));
       }
-      if (!p->train) push_custom(L, S_BN_EVAL, i, p->mean[i], p->var[i], nd->C, 0);
+      if (p->train == PK_EVAL) push_custom(L, S_BN_EVAL, i, p->mean[i], p->var[i], nd->C, 0);
+      if (gpd) {
+        p->bnsums[i] = (double *)plan_buf(p, sizeof(double) * (size_t)(2 * nd->C));
+        int from_wino = 0; /* the convolution before it adds up its outputs */
+        for (int k = L->n - 1; k >= 0 && !from_wino; k--)
+          if (L->v[k].kind == S_WINO && L->v[k].node == in) {
+            L->v[k].count = i + 1;
+            from_wino = 1;
+          }
+        push_custom(L, S_BN_BATCH, i, p->mem[in], NULL, N * nd->H * nd->W, 0);
+        L->v[L->n - 1].flag = from_wino;
+      }
       a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, p->mem[in]};
       a[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST, p->mem[r >= 0 ? r : i]};
       a[na++] = (dnnl_exec_arg_t){DNNL_ARG_MEAN, p->mean[i]};
@@ -531,8 +663,10 @@ static mc_status build_forward(dstate *st, plan *p) {
       a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SCALE, scale};
       a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SHIFT, p->shift[i]};
       MCK(add_ws(st, p, i, a, &na));
-      MCK(add_prim(st, p, L, p->fpd[i], na, a, 0));
-      if (p->train) push_custom(L, S_BN_STATS, i, p->mean[i], p->var[i], N * nd->H * nd->W, 0);
+      const mc_status rs = add_prim(st, p, L, gpd ? gpd : p->fpd[i], na, a, 0);
+      if (gpd) dnnl_primitive_desc_destroy(gpd);
+      MCK(rs);
+      if (p->train != PK_EVAL) push_custom(L, S_BN_STATS, i, p->mean[i], p->var[i], N * nd->H * nd->W, 0);
       break;
     }
     case MC_NODE_RELU: {
@@ -901,7 +1035,7 @@ static mc_status build_backward(dstate *st, plan *p) {
     }
     case MC_NODE_BN: {
       const int r = st->relu_of[i];
-      unsigned fl = dnnl_use_scale | dnnl_use_shift | (p->train ? 0u : dnnl_use_global_stats) |
+      unsigned fl = dnnl_use_scale | dnnl_use_shift | (p->train == PK_EVAL ? dnnl_use_global_stats : 0u) |
                     (r >= 0 ? dnnl_fuse_norm_relu : 0u);
       dnnl_batch_normalization_desc_t bd;
       TRYD(dnnl_batch_normalization_backward_desc_init(&bd, dnnl_backward, &p->md[i], &p->md[in],
@@ -1097,6 +1231,7 @@ static void plan_free(plan *p) {
   free(p->shift);
   free(p->fpd);
   free(p->wino_u);
+  free(p->bnsums);
   free(p);
 }
 
@@ -1118,6 +1253,7 @@ static mc_status plan_create(dstate *st, int64_t n, int train, int nthr, plan **
   p->shift = mc_calloc((size_t)nn, sizeof *p->shift);
   p->fpd = mc_calloc((size_t)nn, sizeof *p->fpd);
   p->wino_u = mc_calloc((size_t)nn, sizeof *p->wino_u);
+  p->bnsums = mc_calloc((size_t)nn, sizeof *p->bnsums);
   p->rd = mc_calloc((size_t)nn, sizeof *p->rd);
   p->rc = mc_calloc((size_t)nn, sizeof *p->rc);
   mc_status rc = build_forward(st, p);
@@ -1255,11 +1391,21 @@ static void run(dstate *st, const steplist *L) {
       const wino_shape ws = wino_shape_of(m, s->node, N);
       float *u = st->cur->wino_u[s->node];
       wino_weights(u, st->theta + m->tensors[nd->t_weight].off, &ws);
+      wino_stats sums, *sp = NULL;
+      if (s->count > 0) {
+        const mc_node *bn = &m->nodes[s->count - 1];
+        sums = (wino_stats){st->state + m->tensors[bn->t_rmean].off, st->cur->bnsums[s->count - 1],
+                            st->cur->bnsums[s->count - 1] + bn->C};
+        sp = &sums;
+      }
       wino_forward(mem_ptr(s->b), mem_ptr(s->a), u,
                    nd->bias ? st->theta + m->tensors[nd->t_bias].off : NULL, &ws, st->wscr,
-                   st->cur->nthr);
+                   st->cur->nthr, sp);
       break;
     }
+    case S_BN_BATCH:
+      bn_batch_stats(st, s);
+      break;
     default: MC_ASSERT(0);
     }
   }
@@ -1369,7 +1515,7 @@ mc_status dnnl_exec_init(mc_exec *e) {
    * are built by the calls that need them (an eval-only user never pays
    * for full-batch training buffers) */
   plan *p = NULL;
-  rc = plan_create(st, e->batch < 2 ? e->batch : 2, 1, omp_get_max_threads(), &p);
+  rc = plan_create(st, e->batch < 2 ? e->batch : 2, PK_TRAIN, omp_get_max_threads(), &p);
   if (rc) return rc;
   plan_free(p);
   return MC_OK;
@@ -1378,7 +1524,7 @@ mc_status dnnl_exec_init(mc_exec *e) {
 void dnnl_exec_forward(mc_exec *e, const float *theta, float *state,
                        const float *x, int64_t n, mc_mode mode) {
   dstate *st = e->dnnl;
-  plan *p = get_plan(st, n, mode != MC_MODE_EVAL);
+  plan *p = get_plan(st, n, mode == MC_MODE_EVAL ? PK_EVAL : mode == MC_MODE_TRAIN ? PK_TRAIN : PK_RECOMPUTE);
   st->cur = p;
   st->theta = (float *)theta;
   st->state = state;

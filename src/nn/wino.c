@@ -53,7 +53,10 @@ static int64_t npos(const wino_shape *s) { return (s->m + 2) * (s->m + 2); }
 
 size_t wino_weight_floats(const wino_shape *s) { return (size_t)(npos(s) * s->c * s->k); }
 
-size_t wino_scratch_floats(const wino_shape *s) { return (size_t)(npos(s) * TB * (s->c + s->k)); }
+/* V, M, then 2k doubles of channel sums */
+size_t wino_scratch_floats(const wino_shape *s) {
+  return (size_t)(npos(s) * TB * (s->c + s->k) + 4 * s->k + 8);
+}
 
 static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
 static const double G4[6][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6},
@@ -272,9 +275,11 @@ static void gemm_6x8(float *m, const float *v, const float *u, int64_t C, int64_
   } while (0)
 
 /* Output transform of one tile, all channel blocks, + bias, clipped to
- * the image. */
+ * the image; with ps, the tile's shifted channel sums are added to ps[0..K)
+ * and their squares to ps[K..2K). */
 static void output_tile(float *img, const float *mm, int64_t tt, const float *bias,
-                        const wino_shape *s, int64_t oy0, int64_t ox0) {
+                        const wino_shape *s, int64_t oy0, int64_t ox0, double *ps,
+                        const float *shift) {
   const int64_t K = s->k, OH = s->oh, OW = s->ow, plane = OH * OW * 8, xs = TB * K;
   const int m = (int)s->m;
   const int ny = oy0 + m <= OH ? m : (int)(OH - oy0), nx = ox0 + m <= OW ? m : (int)(OW - ox0);
@@ -300,7 +305,25 @@ static void output_tile(float *img, const float *mm, int64_t tt, const float *bi
       for (int i = 0; i < 2; i++) AT4(y[i][0], y[i][1], t[i][0], t[i][1], t[i][2], t[i][3]);
     }
     for (int i = 0; i < ny; i++)
-      for (int j = 0; j < nx; j++) _mm256_storeu_ps(p + (i * OW + j) * 8, _mm256_add_ps(y[i][j], b));
+      for (int j = 0; j < nx; j++) {
+        y[i][j] = _mm256_add_ps(y[i][j], b);
+        _mm256_storeu_ps(p + (i * OW + j) * 8, y[i][j]);
+      }
+    if (ps) {
+      const v8 c = _mm256_loadu_ps(shift + kb * 8);
+      v8 s1 = _mm256_setzero_ps(), s2 = s1;
+      for (int i = 0; i < ny; i++)
+        for (int j = 0; j < nx; j++) {
+          const v8 d = _mm256_sub_ps(y[i][j], c);
+          s1 = _mm256_add_ps(s1, d);
+          s2 = _mm256_fmadd_ps(d, d, s2);
+        }
+      double *q1 = ps + kb * 8, *q2 = ps + K + kb * 8;
+      _mm256_storeu_pd(q1, _mm256_add_pd(_mm256_loadu_pd(q1), _mm256_cvtps_pd(_mm256_castps256_ps128(s1))));
+      _mm256_storeu_pd(q1 + 4, _mm256_add_pd(_mm256_loadu_pd(q1 + 4), _mm256_cvtps_pd(_mm256_extractf128_ps(s1, 1))));
+      _mm256_storeu_pd(q2, _mm256_add_pd(_mm256_loadu_pd(q2), _mm256_cvtps_pd(_mm256_castps256_ps128(s2))));
+      _mm256_storeu_pd(q2 + 4, _mm256_add_pd(_mm256_loadu_pd(q2 + 4), _mm256_cvtps_pd(_mm256_extractf128_ps(s2, 1))));
+    }
   }
 }
 
@@ -324,7 +347,8 @@ static void tile_next(tile_pos *q) {
 
 /* Tiles [t0, t0 + nt) of the whole batch. */
 static void wino_block(float *dst, const float *src, const float *u, const float *bias,
-                       const wino_shape *s, float *scr, int64_t t0, int64_t nt) {
+                       const wino_shape *s, float *scr, int64_t t0, int64_t nt, double *ps,
+                       const float *shift) {
   const int64_t C = s->c, K = s->k, m = s->m, np = npos(s);
   float *v = scr, *mm = scr + np * TB * C;
   tile_pos q = tile_at(s, t0);
@@ -344,33 +368,60 @@ static void wino_block(float *dst, const float *src, const float *u, const float
   }
   q = tile_at(s, t0);
   for (int64_t tt = 0; tt < nt; tt++, tile_next(&q))
-    output_tile(dst + q.img * K * s->oh * s->ow, mm, tt, bias, s, m * q.ty, m * q.tx);
+    output_tile(dst + q.img * K * s->oh * s->ow, mm, tt, bias, s, m * q.ty, m * q.tx, ps, shift);
+}
+
+/* The per-thread channel sums: 2k doubles after V and M, 32-byte aligned
+ * (the scratch itself is). */
+static double *thread_sums(const wino_shape *s, float *scr) {
+  uintptr_t a = (uintptr_t)(scr + npos(s) * TB * (s->c + s->k));
+  return (double *)((a + 31) & ~(uintptr_t)31);
 }
 
 void wino_forward(float *dst, const float *src, const float *u, const float *bias,
-                  const wino_shape *s, float *scratch, int nthr) {
+                  const wino_shape *s, float *scratch, int nthr, const wino_stats *stats) {
   MC_ASSERT(s->m == 2 || s->m == 4);
   const int64_t tiles = s->n * ((s->oh + s->m - 1) / s->m) * ((s->ow + s->m - 1) / s->m);
-  const int64_t nblk = (tiles + TB - 1) / TB;
+  const int64_t nblk = (tiles + TB - 1) / TB, K = s->k;
   const size_t per = wino_scratch_floats(s);
-  if (nthr <= 1) {
+  if (nthr < 1) nthr = 1;
+  if (nthr == 1) {
+    double *ps = stats ? thread_sums(s, scratch) : NULL;
+    if (ps) memset(ps, 0, sizeof(double) * (size_t)(2 * K));
     for (int64_t b = 0; b < nblk; b++)
-      wino_block(dst, src, u, bias, s, scratch, b * TB, tiles - b * TB < TB ? tiles - b * TB : TB);
-    return;
+      wino_block(dst, src, u, bias, s, scratch, b * TB, tiles - b * TB < TB ? tiles - b * TB : TB, ps,
+                 stats ? stats->shift : NULL);
+  } else {
+#pragma omp parallel num_threads(nthr)
+    {
+#pragma omp master
+      nthr = omp_get_num_threads(); /* the team may be smaller than asked */
+      float *scr = scratch + per * (size_t)omp_get_thread_num();
+      double *ps = stats ? thread_sums(s, scr) : NULL;
+      if (ps) memset(ps, 0, sizeof(double) * (size_t)(2 * K));
+#pragma omp for schedule(static)
+      for (int64_t b = 0; b < nblk; b++)
+        wino_block(dst, src, u, bias, s, scr, b * TB, tiles - b * TB < TB ? tiles - b * TB : TB, ps,
+                   stats ? stats->shift : NULL);
+    }
   }
-  /* dynamic: a block's result does not depend on the thread that runs it,
-   * and the two cores of a shared machine rarely run at the same speed */
-#pragma omp parallel for num_threads(nthr) schedule(static)
-  for (int64_t b = 0; b < nblk; b++)
-    wino_block(dst, src, u, bias, s, scratch + per * (size_t)omp_get_thread_num(), b * TB,
-               tiles - b * TB < TB ? tiles - b * TB : TB);
+  if (!stats) return;
+  memset(stats->sum, 0, sizeof(double) * (size_t)K);
+  memset(stats->sq, 0, sizeof(double) * (size_t)K);
+  for (int t = 0; t < nthr; t++) { /* thread order: the same bytes every run */
+    const double *ps = thread_sums(s, scratch + per * (size_t)t);
+    for (int64_t k = 0; k < K; k++) {
+      stats->sum[k] += ps[k];
+      stats->sq[k] += ps[K + k];
+    }
+  }
 }
 
 #else /* no AVX2 + FMA: the executor never calls this */
 
 void wino_forward(float *dst, const float *src, const float *u, const float *bias,
-                  const wino_shape *s, float *scratch, int nthr) {
-  (void)dst, (void)src, (void)u, (void)bias, (void)s, (void)scratch, (void)nthr;
+                  const wino_shape *s, float *scratch, int nthr, const wino_stats *stats) {
+  (void)dst, (void)src, (void)u, (void)bias, (void)s, (void)scratch, (void)nthr, (void)stats;
   MC_ASSERT(0);
 }
 

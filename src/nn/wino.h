@@ -45,10 +45,22 @@ size_t wino_scratch_floats(const wino_shape *s);
  * weights w [k][c][3][3]; u is [(m+2)^2][c][k]. */
 void wino_weights(float *u, const float *w, const wino_shape *s);
 
-/* dst = conv(src, w) + bias (bias may be NULL), src and dst blocked.
- * scratch: nthr * wino_scratch_floats(s) floats; runs on nthr OpenMP
- * threads (1: in the caller's thread). */
+/* Per-output-channel sums of the outputs, for a batch-norm that follows:
+ * sum[k] = sum of (y - shift[k]), sq[k] = sum of (y - shift[k])^2 over
+ * every output of channel k (shifted by a nearby value, e.g. the running
+ * mean, so that var = sq/n - (sum/n)^2 does not cancel).  Each tile's
+ * sums are taken in float, then added in double. */
+typedef struct {
+  const float *shift; /* k values */
+  double *sum, *sq;   /* k values each, overwritten */
+} wino_stats;
+
+/* dst = conv(src, w) + bias (bias may be NULL), src and dst blocked; with
+ * a non-NULL stats also its channel sums.  scratch: nthr *
+ * wino_scratch_floats(s) floats; runs on nthr OpenMP threads (1: in the
+ * caller's thread).  The result depends on nthr only through the order in
+ * which the per-thread channel sums are added (in thread order). */
 void wino_forward(float *dst, const float *src, const float *u, const float *bias,
-                  const wino_shape *s, float *scratch, int nthr);
+                  const wino_shape *s, float *scratch, int nthr, const wino_stats *stats);
 
 #endif
