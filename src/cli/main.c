@@ -24,7 +24,8 @@ static void usage(FILE *f) {
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
     fprintf(f, "  %-14s %s\n", cmds[i].name, cmds[i].summary);
   fprintf(f, "\nenvironment: MODECONN_BACKEND=auto|dnnl|ref sets the default compute path;\n"
-             "OMP_NUM_THREADS sets the default thread count.\n");
+             "OMP_NUM_THREADS sets the default thread count; MC_WINO=0 runs 3x3 stride-1\n"
+             "convolutions as oneDNN's direct convolutions instead of Winograd (src/nn/wino.c).\n");
 }
 
 int main(int argc, char **argv) {

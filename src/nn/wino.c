@@ -145,6 +145,16 @@ static inline void patch_transform(float *q, int64_t xs, const float *p, int64_t
     y5 = _mm256_fmadd_ps(f4_, x1, _mm256_fnmadd_ps(f5_, x3, x5));               \
   } while (0)
 
+/* Six vectors to r, r + ld, ..., r + 5 ld. */
+static inline void store6(float *r, int64_t ld, v8 a, v8 b, v8 c, v8 d, v8 e, v8 f) {
+  _mm256_storeu_ps(r, a);
+  _mm256_storeu_ps(r + ld, b);
+  _mm256_storeu_ps(r + 2 * ld, c);
+  _mm256_storeu_ps(r + 3 * ld, d);
+  _mm256_storeu_ps(r + 4 * ld, e);
+  _mm256_storeu_ps(r + 5 * ld, f);
+}
+
 /* The 6x6 patch of F(4x4, 3x3): columns through a stack array, then rows. */
 static inline void patch6_transform(float *q, int64_t xs, const float *p, int64_t ld) {
   v8 t[6][6];
@@ -157,13 +167,7 @@ static inline void patch6_transform(float *q, int64_t xs, const float *p, int64_
   for (int i = 0; i < 6; i++) {
     v8 o0, o1, o2, o3, o4, o5;
     BT6(o0, o1, o2, o3, o4, o5, t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5]);
-    float *r = q + 6 * i * xs;
-    _mm256_storeu_ps(r, o0);
-    _mm256_storeu_ps(r + xs, o1);
-    _mm256_storeu_ps(r + 2 * xs, o2);
-    _mm256_storeu_ps(r + 3 * xs, o3);
-    _mm256_storeu_ps(r + 4 * xs, o4);
-    _mm256_storeu_ps(r + 5 * xs, o5);
+    store6(q + 6 * i * xs, xs, o0, o1, o2, o3, o4, o5);
   }
 }
 
@@ -197,43 +201,39 @@ static void input_tile(float *v, int64_t tt, const float *img, const wino_shape 
   }
 }
 
-/* m[6 x 16] = v[6 x C] . u[C x 16] (row strides C, K, K). */
+/* m[6 x 16] = v[6 x C] . u[C x 16] (row strides C, K, K): 12 accumulators,
+ * 2 loads of u and 6 broadcasts of v per input channel. */
 static void gemm_6x16(float *m, const float *v, const float *u, int64_t C, int64_t K) {
   v8 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
   v8 a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+#define ROW_FMA(r)                                   \
+  do {                                               \
+    const v8 b = _mm256_broadcast_ss(v + (r) * C + c); \
+    a##r##0 = _mm256_fmadd_ps(b, u0, a##r##0);       \
+    a##r##1 = _mm256_fmadd_ps(b, u1, a##r##1);       \
+  } while (0)
+#define ROW_STORE(r)                                 \
+  do {                                               \
+    _mm256_storeu_ps(m + (r) * K, a##r##0);          \
+    _mm256_storeu_ps(m + (r) * K + 8, a##r##1);      \
+  } while (0)
   for (int64_t c = 0; c < C; c++) {
     const v8 u0 = _mm256_loadu_ps(u + c * K), u1 = _mm256_loadu_ps(u + c * K + 8);
-    v8 b = _mm256_broadcast_ss(v + c);
-    a00 = _mm256_fmadd_ps(b, u0, a00);
-    a01 = _mm256_fmadd_ps(b, u1, a01);
-    b = _mm256_broadcast_ss(v + C + c);
-    a10 = _mm256_fmadd_ps(b, u0, a10);
-    a11 = _mm256_fmadd_ps(b, u1, a11);
-    b = _mm256_broadcast_ss(v + 2 * C + c);
-    a20 = _mm256_fmadd_ps(b, u0, a20);
-    a21 = _mm256_fmadd_ps(b, u1, a21);
-    b = _mm256_broadcast_ss(v + 3 * C + c);
-    a30 = _mm256_fmadd_ps(b, u0, a30);
-    a31 = _mm256_fmadd_ps(b, u1, a31);
-    b = _mm256_broadcast_ss(v + 4 * C + c);
-    a40 = _mm256_fmadd_ps(b, u0, a40);
-    a41 = _mm256_fmadd_ps(b, u1, a41);
-    b = _mm256_broadcast_ss(v + 5 * C + c);
-    a50 = _mm256_fmadd_ps(b, u0, a50);
-    a51 = _mm256_fmadd_ps(b, u1, a51);
+    ROW_FMA(0);
+    ROW_FMA(1);
+    ROW_FMA(2);
+    ROW_FMA(3);
+    ROW_FMA(4);
+    ROW_FMA(5);
   }
-  _mm256_storeu_ps(m, a00);
-  _mm256_storeu_ps(m + 8, a01);
-  _mm256_storeu_ps(m + K, a10);
-  _mm256_storeu_ps(m + K + 8, a11);
-  _mm256_storeu_ps(m + 2 * K, a20);
-  _mm256_storeu_ps(m + 2 * K + 8, a21);
-  _mm256_storeu_ps(m + 3 * K, a30);
-  _mm256_storeu_ps(m + 3 * K + 8, a31);
-  _mm256_storeu_ps(m + 4 * K, a40);
-  _mm256_storeu_ps(m + 4 * K + 8, a41);
-  _mm256_storeu_ps(m + 5 * K, a50);
-  _mm256_storeu_ps(m + 5 * K + 8, a51);
+  ROW_STORE(0);
+  ROW_STORE(1);
+  ROW_STORE(2);
+  ROW_STORE(3);
+  ROW_STORE(4);
+  ROW_STORE(5);
+#undef ROW_FMA
+#undef ROW_STORE
 }
 
 /* The same for the last 8 columns when K % 16 == 8. */
@@ -248,12 +248,7 @@ static void gemm_6x8(float *m, const float *v, const float *u, int64_t C, int64_
     a4 = _mm256_fmadd_ps(_mm256_broadcast_ss(v + 4 * C + c), u0, a4);
     a5 = _mm256_fmadd_ps(_mm256_broadcast_ss(v + 5 * C + c), u0, a5);
   }
-  _mm256_storeu_ps(m, a0);
-  _mm256_storeu_ps(m + K, a1);
-  _mm256_storeu_ps(m + 2 * K, a2);
-  _mm256_storeu_ps(m + 3 * K, a3);
-  _mm256_storeu_ps(m + 4 * K, a4);
-  _mm256_storeu_ps(m + 5 * K, a5);
+  store6(m, K, a0, a1, a2, a3, a4, a5);
 }
 
 /* y = A^T x over 4 vectors. */
