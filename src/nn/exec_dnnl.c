@@ -97,7 +97,7 @@ typedef struct {
 
 typedef struct {
   int64_t n;
-  int train, nthr; /* train: PK_* */
+  int kind, nthr; /* kind: PK_* */
   unsigned gen; /* st->gen the static bindings were last set for */
   unsigned long used;
   int bwd_built;
@@ -125,6 +125,8 @@ typedef struct {
   conv_entry *cv;
   int ncv, capcv;
   float **wino_u;                   /* S_WINO: transformed weights, per node */
+  float **wino_w;                   /* S_WINO: the plain weights wino_u came from */
+  char *wino_ok;                    /* S_WINO: wino_u holds the transform of wino_w */
   double **bnsums;                  /* S_BN_BATCH: channel sums, 2 C per BN node */
 } plan;
 
@@ -402,17 +404,18 @@ static void push_custom(steplist *L, int kind, int node, dnnl_memory_t a,
 
 /* ------------------------------------------------------------- forward */
 
+/* md is the dense layout `tag` of its own dims. */
+static int md_is(const dnnl_memory_desc_t *md, dnnl_format_tag_t tag) {
+  dnnl_memory_desc_t t;
+  return dnnl_memory_desc_init_by_tag(&t, md->ndims, md->dims, dnnl_f32, tag) == dnnl_success &&
+         md_eq(md, &t);
+}
+
 /* Layouts bn_batch_stats reads: 1 = 8-blocked (aBcd8b), 0 = plain (abcd or
  * ab); -1 = neither (that BN keeps oneDNN's training primitive). */
 static int bn_sums_layout(const dnnl_memory_desc_t *md, const mc_node *nd) {
-  dnnl_memory_desc_t t;
-  if (md->ndims == 4 && nd->C % 8 == 0 &&
-      dnnl_memory_desc_init_by_tag(&t, 4, md->dims, dnnl_f32, dnnl_aBcd8b) == dnnl_success && md_eq(md, &t))
-    return 1;
-  if (dnnl_memory_desc_init_by_tag(&t, md->ndims, md->dims, dnnl_f32, plain_tag(md->ndims)) == dnnl_success &&
-      md_eq(md, &t))
-    return 0;
-  return -1;
+  if (md->ndims == 4 && nd->C % 8 == 0 && md_is(md, dnnl_aBcd8b)) return 1;
+  return md_is(md, plain_tag(md->ndims)) ? 0 : -1;
 }
 
 /* Channel sums of x - shift for one 8-channel block of a blocked tensor
@@ -507,16 +510,11 @@ static wino_shape wino_shape_of(const mc_model *m, int i, int64_t n) {
  * a third of the work: 4 interleaved pairs of tinyten / resnet20 steps at
  * batch 128 measured within noise of oneDNN's direct convolution (median
  * 74 vs 81 ms, 242 vs 247 ms). */
-static int wino_fits(const dstate *st, const plan *p, int i, const dnnl_dims_t sd,
-                     const dnnl_dims_t dd) {
+static int wino_fits(const dstate *st, const plan *p, int i) {
   const mc_node *nd = &st->e->m->nodes[i];
-  if (!st->wino || nd->k != 3 || nd->stride != 1 || sd[1] % 8 || dd[1] % 8) return 0;
-  dnnl_memory_desc_t bs, bd;
-  if (dnnl_memory_desc_init_by_tag(&bs, 4, sd, dnnl_f32, dnnl_aBcd8b) != dnnl_success ||
-      dnnl_memory_desc_init_by_tag(&bd, 4, dd, dnnl_f32, dnnl_aBcd8b) != dnnl_success)
-    return 0;
-  return md_eq(qmd(p->fpd[i], dnnl_query_src_md), &bs) &&
-         md_eq(qmd(p->fpd[i], dnnl_query_dst_md), &bd);
+  const dnnl_memory_desc_t *src = qmd(p->fpd[i], dnnl_query_src_md), *dst = qmd(p->fpd[i], dnnl_query_dst_md);
+  return st->wino && nd->k == 3 && nd->stride == 1 && src->dims[1] % 8 == 0 && dst->dims[1] % 8 == 0 &&
+         md_is(src, dnnl_aBcd8b) && md_is(dst, dnnl_aBcd8b);
 }
 
 static mc_status build_forward(dstate *st, plan *p) {
@@ -578,9 +576,10 @@ static mc_status build_forward(dstate *st, plan *p) {
       MCK(set_out(st, p, i));
       MCK(as_md(st, p, L, p->mem[in], qmd(p->fpd[i], dnnl_query_src_md), 0, 1, &p->fsrc[i]));
       MCK(bound_mem(st, p, &p->wplain[i], &wpl, &st->theta, m->tensors[nd->t_weight].off, 1));
-      if (conv && wino_fits(st, p, i, sd, dd)) {
+      if (conv && wino_fits(st, p, i)) {
         const wino_shape ws = wino_shape_of(m, i, N);
         p->wino_u[i] = plan_buf(p, sizeof(float) * wino_weight_floats(&ws));
+        p->wino_w[i] = plan_buf(p, sizeof(float) * (size_t)(ws.k * ws.c * 9));
         ensure(st, &st->wscr, &st->wscrsz, sizeof(float) * wino_scratch_floats(&ws) * (size_t)p->nthr);
         push_custom(L, S_WINO, i, p->fsrc[i], p->mem[i], 0, 0);
         break;
@@ -603,7 +602,7 @@ static mc_status build_forward(dstate *st, plan *p) {
        * BN primitive writes the ReLU node's output (and a workspace mask for
        * backward); BN's own output is recomputed only if it is read. */
       const int r = st->relu_of[i];
-      unsigned fl = dnnl_use_scale | dnnl_use_shift | (p->train == PK_EVAL ? dnnl_use_global_stats : 0u) |
+      unsigned fl = dnnl_use_scale | dnnl_use_shift | (p->kind == PK_EVAL ? dnnl_use_global_stats : 0u) |
                     (r >= 0 ? dnnl_fuse_norm_relu : 0u);
       dnnl_batch_normalization_desc_t bd;
       CK(dnnl_batch_normalization_forward_desc_init(&bd, dnnl_forward_training, &p->md[in],
@@ -613,7 +612,7 @@ static mc_status build_forward(dstate *st, plan *p) {
        * statistics S_BN_BATCH computed (fpd stays the batch-statistics one,
        * the hint of a backward) */
       dnnl_primitive_desc_t gpd = NULL;
-      if (p->train == PK_RECOMPUTE && bn_sums_layout(&p->md[in], nd) >= 0) {
+      if (p->kind == PK_RECOMPUTE && bn_sums_layout(&p->md[in], nd) >= 0) {
         CK(dnnl_batch_normalization_forward_desc_init(&bd, dnnl_forward_training, &p->md[in], nd->eps,
                                                       fl | dnnl_use_global_stats));
         CK(dnnl_primitive_desc_create(&gpd, &bd, st->attr, st->eng, NULL));
@@ -647,7 +646,7 @@ static mc_status build_forward(dstate *st, plan *p) {
       } else {
         MCK(bound_mem(st, p, &p->shift[i], &cmd, &st->theta, m->tensors[nd->t_bias].off, 1));
       }
-      if (p->train == PK_EVAL) push_custom(L, S_BN_EVAL, i, p->mean[i], p->var[i], nd->C, 0);
+      if (p->kind == PK_EVAL) push_custom(L, S_BN_EVAL, i, p->mean[i], p->var[i], nd->C, 0);
       if (gpd) {
         p->bnsums[i] = (double *)plan_buf(p, sizeof(double) * (size_t)(2 * nd->C));
         int from_wino = 0; /* the convolution before it adds up its outputs */
@@ -669,7 +668,7 @@ static mc_status build_forward(dstate *st, plan *p) {
       const mc_status rs = add_prim(st, p, L, gpd ? gpd : p->fpd[i], na, a, 0);
       if (gpd) dnnl_primitive_desc_destroy(gpd);
       MCK(rs);
-      if (p->train != PK_EVAL) push_custom(L, S_BN_STATS, i, p->mean[i], p->var[i], N * nd->H * nd->W, 0);
+      if (p->kind != PK_EVAL) push_custom(L, S_BN_STATS, i, p->mean[i], p->var[i], N * nd->H * nd->W, 0);
       break;
     }
     case MC_NODE_RELU: {
@@ -1038,7 +1037,7 @@ static mc_status build_backward(dstate *st, plan *p) {
     }
     case MC_NODE_BN: {
       const int r = st->relu_of[i];
-      unsigned fl = dnnl_use_scale | dnnl_use_shift | (p->train == PK_EVAL ? dnnl_use_global_stats : 0u) |
+      unsigned fl = dnnl_use_scale | dnnl_use_shift | (p->kind == PK_EVAL ? dnnl_use_global_stats : 0u) |
                     (r >= 0 ? dnnl_fuse_norm_relu : 0u);
       dnnl_batch_normalization_desc_t bd;
       TRYD(dnnl_batch_normalization_backward_desc_init(&bd, dnnl_backward, &p->md[i], &p->md[in],
@@ -1234,15 +1233,17 @@ static void plan_free(plan *p) {
   free(p->shift);
   free(p->fpd);
   free(p->wino_u);
+  free(p->wino_w);
+  free(p->wino_ok);
   free(p->bnsums);
   free(p);
 }
 
-static mc_status plan_create(dstate *st, int64_t n, int train, int nthr, plan **out) {
+static mc_status plan_create(dstate *st, int64_t n, int kind, int nthr, plan **out) {
   const int nn = st->e->m->n_nodes;
   plan *p = mc_calloc(1, sizeof *p);
   p->n = n;
-  p->train = train;
+  p->kind = kind;
   p->nthr = nthr;
   p->nn = nn;
   p->md = mc_calloc((size_t)nn, sizeof *p->md);
@@ -1256,6 +1257,8 @@ static mc_status plan_create(dstate *st, int64_t n, int train, int nthr, plan **
   p->shift = mc_calloc((size_t)nn, sizeof *p->shift);
   p->fpd = mc_calloc((size_t)nn, sizeof *p->fpd);
   p->wino_u = mc_calloc((size_t)nn, sizeof *p->wino_u);
+  p->wino_w = mc_calloc((size_t)nn, sizeof *p->wino_w);
+  p->wino_ok = mc_calloc((size_t)nn, 1);
   p->bnsums = mc_calloc((size_t)nn, sizeof *p->bnsums);
   p->rd = mc_calloc((size_t)nn, sizeof *p->rd);
   p->rc = mc_calloc((size_t)nn, sizeof *p->rc);
@@ -1268,12 +1271,12 @@ static mc_status plan_create(dstate *st, int64_t n, int train, int nthr, plan **
   return MC_OK;
 }
 
-static plan *get_plan(dstate *st, int64_t n, int train) {
+static plan *get_plan(dstate *st, int64_t n, int kind) {
   const int nthr = omp_get_max_threads();
   int slot = -1;
   for (int k = 0; k < MAX_PLANS; k++) {
     plan *p = st->plans[k];
-    if (p && p->n == n && p->train == train && p->nthr == nthr) {
+    if (p && p->n == n && p->kind == kind && p->nthr == nthr) {
       p->used = ++st->tick;
       return p;
     }
@@ -1290,7 +1293,7 @@ static plan *get_plan(dstate *st, int64_t n, int train) {
     st->plans[slot] = NULL;
   }
   plan *p = NULL;
-  if (plan_create(st, n, train, nthr, &p) != MC_OK) {
+  if (plan_create(st, n, kind, nthr, &p) != MC_OK) {
     fprintf(stderr, "modeconn: oneDNN plan for batch %lld: %s\n", (long long)n, mc_errmsg());
     abort();
   }
@@ -1392,18 +1395,27 @@ static void run(dstate *st, const steplist *L) {
       break;
     case S_WINO: {
       const wino_shape ws = wino_shape_of(m, s->node, N);
-      float *u = st->cur->wino_u[s->node];
-      wino_weights(u, st->theta + m->tensors[nd->t_weight].off, &ws);
+      /* transform the weights only when they changed since the last
+       * forward (eval passes call this once per 64-row slice) */
+      plan *p = st->cur;
+      const float *w = st->theta + m->tensors[nd->t_weight].off;
+      const size_t wb = sizeof(float) * (size_t)(ws.k * ws.c * 9);
+      float *u = p->wino_u[s->node];
+      if (!p->wino_ok[s->node] || memcmp(p->wino_w[s->node], w, wb)) {
+        wino_weights(u, w, &ws);
+        memcpy(p->wino_w[s->node], w, wb);
+        p->wino_ok[s->node] = 1;
+      }
       wino_stats sums, *sp = NULL;
       if (s->count > 0) {
         const mc_node *bn = &m->nodes[s->count - 1];
-        sums = (wino_stats){st->state + m->tensors[bn->t_rmean].off, st->cur->bnsums[s->count - 1],
-                            st->cur->bnsums[s->count - 1] + bn->C};
+        sums = (wino_stats){st->state + m->tensors[bn->t_rmean].off, p->bnsums[s->count - 1],
+                            p->bnsums[s->count - 1] + bn->C};
         sp = &sums;
       }
       wino_forward(mem_ptr(s->b), mem_ptr(s->a), u,
-                   nd->bias ? st->theta + m->tensors[nd->t_bias].off : NULL, &ws, st->wscr,
-                   st->cur->nthr, sp);
+                   nd->bias ? st->theta + m->tensors[nd->t_bias].off : NULL, &ws, st->wscr, p->nthr,
+                   sp);
       break;
     }
     case S_BN_BATCH:
