@@ -11,18 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Random images in memory (uint8), the way the loaders store them. */
-static mc_dataset synth(int64_t n, int64_t c, int64_t h, int64_t w, uint64_t seed) {
-  mc_dataset d = {n, c, h, w, 10, NULL, NULL};
-  d.images = mc_malloc((size_t)(n * c * h * w));
-  d.labels = mc_malloc(sizeof(int32_t) * (size_t)n);
-  mc_rng r;
-  mc_rng_seed(&r, seed);
-  for (int64_t i = 0; i < n * c * h * w; i++) d.images[i] = (uint8_t)mc_rng_below(&r, 256);
-  for (int64_t i = 0; i < n; i++) d.labels[i] = (int32_t)mc_rng_below(&r, 10);
-  return d;
-}
-
 static void shuffle_roundtrip(const char *arch, mc_align_method method) {
   mc_model *m = tu_model(arch, 1, 28, 28, 10);
   float *ta, *sa;
@@ -39,7 +27,7 @@ static void shuffle_roundtrip(const char *arch, mc_align_method method) {
   }
   /* BN statistics of the data, so BN outputs are standardised and, with
    * the positive shifts, no unit is dead */
-  mc_dataset ds = synth(200, 1, 28, 28, 3);
+  mc_dataset ds = tu_synth_data(200, 1, 28, 28, 3);
   mc_exec *e;
   assert_int_equal(mc_exec_create(&e, m, 100, MC_BACKEND_REF), MC_OK);
   assert_int_equal(mc_bn_recompute(e, ta, sa, &ds, 0), MC_OK);
@@ -100,7 +88,7 @@ static void corr_vs_bruteforce(const char *arch, mc_backend be) {
   tu_random_params(m, 11, &ta, &sa);
   tu_random_params(m, 12, &tb, &sb);
   const int64_t n = 150;
-  mc_dataset ds = synth(n, 1, 28, 28, 4);
+  mc_dataset ds = tu_synth_data(n, 1, 28, 28, 4);
   mc_exec *e;
   assert_int_equal(mc_exec_create(&e, m, n, MC_BACKEND_REF), MC_OK);
   assert_int_equal(mc_bn_recompute(e, ta, sa, &ds, 0), MC_OK);

@@ -45,6 +45,17 @@ void tu_random_input(float *x, size_t n, uint64_t seed) {
   for (size_t i = 0; i < n; i++) x[i] = (float)mc_rng_uniform(&r);
 }
 
+mc_dataset tu_synth_data(int64_t n, int64_t c, int64_t h, int64_t w, uint64_t seed) {
+  mc_dataset d = {n, c, h, w, 10, NULL, NULL};
+  d.images = mc_malloc((size_t)(n * c * h * w));
+  d.labels = mc_malloc(sizeof(int32_t) * (size_t)n);
+  mc_rng r;
+  mc_rng_seed(&r, seed);
+  for (int64_t i = 0; i < n * c * h * w; i++) d.images[i] = (uint8_t)mc_rng_below(&r, 256);
+  for (int64_t i = 0; i < n; i++) d.labels[i] = (int32_t)mc_rng_below(&r, 10);
+  return d;
+}
+
 double tu_max_rel(const float *a, const float *b, size_t n, double floor) {
   double scale = floor;
   for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs((double)b[i]));

@@ -8,11 +8,15 @@
 #include <cmocka.h>
 
 #include "modeconn.h"
+#include "data/data.h"
 
 mc_model *tu_model(const char *arch, int64_t c, int64_t h, int64_t w, int64_t classes);
 /* random theta/state with BN running stats positive; caller frees */
 void tu_random_params(const mc_model *m, uint64_t seed, float **theta, float **state);
 void tu_random_input(float *x, size_t n, uint64_t seed);
+/* n random uint8 images (c x h x w) with labels in [0, 10), in memory the
+ * way the loaders store them; free images and labels */
+mc_dataset tu_synth_data(int64_t n, int64_t c, int64_t h, int64_t w, uint64_t seed);
 double tu_max_rel(const float *a, const float *b, size_t n, double floor);
 /* runs a shell command, returns its exit status */
 int tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
