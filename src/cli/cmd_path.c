@@ -32,8 +32,11 @@ static int finish(const char *title, const mc_model *m, const mc_curve *c, const
   mc_path_metrics pm;
   mc_path_metrics_compute(&res, &pm);
   mc_path_print(stdout, title, &res, &pm);
-  printf("evaluated %d points in %.1fs (%.2fs per point; BN recompute on %lld images, test on %lld)\n", T, secs,
-         secs / T, (long long)(po->bn_samples > 0 && po->bn_samples < d->train.n ? po->bn_samples : d->train.n),
+  /* an even point count has no t = 1/2 among its points: the midpoint
+   * barrier evaluates it as one more point */
+  const int evals = T + (T % 2 == 0);
+  printf("evaluated %d points%s in %.1fs (%.2fs per evaluation; BN recompute on %lld images, test on %lld)\n", T,
+         evals > T ? " and t = 1/2" : "", secs, secs / evals, (long long)(po->bn_samples > 0 && po->bn_samples < d->train.n ? po->bn_samples : d->train.n),
          (long long)(po->test_samples > 0 && po->test_samples < d->test.n ? po->test_samples : d->test.n));
   if (csv) st = mc_path_csv(csv, &res);
   if (!st && json) {
