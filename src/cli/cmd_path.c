@@ -35,9 +35,10 @@ static int finish(const char *title, const mc_model *m, const mc_curve *c, const
   /* an even point count has no t = 1/2 among its points: the midpoint
    * barrier evaluates it as one more point */
   const int evals = T + (T % 2 == 0);
+  const int64_t nbn = po->bn_samples > 0 && po->bn_samples < d->train.n ? po->bn_samples : d->train.n;
+  const int64_t ntest = po->test_samples > 0 && po->test_samples < d->test.n ? po->test_samples : d->test.n;
   printf("evaluated %d points%s in %.1fs (%.2fs per evaluation; BN recompute on %lld images, test on %lld)\n", T,
-         evals > T ? " and t = 1/2" : "", secs, secs / evals, (long long)(po->bn_samples > 0 && po->bn_samples < d->train.n ? po->bn_samples : d->train.n),
-         (long long)(po->test_samples > 0 && po->test_samples < d->test.n ? po->test_samples : d->test.n));
+         evals > T ? " and t = 1/2" : "", secs, secs / evals, (long long)nbn, (long long)ntest);
   if (csv) st = mc_path_csv(csv, &res);
   if (!st && json) {
     json_t *j = mc_path_json(&res, &pm);
