@@ -1,17 +1,14 @@
 /* Executor throughput: forward+backward (train mode) images/s and GFLOP/s
  * for each backend.  FLOPs: mc_model_flops (forward, per sample) x 3 for
- * forward + backward (data + weights gradients).
- *
- * Build (the lead wires it into CMake), from a build directory:
- *   cc -O2 -march=native -std=c17 -D_GNU_SOURCE -I../include ../bench/bench_exec.c \
- *      -o bench_exec libmodeconn.a -ldnnl $(pkg-config --libs jansson plplot) \
- *      -L/usr/lib/x86_64-linux-gnu/openblas-openmp -lopenblas -lz -fopenmp -lm \
- *      -Wl,-rpath,/usr/lib/x86_64-linux-gnu/openblas-openmp
- * or in CMake: add_executable(bench_exec bench/bench_exec.c) +
- *   target_link_libraries(bench_exec PRIVATE modeconn_lib).
+ * forward + backward (data + weights gradients), whatever the backward
+ * computes.  Built by CMake (build/bench_exec).
  *
  *   bench_exec [--batch N] [--threads T] [--iters K] [--arch A[,A...]]
  *              [--input CxHxW] [--backend ref|dnnl|both] [--eval]
+ *              [--bwd grad|dx|both]
+ *
+ * --bwd: what the backward computes: the weight gradient (default, as in
+ * training), only the input gradient (grad = NULL, as PGD needs), or both.
  */
 #include "modeconn.h"
 
@@ -33,8 +30,10 @@ static int cmp_double(const void *a, const void *b) {
 
 /* Median and best over `iters` timed iterations (after 2 warm-up ones):
  * on a shared machine the median resists the odd descheduled iteration. */
+enum { BWD_GRAD, BWD_DX, BWD_BOTH };
+
 static int bench(const char *arch, const mc_arch_params *ap, mc_backend be, int64_t batch,
-                 int iters, int eval_only) {
+                 int iters, int eval_only, int bwd) {
   mc_model *m;
   if (mc_model_create(&m, arch, ap)) {
     fprintf(stderr, "%s: %s\n", arch, mc_errmsg());
@@ -59,20 +58,28 @@ static int bench(const char *arch, const mc_arch_params *ap, mc_backend be, int6
   }
   const mc_mode mode = eval_only ? MC_MODE_EVAL : MC_MODE_TRAIN;
   double *times = mc_malloc(sizeof(double) * (size_t)iters);
+  float *dx = bwd != BWD_GRAD ? mc_calloc(xin * (size_t)batch, sizeof(float)) : NULL;
   for (int it = -2; it < iters; it++) { /* 2 warm-up iterations */
     double t0 = now();
-    const float *l = mc_exec_forward(e, theta, state, x, batch, mode);
-    if (!eval_only) {
-      mc_softmax_xent(l, labels, batch, m->classes, dl, 1.f, NULL);
-      mc_exec_backward(e, theta, dl, grad, NULL);
+    mc_status st = mc_exec_forward(e, theta, state, x, batch, mode);
+    if (!st && !eval_only) {
+      mc_softmax_xent(mc_exec_output(e, 0), labels, batch, m->classes, dl, 1.f, NULL);
+      const float *dls[1] = {dl};
+      st = mc_exec_backward(e, theta, dls, bwd == BWD_DX ? NULL : grad, dx);
+    }
+    if (st) {
+      fprintf(stderr, "%s: %s\n", arch, mc_errmsg());
+      return 1;
     }
     if (it >= 0) times[it] = now() - t0;
   }
+  free(dx);
   qsort(times, (size_t)iters, sizeof *times, cmp_double);
   const double flops = mc_model_flops(m) * (eval_only ? 1.0 : 3.0) * (double)batch;
   const double med = times[iters / 2], best = times[0];
   printf("%-10s %-5s batch %4lld threads %d %s: median %7.1f ms %8.1f img/s %6.1f GFLOP/s | best %7.1f ms %8.1f img/s %6.1f GFLOP/s\n",
-         arch, mc_backend_name(be), (long long)batch, mc_get_threads(), eval_only ? "fwd    " : "fwd+bwd",
+         arch, mc_backend_name(be), (long long)batch, mc_get_threads(),
+         eval_only ? "fwd       " : bwd == BWD_DX ? "fwd+dx    " : bwd == BWD_BOTH ? "fwd+bwd+dx" : "fwd+bwd   ",
          med * 1e3, (double)batch / med, flops / med * 1e-9, best * 1e3, (double)batch / best,
          flops / best * 1e-9);
   free(times);
@@ -84,7 +91,7 @@ static int bench(const char *arch, const mc_arch_params *ap, mc_backend be, int6
 
 int main(int argc, char **argv) {
   int64_t batch = 128;
-  int threads = 2, iters = 10, eval_only = 0;
+  int threads = 2, iters = 10, eval_only = 0, bwd = BWD_GRAD;
   const char *archs = "tinyten,resnet20", *backend = "both";
   mc_arch_params ap;
   mc_arch_params_default(&ap);
@@ -95,13 +102,18 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--arch") && i + 1 < argc) archs = argv[++i];
     else if (!strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
     else if (!strcmp(argv[i], "--eval")) eval_only = 1;
+    else if (!strcmp(argv[i], "--bwd") && i + 1 < argc) {
+      const char *v = argv[++i];
+      bwd = !strcmp(v, "dx") ? BWD_DX : !strcmp(v, "both") ? BWD_BOTH : !strcmp(v, "grad") ? BWD_GRAD : -1;
+      if (bwd < 0) return 2;
+    }
     else if (!strcmp(argv[i], "--input") && i + 1 < argc) {
       long long c, h, w;
       if (sscanf(argv[++i], "%lldx%lldx%lld", &c, &h, &w) != 3) return 2;
       ap.in_c = c; ap.in_h = h; ap.in_w = w;
     } else {
       fprintf(stderr, "usage: %s [--batch N] [--threads T] [--iters K] [--arch A,B] "
-                      "[--input CxHxW] [--backend ref|dnnl|both] [--eval]\n", argv[0]);
+                      "[--input CxHxW] [--backend ref|dnnl|both] [--eval] [--bwd grad|dx|both]\n", argv[0]);
       return 2;
     }
   }
@@ -111,8 +123,8 @@ int main(int argc, char **argv) {
   int rc = 0;
   char *save = NULL;
   for (char *a = strtok_r(list, ",", &save); a; a = strtok_r(NULL, ",", &save)) {
-    if (strcmp(backend, "dnnl")) rc |= bench(a, &ap, MC_BACKEND_REF, batch, iters, eval_only);
-    if (strcmp(backend, "ref")) rc |= bench(a, &ap, MC_BACKEND_DNNL, batch, iters, eval_only);
+    if (strcmp(backend, "dnnl")) rc |= bench(a, &ap, MC_BACKEND_REF, batch, iters, eval_only, bwd);
+    if (strcmp(backend, "ref")) rc |= bench(a, &ap, MC_BACKEND_DNNL, batch, iters, eval_only, bwd);
   }
   free(list);
   return rc;

@@ -50,6 +50,9 @@ _Noreturn void mc_assert_fail(const char *expr, const char *file, int line);
 void *mc_malloc(size_t n);              /* aborts with message on OOM */
 void *mc_calloc(size_t n, size_t size); /* idem */
 void *mc_aligned_alloc(size_t n);       /* 64-byte aligned, zeroed; free() */
+/* The same without the abort: NULL on failure (the caller reports
+ * MC_ENOMEM naming what it was allocating). */
+void *mc_aligned_alloc_try(size_t n);
 
 /* ------------------------------------------------------------------- rng */
 /* xoshiro256** seeded by splitmix64; the whole state is 4 words so it can
@@ -147,6 +150,16 @@ typedef struct {
   int n_members;          /* nodes whose output opens or joins this group */
 } mc_group;
 
+/* An output head: a node whose output (a vector of `classes` logits) enters
+ * the training loss with weight `weight`.  Head 0 is the last node (weight
+ * 1), the model's prediction; more heads come from `output` lines of the
+ * spec (GoogLeNet's auxiliary classifiers: weight 0.3, train-only). */
+typedef struct {
+  int node;
+  float weight;
+  int train_only; /* computed in MC_MODE_TRAIN only */
+} mc_head;
+
 typedef struct mc_model {
   char arch[64];
   int64_t in_c, in_h, in_w;
@@ -160,6 +173,8 @@ typedef struct mc_model {
   float *norm_mean, *norm_std; /* in_c each; set from the dataset */
   mc_group *groups;
   int n_groups;
+  mc_head *heads; /* n_heads >= 1; heads[0].node = n_nodes - 1 */
+  int n_heads;
   char *spec; /* the architecture text this model was built from */
 } mc_model;
 
@@ -203,10 +218,13 @@ void mc_model_permute(const mc_model *m, int *const *perm, const float *theta,
                       const float *state, float *theta_out, float *state_out);
 
 /* -------------------------------------------------------------- executor */
-/* AUTO: oneDNN for models with convolutions, the reference path (OpenBLAS
- * GEMMs, plain layouts) for the rest -- on AVX2 OpenBLAS's sgemm beats
- * oneDNN's inner product for an mlp (bench/README.md). */
-typedef enum { MC_BACKEND_REF = 0, MC_BACKEND_DNNL = 1, MC_BACKEND_AUTO = 2 } mc_backend;
+/* Backends are entries of one table (src/nn/backend.c): the reference ops
+ * on OpenBLAS and oneDNN today.  mc_backend is an index into it, or AUTO:
+ * every backend scores the model and the highest score wins (oneDNN for
+ * models with convolutions, the reference path for the rest -- on AVX2
+ * OpenBLAS's sgemm beats oneDNN's inner product for an mlp,
+ * bench/README.md). */
+typedef enum { MC_BACKEND_AUTO = -1, MC_BACKEND_REF = 0, MC_BACKEND_DNNL = 1 } mc_backend;
 typedef enum {
   MC_MODE_EVAL = 0,   /* BN uses running stats, dropout identity */
   MC_MODE_TRAIN,      /* BN batch stats, running stats updated by momentum */
@@ -216,24 +234,50 @@ typedef enum {
 
 typedef struct mc_exec mc_exec;
 
+#define MODECONN_VERSION "0.6.0"
+/* What this machine runs: CPU features, the variant of every hand-written
+ * kernel, and a line per backend (oneDNN's version and ISA in use). */
+void mc_system_info(FILE *f);
+
 mc_status mc_exec_create(mc_exec **out, const mc_model *m, int64_t batch,
                          mc_backend be);
 void mc_exec_free(mc_exec *e);
 mc_backend mc_backend_default(void); /* from MODECONN_BACKEND, else auto */
+/* Reads MODECONN_BACKEND: unset or empty -> auto; an unknown name is an
+ * error (MC_EARG) naming the variable. */
+mc_status mc_backend_from_env(mc_backend *be);
 mc_status mc_backend_parse(const char *s, mc_backend *be);
 const char *mc_backend_name(mc_backend be);
-/* The path mc_exec_create takes for m: AUTO resolved, others unchanged. */
+/* The backend mc_exec_create takes for m: AUTO resolved, others unchanged. */
 mc_backend mc_backend_for(const mc_model *m, mc_backend be);
-/* x: (n, in_c, in_h, in_w) in [0,1]; n <= batch.  Returns logits (n,classes)
- * owned by the executor.  state is updated in the train modes. */
-const float *mc_exec_forward(mc_exec *e, const float *theta, float *state,
-                             const float *x, int64_t n, mc_mode mode);
-/* Accumulates d(loss)/d(theta) into grad given dlogits (n, classes). The
- * optional dx receives d(loss)/dx (n, in_c, in_h, in_w) (for attacks). */
-void mc_exec_backward(mc_exec *e, const float *theta, const float *dlogits,
-                      float *grad, float *dx);
-/* Plain NCHW copy of node `node`'s last forward output: (n, C, H, W). */
-void mc_exec_read(mc_exec *e, int node, float *out);
+
+/* Forward pass over x: (n, in_c, in_h, in_w) in [0,1], 1 <= n <= batch.
+ * state is updated in the train modes.  Computes every output head live in
+ * `mode` (train: all heads; eval and BN recompute: the heads not marked
+ * train-only) and nothing that only feeds the others.  A failure (plan,
+ * backend, memory) returns its status with a message naming the node. */
+mc_status mc_exec_forward(mc_exec *e, const float *theta, float *state,
+                          const float *x, int64_t n, mc_mode mode);
+/* Head k's output of the last forward, plain (n, classes_k); head 0 is the
+ * main head (the logits).  NULL when head k was not computed. */
+const float *mc_exec_output(const mc_exec *e, int head);
+/* After a forward: the training loss sum_k weight_k * CE_k (mean softmax
+ * cross-entropy of each head computed) into *loss, the main head's argmax
+ * hits into *correct (either may be NULL), and d(scale * loss)/d(output_k)
+ * into the executor's own buffers, which a backward with dout = NULL uses. */
+mc_status mc_exec_loss(mc_exec *e, const int32_t *labels, float scale,
+                       double *loss, int64_t *correct);
+/* Backward pass of the last forward.  dout[k] is d(loss)/d(output of head
+ * k) (n, classes_k) for each head the forward computed (NULL entries
+ * contribute nothing); dout = NULL takes mc_exec_loss's buffers.  Both
+ * outputs are optional and ACCUMULATE: grad += d(loss)/d(theta) (NULL: no
+ * weight gradient is computed at all), dx += d(loss)/dx (n, in_c, in_h,
+ * in_w) (NULL: the input gradient is not computed). */
+mc_status mc_exec_backward(mc_exec *e, const float *theta,
+                           const float *const *dout, float *grad, float *dx);
+/* Plain NCHW copy of node `node`'s last forward output: (n, C, H, W).
+ * The node must have been computed by that forward. */
+mc_status mc_exec_read(mc_exec *e, int node, float *out);
 /* The same output where it lies, without a copy when the layout allows
  * (else copied to plain layout into buf, room for (n, C, H, W)): element
  * (i, c, s), s = h*W + w, is
@@ -243,7 +287,7 @@ typedef struct {
   const float *data;
   int64_t block, n_stride, cb_stride, s_stride;
 } mc_act_view;
-void mc_exec_view(mc_exec *e, int node, float *buf, mc_act_view *v);
+mc_status mc_exec_view(mc_exec *e, int node, float *buf, mc_act_view *v);
 /* Runs fn once on every thread at the same time, each thread with its own
  * single-threaded copy of each of es[0..ne) (made on first use for at
  * least `rows` rows, kept until the executor is freed): fn(w, tid, nthr, arg), w[i]
@@ -251,14 +295,16 @@ void mc_exec_view(mc_exec *e, int node, float *buf, mc_act_view *v);
  * are independent: threads never wait for one another, and a single-
  * threaded oneDNN primitive wastes nothing on synchronisation (two such
  * threads evaluate resnet20 about 1.3x faster than one 2-thread
- * executor). fn's nested parallel regions run on its thread alone. */
+ * executor). fn's nested parallel regions run on its thread alone.  fn
+ * returns a status; the first failure (in thread order) is returned. */
 #define MC_EXEC_PARALLEL_MAX 4
-typedef void (*mc_exec_worker_fn)(mc_exec **w, int tid, int nthr, void *arg);
+typedef mc_status (*mc_exec_worker_fn)(mc_exec **w, int tid, int nthr, void *arg);
 mc_status mc_exec_parallel(mc_exec *const *es, int ne, int64_t rows, mc_exec_worker_fn fn, void *arg);
 void mc_exec_set_seed(mc_exec *e, uint64_t seed); /* dropout masks */
 void mc_exec_bn_reset(mc_exec *e, float *state);  /* for BN_RECOMPUTE */
 int64_t mc_exec_batch(const mc_exec *e);
 const mc_model *mc_exec_model(const mc_exec *e);
+mc_backend mc_exec_backend(const mc_exec *e);
 
 /* Mean softmax cross-entropy over n rows; dlogits (may be NULL) receives
  * d(mean loss)/d(logits) * scale.  *correct counts argmax hits. */

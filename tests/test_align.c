@@ -118,10 +118,10 @@ static void corr_vs_bruteforce(const char *arch, mc_backend be) {
     if (nd->kind != MC_NODE_RELU) continue;
     const int64_t S = nd->H * nd->W, sz = nd->C * S;
     float *A = mc_malloc(sizeof(float) * (size_t)(n * sz)), *B = mc_malloc(sizeof(float) * (size_t)(n * sz));
-    mc_exec_forward(e, ta, sa, x, n, MC_MODE_EVAL);
-    mc_exec_read(e, node, A);
-    mc_exec_forward(e, tb, sb, x, n, MC_MODE_EVAL);
-    mc_exec_read(e, node, B);
+    tu_forward(e, ta, sa, x, n, MC_MODE_EVAL);
+    tu_read(e, node, A);
+    tu_forward(e, tb, sb, x, n, MC_MODE_EVAL);
+    tu_read(e, node, B);
     int64_t off = 0;
     for (int q = 0; q < nd->layout.n; q++) {
       const mc_segment *sg = &nd->layout.seg[q];

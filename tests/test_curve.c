@@ -54,7 +54,7 @@ static void test_endpoints_exact(void **s) {
 static double objective(mc_exec *e, const mc_model *m, const mc_curve *c, double t, const float *x, const int32_t *y,
                         int64_t n, double wd, float *theta, float *state) {
   mc_curve_point(c, t, theta);
-  const float *logits = mc_exec_forward(e, theta, state, x, n, MC_MODE_TRAIN);
+  const float *logits = tu_forward(e, theta, state, x, n, MC_MODE_TRAIN);
   double l = mc_softmax_xent(logits, y, n, m->classes, NULL, 1.f, NULL);
   double sq = 0;
   for (size_t i = 0; i < m->n_theta; i++) sq += (double)theta[i] * theta[i];
@@ -90,9 +90,9 @@ static void check_curve_grad(const char *arch, int bn, mc_curve_kind kind, int n
   float *dl = mc_malloc(sizeof(float) * (size_t)(n * 10));
   /* analytic */
   mc_curve_point(&c, t, theta);
-  const float *logits = mc_exec_forward(e, theta, state, x, n, MC_MODE_TRAIN);
+  const float *logits = tu_forward(e, theta, state, x, n, MC_MODE_TRAIN);
   mc_softmax_xent(logits, y, n, 10, dl, 1.f, NULL);
-  mc_exec_backward(e, theta, dl, grad, NULL);
+  tu_backward(e, theta, dl, grad, NULL);
   for (size_t i = 0; i < m->n_theta; i++) grad[i] += (float)wd * theta[i];
   float **gb = mc_calloc((size_t)nb, sizeof(float *));
   for (int k = 0; k < nb; k++) gb[k] = mc_calloc(m->n_theta, sizeof(float));

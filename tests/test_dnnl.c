@@ -16,7 +16,7 @@
  * model: a conv bias feeding a train-mode BN has a gradient that is exactly
  * 0 in exact arithmetic, i.e. pure rounding noise in both paths. */
 #include "testutil.h"
-#include "nn/exec_internal.h"
+#include "nn/ref/ref.h"
 #include "nn/ops.h"
 #include "eval/eval.h"
 
@@ -62,13 +62,13 @@ static size_t node_numel(const mc_node *nd) { return (size_t)(nd->C * nd->H * nd
  * backward runs at the same forward point (same ReLU masks, same max-pool
  * winners: first maximum, as oneDNN). */
 static void inject(const mc_model *m, mc_exec *ref, mc_exec *fast, int64_t n) {
-  for (int i = 1; i < m->n_nodes; i++) mc_exec_read(fast, i, ref->act[i]);
+  for (int i = 1; i < m->n_nodes; i++) tu_read(fast, i, ref_of(ref)->act[i]);
   for (int i = 1; i < m->n_nodes; i++) {
     const mc_node *nd = &m->nodes[i];
     if (nd->kind != MC_NODE_MAXPOOL) continue;
     const mc_node *in = &m->nodes[nd->in[0]];
     float *y = mc_malloc(sizeof(float) * (size_t)n * node_numel(nd));
-    maxpool_forward(y, ref->argmax[i], ref->act[nd->in[0]], n * nd->C, in->H, in->W, nd->k,
+    maxpool_forward(y, ref_of(ref)->argmax[i], ref_of(ref)->act[nd->in[0]], n * nd->C, in->H, in->W, nd->k,
                     nd->stride, nd->pad, nd->H, nd->W);
     free(y);
   }
@@ -104,13 +104,13 @@ static double local_check(const mc_model *m, mc_exec *ref, mc_exec *fast, const 
     if (nd->kind != MC_NODE_CONV && nd->kind != MC_NODE_LINEAR && nd->kind != MC_NODE_BN) continue;
     const mc_node *in = &m->nodes[nd->in[0]];
     if (nd->in[0] == 0) memcpy(xi, x, sizeof(float) * (size_t)n * node_numel(in));
-    else mc_exec_read(fast, nd->in[0], xi);
-    mc_exec_read(fast, i, yd);
+    else tu_read(fast, nd->in[0], xi);
+    tu_read(fast, i, yd);
     const float *w = theta + m->tensors[nd->t_weight].off;
     const float *b = nd->t_bias >= 0 ? theta + m->tensors[nd->t_bias].off : NULL;
     if (nd->kind == MC_NODE_CONV)
       conv2d_forward(yr, xi, w, b, n, in->C, in->H, in->W, nd->C, nd->k, nd->stride, nd->pad, nd->H,
-                     nd->W, ref->col);
+                     nd->W, ref_of(ref)->col);
     else if (nd->kind == MC_NODE_LINEAR)
       linear_forward(yr, xi, w, b, n, (int64_t)node_numel(in), nd->C);
     else if (mode == MC_MODE_EVAL)
@@ -152,8 +152,8 @@ static errs run_case(const mc_model *m, int64_t n, mc_mode mode, const char *lab
   const float *lr = NULL, *ld = NULL;
   for (int s = 0; s < steps; s++) {
     tu_random_input(x, (size_t)n * xin, 1000 + (uint64_t)s);
-    lr = mc_exec_forward(er_, theta, state_r, x, n, mode);
-    ld = mc_exec_forward(ed, theta, state_d, x, n, mode);
+    lr = tu_forward(er_, theta, state_r, x, n, mode);
+    ld = tu_forward(ed, theta, state_d, x, n, mode);
   }
   er.logits = tu_max_rel(ld, lr, (size_t)(n * m->classes), 1e-6);
   if (m->n_state) er.state = tu_max_rel(state_d, state_r, m->n_state, 1e-6);
@@ -163,8 +163,8 @@ static errs run_case(const mc_model *m, int64_t n, mc_mode mode, const char *lab
   float *ar = mc_malloc(sizeof(float) * (size_t)n * mx), *ad = mc_malloc(sizeof(float) * (size_t)n * mx);
   for (int i = 1; i < m->n_nodes; i++) {
     size_t cnt = (size_t)n * node_numel(&m->nodes[i]);
-    mc_exec_read(er_, i, ar);
-    mc_exec_read(ed, i, ad);
+    tu_read(er_, i, ar);
+    tu_read(ed, i, ad);
     double e = tu_max_rel(ad, ar, cnt, 1e-6);
     if (e > 1e-4) printf("    node %d %s (%s): rel err %.2e\n", i, m->nodes[i].name,
                          mc_node_kind_name(m->nodes[i].kind), e);
@@ -180,10 +180,10 @@ static errs run_case(const mc_model *m, int64_t n, mc_mode mode, const char *lab
   float *gd = mc_calloc(m->n_theta + 1, sizeof(float));
   float *dxe = mc_calloc((size_t)n * xin, sizeof(float)), *dxr = mc_calloc((size_t)n * xin, sizeof(float));
   float *dxd = mc_calloc((size_t)n * xin, sizeof(float));
-  mc_exec_backward(er_, theta, dl, ge, dxe);
+  tu_backward(er_, theta, dl, ge, dxe);
   inject(m, er_, ed, n);
-  mc_exec_backward(er_, theta, dl, gr, dxr);
-  mc_exec_backward(ed, theta, dl, gd, dxd);
+  tu_backward(er_, theta, dl, gr, dxr);
+  tu_backward(ed, theta, dl, gd, dxd);
   double gmax = 0, e2e = 0;
   for (size_t j = 0; j < m->n_theta; j++) gmax = fmax(gmax, fabs(gr[j]));
   for (int t = 0; t < m->n_tensors; t++) {
@@ -209,7 +209,7 @@ static errs run_case(const mc_model *m, int64_t n, mc_mode mode, const char *lab
   float *g1 = mc_malloc(sizeof(float) * (m->n_theta + 1));
   memcpy(g1, gd, sizeof(float) * m->n_theta);
   for (size_t j = 0; j < m->n_theta; j++) g1[j] *= 2.f;
-  mc_exec_backward(ed, theta, dl, gd, NULL);
+  tu_backward(ed, theta, dl, gd, NULL);
   double acc = tu_max_rel(gd, g1, m->n_theta, 1e-6);
   printf("  %-22s n=%lld %-12s logits %.1e state %.1e act %.1e grad %.1e dx %.1e (local %.1e, e2e grad %.1e)\n",
          label, (long long)n, mode_name(mode), er.logits, er.state, er.act, er.grad, er.dx, local, e2e);
@@ -289,8 +289,8 @@ static void test_plan_cache(void **st) {
       tu_random_input(x, (size_t)n * xin, 500 + (uint64_t)k);
       mc_exec_set_seed(er_, (uint64_t)k);
       mc_exec_set_seed(ed, (uint64_t)k);
-      const float *lr = mc_exec_forward(er_, theta, sr, x, n, mode);
-      const float *ld = mc_exec_forward(ed, theta, sd, x, n, mode);
+      const float *lr = tu_forward(er_, theta, sr, x, n, mode);
+      const float *ld = tu_forward(ed, theta, sd, x, n, mode);
       double e = tu_max_rel(ld, lr, (size_t)(n * 10), 1e-6);
       if (m->n_state) e = fmax(e, tu_max_rel(sd, sr, m->n_state, 1e-6));
       double ef = e;
@@ -298,8 +298,8 @@ static void test_plan_cache(void **st) {
       memset(gr, 0, sizeof(float) * m->n_theta);
       memset(gd, 0, sizeof(float) * m->n_theta);
       inject(m, er_, ed, n);
-      mc_exec_backward(er_, theta, dl, gr, NULL);
-      mc_exec_backward(ed, theta, dl, gd, NULL);
+      tu_backward(er_, theta, dl, gr, NULL);
+      tu_backward(ed, theta, dl, gd, NULL);
       double gmax = 0;
       for (size_t j = 0; j < m->n_theta; j++) gmax = fmax(gmax, fabs(gr[j]));
       for (int t = 0; t < m->n_tensors; t++) {
@@ -339,9 +339,9 @@ static void run_det(const mc_model *m, float *logits, float *state, float *grad)
   const mc_mode modes[] = {MC_MODE_TRAIN, MC_MODE_TRAIN, MC_MODE_EVAL, MC_MODE_BN_RECOMPUTE};
   for (int s = 0; s < 4; s++) {
     tu_random_input(x, (size_t)ns[s] * xin, 77 + (uint64_t)s);
-    const float *l = mc_exec_forward(e, theta, state, x, ns[s], modes[s]);
+    const float *l = tu_forward(e, theta, state, x, ns[s], modes[s]);
     mc_softmax_xent(l, labels, ns[s], m->classes, dl, 1.f, NULL);
-    mc_exec_backward(e, theta, dl, grad, NULL);
+    tu_backward(e, theta, dl, grad, NULL);
     memcpy(logits + s * BATCH * m->classes, l, sizeof(float) * (size_t)(ns[s] * m->classes));
   }
   mc_exec_free(e);

@@ -20,7 +20,7 @@
  * accumulate-don't-overwrite contract too. */
 #include "testutil.h"
 
-#include "nn/exec_internal.h"
+#include "nn/ref/ref.h"
 #include "nn/ops.h"
 
 #include <math.h>
@@ -697,14 +697,14 @@ static double model_loss(gc_prob *g) {
   model_prob *P = (model_prob *)g;
   mc_exec_set_seed(P->e, 77); /* same dropout mask every time */
   if (P->mode == MC_MODE_BN_RECOMPUTE) mc_exec_bn_reset(P->e, P->state);
-  const float *lg = mc_exec_forward(P->e, P->theta, P->state, P->x, P->n, P->mode);
+  const float *lg = tu_forward(P->e, P->theta, P->state, P->x, P->n, P->mode);
   return mc_softmax_xent(lg, P->labels, P->n, P->m->classes, P->dlogits, 1.f, NULL);
 }
 
 static void model_grad(gc_prob *g) {
   model_prob *P = (model_prob *)g;
   (void)model_loss(g); /* dlogits of the current point */
-  mc_exec_backward(P->e, P->theta, P->dlogits, P->grad, P->dx);
+  tu_backward(P->e, P->theta, P->dlogits, P->grad, P->dx);
 }
 
 /* ReLU activity pattern and max-pool argmax of the last forward. */
@@ -716,10 +716,10 @@ static size_t model_sig(gc_prob *g, unsigned char *buf) {
     const mc_node *nd = &m->nodes[i];
     size_t cnt = (size_t)(P->n * nd->C * nd->H * nd->W);
     if (nd->kind == MC_NODE_RELU) {
-      const float *a = P->e->act[i];
+      const float *a = ref_of(P->e)->act[i];
       for (size_t j = 0; j < cnt; j++) buf[k++] = a[j] > 0.f;
     } else if (nd->kind == MC_NODE_MAXPOOL) {
-      memcpy(buf + k, P->e->argmax[i], sizeof(int32_t) * cnt);
+      memcpy(buf + k, ref_of(P->e)->argmax[i], sizeof(int32_t) * cnt);
       k += sizeof(int32_t) * cnt;
     }
   }
@@ -821,7 +821,7 @@ static void check_model(const arch_case *ac, mc_mode mode) {
     float *x2 = mc_malloc(sizeof(float) * nx);
     tu_random_input(x2, nx, g_seed++);
     mc_exec_bn_reset(P.e, P.state);
-    (void)mc_exec_forward(P.e, P.theta, P.state, x2, n, MC_MODE_BN_RECOMPUTE);
+    (void)tu_forward(P.e, P.theta, P.state, x2, n, MC_MODE_BN_RECOMPUTE);
     free(x2);
   }
   P.base.loss = model_loss;
@@ -880,7 +880,7 @@ static void check_model(const arch_case *ac, mc_mode mode) {
   memset(P.grad, 0, sizeof(float) * m->n_theta);
   model_grad(&P.base);
   (void)model_loss(&P.base);
-  mc_exec_backward(P.e, P.theta, P.dlogits, g2, NULL);
+  tu_backward(P.e, P.theta, P.dlogits, g2, NULL);
   double e2 = tu_max_rel(g2, P.grad, m->n_theta, 1e-6);
   printf("  %-34s theta grad with dx=NULL vs with dx: max rel diff %.1e\n", label, e2);
   assert_true(e2 <= 1e-6);

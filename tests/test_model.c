@@ -88,8 +88,8 @@ static void check_perm_invariance(const char *arch, int64_t c, int64_t h, int64_
   mc_exec *e;
   assert_int_equal(mc_exec_create(&e, m, n, be), MC_OK);
   float *l1 = mc_malloc(sizeof(float) * (size_t)(n * 10));
-  memcpy(l1, mc_exec_forward(e, theta, state, x, n, MC_MODE_EVAL), sizeof(float) * (size_t)(n * 10));
-  const float *l2 = mc_exec_forward(e, t2, s2, x, n, MC_MODE_EVAL);
+  memcpy(l1, tu_forward(e, theta, state, x, n, MC_MODE_EVAL), sizeof(float) * (size_t)(n * 10));
+  const float *l2 = tu_forward(e, t2, s2, x, n, MC_MODE_EVAL);
   double err = tu_max_rel(l2, l1, (size_t)(n * 10), 1e-3);
   printf("  %-10s permuted logits max rel err %.2e (%d groups)\n", arch, err, m->n_groups);
   assert_true(err < 1e-5);

@@ -848,7 +848,7 @@ static void check_logits(const mc_model *m, const float *th, float *st, const ch
   fclose(fp);
   mc_exec *e;
   assert_int_equal(mc_exec_create(&e, m, N_INPUT, MC_BACKEND_REF), MC_OK);
-  const float *y = mc_exec_forward(e, th, st, x, N_INPUT, MC_MODE_EVAL);
+  const float *y = tu_forward(e, th, st, x, N_INPUT, MC_MODE_EVAL);
   double err = tu_max_rel(y, ref, N_INPUT * 10, 1.0);
   if (!(err < 1e-5)) fail_msg("logits differ from PyTorch: max rel %g (y0 %g vs %g)", err, y[0], ref[0]);
   mc_exec_free(e);

@@ -25,7 +25,7 @@
  * File format: see torch_ref.py. */
 #include "testutil.h"
 
-#include "nn/exec_internal.h"
+#include "nn/ref/ref.h"
 
 #include <errno.h>
 #include <math.h>
@@ -231,13 +231,13 @@ static void run_case(tcase *tc, int idx) {
   tc->state1 = mc_malloc(sizeof(float) * (m->n_state + 1));
   for (int mode = 0; mode < 2; mode++) {
     memcpy(tc->state1, state, sizeof(float) * m->n_state);
-    const float *lg = mc_exec_forward(e, theta, tc->state1, x, n, mode ? MC_MODE_TRAIN : MC_MODE_EVAL);
+    const float *lg = tu_forward(e, theta, tc->state1, x, n, mode ? MC_MODE_TRAIN : MC_MODE_EVAL);
     tc->logits[mode] = mc_malloc(sizeof(float) * (size_t)(n * m->classes));
     memcpy(tc->logits[mode], lg, sizeof(float) * (size_t)(n * m->classes));
     tc->loss[mode] = mc_softmax_xent(lg, y, n, m->classes, dl, 1.f, NULL);
     tc->grad[mode] = mc_calloc(m->n_theta + 1, sizeof(float));
     tc->dx[mode] = mc_calloc(nx, sizeof(float));
-    mc_exec_backward(e, theta, dl, tc->grad[mode], tc->dx[mode]);
+    tu_backward(e, theta, dl, tc->grad[mode], tc->dx[mode]);
   }
   /* BN recompute over two batches (x, x2) from reset statistics */
   float *x2 = mc_malloc(sizeof(float) * nx);
@@ -249,11 +249,11 @@ static void run_case(tcase *tc, int idx) {
     if (m->nodes[i].kind == MC_NODE_DROPOUT) {
       size_t cnt = (size_t)(n * m->nodes[i].C * m->nodes[i].H * m->nodes[i].W);
       masks[i] = mc_malloc(sizeof(float) * cnt);
-      memcpy(masks[i], e->mask[i], sizeof(float) * cnt);
+      memcpy(masks[i], ref_of(e)->mask[i], sizeof(float) * cnt);
     }
   mc_exec_bn_reset(e, tc->state_rc);
-  (void)mc_exec_forward(e, theta, tc->state_rc, x, n, MC_MODE_BN_RECOMPUTE);
-  (void)mc_exec_forward(e, theta, tc->state_rc, x2, n, MC_MODE_BN_RECOMPUTE);
+  (void)tu_forward(e, theta, tc->state_rc, x, n, MC_MODE_BN_RECOMPUTE);
+  (void)tu_forward(e, theta, tc->state_rc, x2, n, MC_MODE_BN_RECOMPUTE);
 
   snprintf(tc->in, sizeof tc->in, "%s/case%d.in", g_dir, idx);
   snprintf(tc->out, sizeof tc->out, "%s/case%d.out", g_dir, idx);

@@ -10,7 +10,7 @@
  * bound is 1e-5. */
 #include "testutil.h"
 #include "nn/ops.h"
-#include "nn/wino.h"
+#include "nn/kernels/wino.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -81,3 +81,17 @@ const char *tu_env(const char *name, const char *fallback) {
   const char *v = getenv(name);
   return v ? v : fallback;
 }
+
+const float *tu_forward(mc_exec *e, const float *theta, float *state, const float *x, int64_t n, mc_mode mode) {
+  if (mc_exec_forward(e, theta, state, x, n, mode)) fail_msg("forward: %s", mc_errmsg());
+  return mc_exec_output(e, 0);
+}
+
+void tu_backward(mc_exec *e, const float *theta, const float *dlogits, float *grad, float *dx) {
+  const float *d[1] = {dlogits};
+  if (mc_exec_backward(e, theta, dlogits ? d : NULL, grad, dx)) fail_msg("backward: %s", mc_errmsg());
+}
+
+void tu_read(mc_exec *e, int node, float *out) {
+  if (mc_exec_read(e, node, out)) fail_msg("read of node %d: %s", node, mc_errmsg());
+}

@@ -21,4 +21,10 @@ double tu_max_rel(const float *a, const float *b, size_t n, double floor);
 /* runs a shell command, returns its exit status */
 int tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *tu_env(const char *name, const char *fallback);
+/* The executor calls, failing the test on an error status: the forward
+ * returns the main head's output; the backward takes one head's dlogits
+ * (NULL: mc_exec_loss's buffers); read copies a node's output. */
+const float *tu_forward(mc_exec *e, const float *theta, float *state, const float *x, int64_t n, mc_mode mode);
+void tu_backward(mc_exec *e, const float *theta, const float *dlogits, float *grad, float *dx);
+void tu_read(mc_exec *e, int node, float *out);
 #endif

@@ -5,10 +5,8 @@
 #include "align/align.h"
 #include "align/lap.h"
 #include "eval/eval.h"
+#include "nn/kernels/kernels.h"
 
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#endif
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,70 +129,6 @@ static const float *image_blocks(float *dst, const mc_act_view *v, int64_t i, in
   return dst;
 }
 
-/* s1, s2 (count) += per-unit sum and sum of squares of one image's blocks. */
-static void block_sums(const float *g, int64_t bs, int64_t per, int64_t count, double *s1, double *s2) {
-  for (int64_t cb = 0; cb < pad8(count) / 8; cb++) {
-    float x1[8] = {0}, x2[8] = {0};
-    const float *v = g + cb * bs;
-#if defined(__AVX2__) && defined(__FMA__)
-    __m256 a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps();
-    for (int64_t j = 0; j < per; j++) {
-      __m256 x = _mm256_loadu_ps(v + j * 8);
-      a1 = _mm256_add_ps(a1, x);
-      a2 = _mm256_fmadd_ps(x, x, a2);
-    }
-    _mm256_storeu_ps(x1, a1);
-    _mm256_storeu_ps(x2, a2);
-#else
-    for (int64_t j = 0; j < per; j++)
-      for (int r = 0; r < 8; r++) {
-        x1[r] += v[j * 8 + r];
-        x2[r] += v[j * 8 + r] * v[j * 8 + r];
-      }
-#endif
-    for (int r = 0; r < 8 && cb * 8 + r < count; r++) {
-      s1[cb * 8 + r] += x1[r];
-      s2[cb * 8 + r] += x2[r];
-    }
-  }
-}
-
-/* sab (count x count) += A B^T over one image's blocks: 8x8 unit tiles. */
-static void block_cross(const float *ga, int64_t bsa, const float *gb, int64_t bsb, int64_t per, int64_t count,
-                        double *sab) {
-  const int64_t nb = pad8(count) / 8;
-  for (int64_t ba = 0; ba < nb; ba++)
-    for (int64_t bb = 0; bb < nb; bb++) {
-      const float *a = ga + ba * bsa, *b = gb + bb * bsb;
-      float t[8][8];
-#if defined(__AVX2__) && defined(__FMA__)
-      __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
-      for (int64_t j = 0; j < per; j++) {
-        const float *x = a + j * 8;
-        __m256 y = _mm256_loadu_ps(b + j * 8);
-        c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + 0), y, c0);
-        c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + 1), y, c1);
-        c2 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + 2), y, c2);
-        c3 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + 3), y, c3);
-        c4 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + 4), y, c4);
-        c5 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + 5), y, c5);
-        c6 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + 6), y, c6);
-        c7 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + 7), y, c7);
-      }
-      _mm256_storeu_ps(t[0], c0); _mm256_storeu_ps(t[1], c1); _mm256_storeu_ps(t[2], c2);
-      _mm256_storeu_ps(t[3], c3); _mm256_storeu_ps(t[4], c4); _mm256_storeu_ps(t[5], c5);
-      _mm256_storeu_ps(t[6], c6); _mm256_storeu_ps(t[7], c7);
-#else
-      memset(t, 0, sizeof t);
-      for (int64_t j = 0; j < per; j++)
-        for (int r = 0; r < 8; r++)
-          for (int q = 0; q < 8; q++) t[r][q] += a[j * 8 + r] * b[j * 8 + q];
-#endif
-      for (int r = 0; r < 8 && ba * 8 + r < count; r++)
-        for (int q = 0; q < 8 && bb * 8 + q < count; q++) sab[(ba * 8 + r) * count + bb * 8 + q] += t[r][q];
-    }
-}
-
 /* Adds a tap's moments over k images of A's and B's outputs into base;
  * wa, wb: room for one image's gathered blocks. */
 static void accumulate(const tap *p, double *base, const mc_act_view *va, const mc_act_view *vb, int64_t k,
@@ -203,9 +137,10 @@ static void accumulate(const tap *p, double *base, const mc_act_view *va, const 
   for (int64_t i = 0; i < k; i++) {
     int64_t bsa, bsb;
     const float *ga = image_blocks(wa, va, i, S, p, &bsa), *gb = image_blocks(wb, vb, i, S, p, &bsb);
-    block_sums(ga, bsa, per, C, mom(base, p, M_A), mom(base, p, M_AA));
-    block_sums(gb, bsb, per, C, mom(base, p, M_B), mom(base, p, M_BB));
-    block_cross(ga, bsa, gb, bsb, per, C, mom(base, p, M_AB));
+    const mc_kern_block_sums_fn bsum = mc_kern_block_sums();
+    bsum(ga, bsa, per, C, mom(base, p, M_A), mom(base, p, M_AA));
+    bsum(gb, bsb, per, C, mom(base, p, M_B), mom(base, p, M_BB));
+    mc_kern_block_cross()(ga, bsa, gb, bsb, per, C, mom(base, p, M_AB));
   }
 }
 
@@ -240,7 +175,7 @@ typedef struct {
 
 /* One thread's share of the slices: both models forward, then the moments
  * of every tap, into this thread's own array. */
-static void corr_slices(mc_exec **w, int tid, int nthr, void *arg) {
+static mc_status corr_slices(mc_exec **w, int tid, int nthr, void *arg) {
   corr_job *j = arg;
   const mc_model *m = j->m;
   size_t maxact = 0, maxblk = 0;
@@ -260,15 +195,16 @@ static void corr_slices(mc_exec **w, int tid, int nthr, void *arg) {
   float *wa = mc_aligned_alloc(sizeof(float) * maxblk), *wb = mc_aligned_alloc(sizeof(float) * maxblk);
   mc_batches bt;
   mc_batches_init_part(&bt, j->ds, j->n, j->rows, tid, nthr);
-  for (int64_t k; (k = mc_batches_next(&bt)) > 0;) {
-    mc_exec_forward(w[0], j->ta, j->sa, bt.x, k, MC_MODE_EVAL);
-    mc_exec_forward(w[1], j->tb, j->sb, bt.x, k, MC_MODE_EVAL);
-    for (int t = 0; t < j->ntap; t++) {
+  mc_status st = MC_OK;
+  for (int64_t k; !st && (k = mc_batches_next(&bt)) > 0;) {
+    if ((st = mc_exec_forward(w[0], j->ta, j->sa, bt.x, k, MC_MODE_EVAL)) ||
+        (st = mc_exec_forward(w[1], j->tb, j->sb, bt.x, k, MC_MODE_EVAL)))
+      break;
+    for (int t = 0; t < j->ntap && !st; t++) {
       const tap *p = &j->taps[t];
       const mc_node *nd = &m->nodes[p->node];
       mc_act_view va, vb;
-      mc_exec_view(w[0], p->node, xa, &va);
-      mc_exec_view(w[1], p->node, xb, &vb);
+      if ((st = mc_exec_view(w[0], p->node, xa, &va)) || (st = mc_exec_view(w[1], p->node, xb, &vb))) break;
       accumulate(p, acc, &va, &vb, k, nd->H * nd->W, wa, wb);
     }
   }
@@ -277,6 +213,7 @@ static void corr_slices(mc_exec **w, int tid, int nthr, void *arg) {
   free(xb);
   free(wa);
   free(wb);
+  return st;
 }
 
 /* Runs A and B over the data and returns the per-group summed correlation

@@ -111,9 +111,13 @@ static double logits_err(const mc_model *m, const float *ta, const float *sa, co
   float *s1 = mc_malloc(sizeof(float) * (m->n_state + 1)), *s2 = mc_malloc(sizeof(float) * (m->n_state + 1));
   memcpy(s1, sa, sizeof(float) * m->n_state);
   memcpy(s2, sb, sizeof(float) * m->n_state);
-  memcpy(l1, mc_exec_forward(e, ta, s1, x, n, MC_MODE_EVAL), sizeof(float) * nl);
-  const float *l2 = mc_exec_forward(e, tb, s2, x, n, MC_MODE_EVAL);
   double scale = 1e-6, err = 0;
+  const float *l2 = NULL;
+  if (!(*st = mc_exec_forward(e, ta, s1, x, n, MC_MODE_EVAL))) {
+    memcpy(l1, mc_exec_output(e, 0), sizeof(float) * nl);
+    if (!(*st = mc_exec_forward(e, tb, s2, x, n, MC_MODE_EVAL))) l2 = mc_exec_output(e, 0);
+  }
+  if (!l2) nl = 0, err = INFINITY;
   for (size_t i = 0; i < nl; i++) scale = fmax(scale, fabs(l1[i]));
   for (size_t i = 0; i < nl; i++) {
     double d = fabs((double)l1[i] - l2[i]) / scale;

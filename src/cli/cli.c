@@ -118,10 +118,7 @@ mc_status cli_arch_params(const cli_model_opts *o, mc_arch_params *p) {
 mc_status cli_runtime(const cli_model_opts *o, mc_backend *be) {
   if (o->threads < 0) return mc_error(MC_EARG, "--threads %lld: expected >= 0", (long long)o->threads);
   if (o->threads > 0) mc_set_threads((int)o->threads);
-  if (!o->backend) {
-    *be = mc_backend_default();
-    return MC_OK;
-  }
+  if (!o->backend) return mc_backend_from_env(be);
   return mc_backend_parse(o->backend, be);
 }
 

@@ -23,9 +23,14 @@ static void usage(FILE *f) {
   fprintf(f, "usage: modeconn COMMAND [options]   (modeconn COMMAND --help for its flags)\n\ncommands:\n");
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
     fprintf(f, "  %-14s %s\n", cmds[i].name, cmds[i].summary);
-  fprintf(f, "\nenvironment: MODECONN_BACKEND=auto|dnnl|ref sets the default compute path;\n"
-             "OMP_NUM_THREADS sets the default thread count; MC_WINO=0 runs 3x3 stride-1\n"
-             "convolutions as oneDNN's direct convolutions instead of Winograd (src/nn/wino.c).\n");
+  fprintf(f, "\nmodeconn --version: the version, the CPU features found, and which variant of\n"
+             "each hand-written kernel and which oneDNN ISA this machine runs.\n"
+             "\nenvironment: MODECONN_BACKEND=auto|dnnl|ref sets the default compute path (an\n"
+             "unknown name is an error); OMP_NUM_THREADS sets the default thread count;\n"
+             "MC_WINO=0 runs 3x3 stride-1 convolutions as oneDNN's direct convolutions\n"
+             "instead of Winograd (src/nn/kernels/); MC_KERNELS=scalar forces the scalar\n"
+             "variants of the hand-written kernels (Winograd then off); DNNL_MAX_CPU_ISA\n"
+             "(e.g. AVX2) caps the instruction set oneDNN uses.\n");
 }
 
 int main(int argc, char **argv) {
@@ -35,6 +40,11 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
     usage(stdout);
+    return EXIT_OK;
+  }
+  if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+    printf("modeconn %s\n", MODECONN_VERSION);
+    mc_system_info(stdout);
     return EXIT_OK;
   }
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)

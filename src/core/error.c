@@ -3,16 +3,22 @@
 #include "modeconn.h"
 
 #include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static _Thread_local char g_msg[2048];
 
 mc_status mc_error(mc_status st, const char *fmt, ...) {
+  /* formatted into a local buffer first: an argument may be mc_errmsg()
+   * itself (a message that wraps the previous one) */
+  char tmp[sizeof g_msg];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(g_msg, sizeof g_msg, fmt, ap);
+  vsnprintf(tmp, sizeof tmp, fmt, ap);
   va_end(ap);
+  memcpy(g_msg, tmp, sizeof g_msg);
   return st;
 }
 
@@ -53,10 +59,15 @@ void *mc_calloc(size_t n, size_t size) {
   return p ? p : oom(n * size);
 }
 
-void *mc_aligned_alloc(size_t n) {
+void *mc_aligned_alloc_try(size_t n) {
+  if (n > SIZE_MAX - 64) return NULL;
   size_t r = (n + 63) & ~(size_t)63;
   void *p = aligned_alloc(64, r ? r : 64);
-  if (!p) return oom(n);
-  memset(p, 0, r ? r : 64);
+  if (p) memset(p, 0, r ? r : 64);
   return p;
+}
+
+void *mc_aligned_alloc(size_t n) {
+  void *p = mc_aligned_alloc_try(n);
+  return p ? p : oom(n);
 }

@@ -101,7 +101,7 @@ typedef struct {
   const mc_model *m;
   mc_curve *c;
   mc_exec *e;
-  float *theta, *grad, *state, **gb, **mom, *dlogits;
+  float *theta, *grad, *state, **gb, **mom;
 } curve_job;
 
 /* One minibatch of curve training: t ~ U(0,1) from the epoch's spare
@@ -115,12 +115,13 @@ static mc_status curve_batch(void *arg, const mc_batch_ctx *b, double *loss, int
   const double t = mc_rng_uniform(&b->plan->extra);
   mc_curve_point(c, t, j->theta);
   memset(j->grad, 0, sizeof(float) * n);
-  const float *logits = mc_exec_forward(j->e, j->theta, j->state, b->x, b->k, MC_MODE_TRAIN);
-  const double l = mc_softmax_xent(logits, b->y, b->k, j->m->classes, j->dlogits, 1.f, hits);
+  mc_status st = mc_exec_forward(j->e, j->theta, j->state, b->x, b->k, MC_MODE_TRAIN);
+  double l = 0;
+  if (st || (st = mc_exec_loss(j->e, b->y, 1.f, &l, hits))) return st;
   if (!isfinite(l))
     return mc_error(MC_ENAN, "curve epoch %lld, step %lld (t = %.3f): the loss is %g; stopped (lr %g too high?)",
                     (long long)b->epoch + 1, (long long)b->step + 1, t, l, b->lr);
-  mc_exec_backward(j->e, j->theta, j->dlogits, j->grad, NULL);
+  if ((st = mc_exec_backward(j->e, j->theta, NULL, j->grad, NULL))) return st;
   /* + d/dtheta of 1/2 wd ||theta(t)||^2 */
   const float fwd = (float)cfg->wd;
   float *grad = j->grad;
@@ -154,7 +155,6 @@ mc_status mc_curve_train(const mc_curve_train_cfg *cfg, const mc_model *m, mc_cu
     gb[k] = mc_aligned_alloc(sizeof(float) * n);
     mom[k] = mc_aligned_alloc(sizeof(float) * n);
   }
-  float *dlogits = mc_aligned_alloc(sizeof(float) * (size_t)(B * m->classes));
   float *x = mc_aligned_alloc(sizeof(float) * (size_t)(B * tr->c * tr->h * tr->w));
   int32_t *y = mc_malloc(sizeof(int32_t) * (size_t)B);
   int64_t *order = mc_malloc(sizeof(int64_t) * (size_t)tr->n);
@@ -164,7 +164,7 @@ mc_status mc_curve_train(const mc_curve_train_cfg *cfg, const mc_model *m, mc_cu
     goto out;
   }
   const mc_epoch_loop L = {"curve", e, tr, &cfg->aug, B, cfg->seed, order, x, y};
-  curve_job job = {cfg, m, c, e, theta, grad, state, gb, mom, dlogits};
+  curve_job job = {cfg, m, c, e, theta, grad, state, gb, mom};
   for (int64_t ep = 0; ep < cfg->epochs; ep++) {
     const double lr = mc_schedule_lr(&cfg->sched, ep);
     mc_epoch_stats es;
@@ -185,7 +185,7 @@ out:
     free(gb[k]);
     free(mom[k]);
   }
-  free(gb); free(mom); free(theta); free(grad); free(state); free(dlogits); free(x); free(y); free(order);
+  free(gb); free(mom); free(theta); free(grad); free(state); free(x); free(y); free(order);
   mc_exec_free(e);
   mc_exec_free(ev);
   return st;

@@ -63,16 +63,18 @@ typedef struct {
   int64_t *hits;
 } eval_job;
 
-static void eval_slices(mc_exec **w, int tid, int nthr, void *arg) {
+static mc_status eval_slices(mc_exec **w, int tid, int nthr, void *arg) {
   eval_job *j = arg;
   mc_batches b;
+  mc_status st = MC_OK;
   mc_batches_init_part(&b, j->ds, j->n, j->rows, tid, nthr);
-  for (int64_t k; (k = mc_batches_next(&b)) > 0;) {
-    const float *logits = mc_exec_forward(w[0], j->theta, j->state, b.x, k, MC_MODE_EVAL);
+  for (int64_t k; !st && (k = mc_batches_next(&b)) > 0;) {
+    if ((st = mc_exec_forward(w[0], j->theta, j->state, b.x, k, MC_MODE_EVAL))) break;
     const int64_t s = b.start / j->rows;
-    j->loss[s] = mc_softmax_xent(logits, b.y, k, j->classes, NULL, 1.f, &j->hits[s]) * (double)k;
+    j->loss[s] = mc_softmax_xent(mc_exec_output(w[0], 0), b.y, k, j->classes, NULL, 1.f, &j->hits[s]) * (double)k;
   }
   mc_batches_free(&b);
+  return st;
 }
 
 mc_status mc_evaluate(mc_exec *e, const float *theta, float *state,
@@ -109,17 +111,19 @@ typedef struct {
 
 /* Thread tid's share of the BN-recompute batches (tid, tid + nthr, ...),
  * their cumulative average in its own state. */
-static void bn_slices(mc_exec **w, int tid, int nthr, void *arg) {
+static mc_status bn_slices(mc_exec **w, int tid, int nthr, void *arg) {
   bn_job *j = arg;
   mc_batches b;
+  mc_status st = MC_OK;
   mc_batches_init_part(&b, j->ds, j->n, j->batch, tid, nthr);
   mc_exec_bn_reset(w[0], j->state[tid]);
   for (int64_t k; (k = mc_batches_next(&b)) > 0;) {
     if (k < 2 && b.start > 0) break; /* a 1-sample batch has no variance */
-    mc_exec_forward(w[0], j->theta, j->state[tid], b.x, k, MC_MODE_BN_RECOMPUTE);
+    if ((st = mc_exec_forward(w[0], j->theta, j->state[tid], b.x, k, MC_MODE_BN_RECOMPUTE))) break;
     j->count[tid]++;
   }
   mc_batches_free(&b);
+  return st;
 }
 
 mc_status mc_bn_recompute(mc_exec *e, const float *theta, float *state,
@@ -134,7 +138,7 @@ mc_status mc_bn_recompute(mc_exec *e, const float *theta, float *state,
   bn_job j = {theta, ds, n, batch, mc_calloc((size_t)T, sizeof(float *)), mc_calloc((size_t)T, sizeof(int64_t))};
   if (T == 1) {
     j.state[0] = state;
-    bn_slices(&e, 0, 1, &j);
+    st = bn_slices(&e, 0, 1, &j);
   } else {
     /* Each thread runs whole batches on its own single-threaded copy of
      * the executor: no barrier inside a forward (5-10 % faster than both

@@ -130,6 +130,32 @@ static mc_status parse_line(const pctx *c, char *line, mc_node *nodes, int n,
     ti = 1;
   }
   if (ti >= nt) return perr(c, "label '%s' without a node kind%s", nd->name, "");
+  if (!strcmp(tok[ti], "output")) { /* an extra output head, not a node */
+    nd->kind = (mc_node_kind)-2;
+    nd->p = 1.f;    /* weight */
+    nd->bias = 0;   /* train-only */
+    nd->in[0] = -1;
+    for (int i = ti + 1; i < nt; i++) {
+      char *key = tok[i], *val = strchr(tok[i], '=');
+      if (!val) {
+        if (!strcmp(key, "train-only")) { nd->bias = 1; continue; }
+        return perr(c, "output: expected from=NODE, weight=W or train-only, got '%s'%s", key, "");
+      }
+      *val++ = 0;
+      mc_status st;
+      if (!strcmp(key, "from")) {
+        if ((nd->in[0] = find_node(nodes, n, val)) < 0)
+          return perr(c, "output from=%s: no earlier node with that label%s", val, "");
+      } else if (!strcmp(key, "weight")) {
+        if ((st = parse_float(c, key, val, &nd->p))) return st;
+        if (!(nd->p >= 0.f)) return perr(c, "output weight=%s: expected a number >= 0%s", val, "");
+      } else {
+        return perr(c, "output: unknown key '%s' (expected from, weight, train-only)%s", key, "");
+      }
+    }
+    if (nd->in[0] < 0) return perr(c, "output needs from=NODE%s%s", "", "");
+    return MC_OK;
+  }
   int kind = -1;
   for (int k = 0; k < MC_NODE_KIND_COUNT; k++)
     if (!strcmp(tok[ti], kind_names[k])) kind = k;
@@ -399,6 +425,15 @@ static mc_status build(mc_model *m, const char *file, const mc_arch_params *p) {
       goto out;
     }
     for (int s = 0; s < last->layout.n; s++) uf.fixed[uf_find(&uf, last->layout.seg[s].space)] = 1;
+    for (int k = 1; k < m->n_heads; k++) { /* every head outputs fixed logits too */
+      mc_node *h = &m->nodes[m->heads[k].node];
+      if (!h->flat || h->C != p->classes) {
+        st = mc_error(MC_ESHAPE, "%s: output '%s' must be a vector of %lld classes (it gives %lldx%lldx%lld)", file,
+                      h->name, (long long)p->classes, (long long)h->C, (long long)h->H, (long long)h->W);
+        goto out;
+      }
+      for (int s = 0; s < h->layout.n; s++) uf.fixed[uf_find(&uf, h->layout.seg[s].space)] = 1;
+    }
   }
   {
     /* compact group ids in order of first appearance */
@@ -469,12 +504,33 @@ mc_status mc_model_from_spec(mc_model **out, const char *arch,
     st = parse_line(&c, line, m->nodes, m->n_nodes, p, &nd);
     if (st) break;
     if ((int)nd.kind >= 0) m->nodes[m->n_nodes++] = nd;
+    if ((int)nd.kind == -2) { /* an output line: head 1, 2, ... */
+      mc_head *h = realloc(m->heads, sizeof(mc_head) * (size_t)(m->n_heads + 2));
+      MC_ASSERT(h);
+      m->heads = h;
+      m->heads[++m->n_heads] = (mc_head){nd.in[0], nd.p, nd.bias};
+    }
     line = nl ? nl + 1 : NULL;
   }
   (void)save;
   free(copy);
   if (!st && m->n_nodes < 2)
     st = mc_error(MC_EFORMAT, "%s: an architecture needs at least an input and one layer", arch);
+  if (!st) { /* head 0: the last node, weight 1 */
+    mc_head *h = realloc(m->heads, sizeof(mc_head) * (size_t)(m->n_heads + 2));
+    MC_ASSERT(h);
+    m->heads = h;
+    m->n_heads++;
+    m->heads[0] = (mc_head){m->n_nodes - 1, 1.f, 0};
+    for (int k = 1; k < m->n_heads && !st; k++) {
+      if (m->heads[k].node == m->n_nodes - 1)
+        st = mc_error(MC_EFORMAT, "%s: output from=%s: the last node is already the main output", arch,
+                      m->nodes[m->heads[k].node].name);
+      for (int q = 1; q < k && !st; q++)
+        if (m->heads[q].node == m->heads[k].node)
+          st = mc_error(MC_EFORMAT, "%s: output from=%s named twice", arch, m->nodes[m->heads[k].node].name);
+    }
+  }
   if (!st) st = build(m, arch, p);
   if (!st) {
     m->norm_mean = mc_calloc((size_t)m->in_c, sizeof(float));
@@ -530,6 +586,7 @@ void mc_model_free(mc_model *m) {
   free(m->nodes);
   free(m->tensors);
   free(m->groups);
+  free(m->heads);
   free(m->norm_mean);
   free(m->norm_std);
   free(m->spec);

@@ -75,8 +75,8 @@ void batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
         sdyxh += dp[j] * (xp[j] - mu) * is;
       }
     }
-    dgamma[c] += (float)sdyxh;
-    dbeta[c] += (float)sdy;
+    if (dgamma) dgamma[c] += (float)sdyxh;
+    if (dbeta) dbeta[c] += (float)sdy;
     if (!dx) continue;
     const double g = gamma[c] * is;
     const double m1 = train ? sdy / cnt : 0, m2 = train ? sdyxh / cnt : 0;

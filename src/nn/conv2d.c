@@ -85,7 +85,7 @@ void conv2d_backward(float *dx, float *dw, float *db, const float *dy,
   const int64_t K = C * k * k, P = OH * OW;
   const size_t colsz = conv2d_col_floats(C, k, OH, OW);
   int nt = omp_get_max_threads();
-  memset(dwscratch, 0, sizeof(float) * (size_t)(O * K) * (size_t)nt);
+  if (dw) memset(dwscratch, 0, sizeof(float) * (size_t)(O * K) * (size_t)nt);
 #pragma omp parallel
   {
     int t = omp_get_thread_num();
@@ -96,13 +96,14 @@ void conv2d_backward(float *dx, float *dw, float *db, const float *dy,
       const float *xn = x + n * C * H * W;
       const float *dyn = dy + n * O * P;
       const float *B = xn;
-      if (!is_pointwise(k, s, p)) {
+      if (dw && !is_pointwise(k, s, p)) {
         im2col(c, xn, C, H, W, k, s, p, OH, OW);
         B = c;
       }
       /* dW (O,K) += dy (O,P) * col^T (P,K) */
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)O, (int)K,
-                  (int)P, 1.f, dyn, (int)P, B, (int)P, 1.f, dwt, (int)K);
+      if (dw)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)O, (int)K,
+                    (int)P, 1.f, dyn, (int)P, B, (int)P, 1.f, dwt, (int)K);
       if (dx) {
         float *dxn = dx + n * C * H * W;
         if (is_pointwise(k, s, p)) {
@@ -118,8 +119,8 @@ void conv2d_backward(float *dx, float *dw, float *db, const float *dy,
     }
   }
   /* reduce per-thread accumulators in a fixed order: deterministic */
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < O * K; i++) {
+#pragma omp parallel for schedule(static) if (dw)
+  for (int64_t i = 0; i < (dw ? O * K : 0); i++) {
     float acc = 0.f;
     for (int t = 0; t < nt; t++) acc += dwscratch[(size_t)t * (size_t)(O * K) + (size_t)i];
     dw[i] += acc;

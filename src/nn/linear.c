@@ -18,8 +18,9 @@ void linear_backward(float *dx, float *dw, float *db, const float *dy,
                      const float *x, const float *w, int64_t N, int64_t In,
                      int64_t O) {
   /* dW (O,I) += dy^T (O,N) x (N,I) */
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)O, (int)In, (int)N,
-              1.f, dy, (int)O, x, (int)In, 1.f, dw, (int)In);
+  if (dw)
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)O, (int)In, (int)N,
+                1.f, dy, (int)O, x, (int)In, 1.f, dw, (int)In);
   if (dx)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)In,
                 (int)O, 1.f, dy, (int)O, w, (int)In, 1.f, dx, (int)In);

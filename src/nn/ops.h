@@ -13,7 +13,8 @@ size_t conv2d_col_floats(int64_t C, int k, int64_t OH, int64_t OW);
 void conv2d_forward(float *y, const float *x, const float *w, const float *b,
                     int64_t N, int64_t C, int64_t H, int64_t W, int64_t O,
                     int k, int s, int p, int64_t OH, int64_t OW, float *col);
-/* dx may be NULL (no input gradient needed).  dwscratch: per-thread
+/* dx may be NULL (no input gradient needed), dw and db too (no weight
+ * gradient).  dwscratch: per-thread
  * (O*C*k*k) accumulators, nthreads of them. */
 void conv2d_backward(float *dx, float *dw, float *db, const float *dy,
                      const float *x, const float *w, int64_t N, int64_t C,

@@ -158,7 +158,7 @@ typedef struct {
   const mc_train_cfg *cfg;
   const mc_model *m;
   mc_exec *e;
-  float *theta, *state, *grad, *mom, *dlogits;
+  float *theta, *state, *grad, *mom;
 } sgd_job;
 
 /* One minibatch of plain training: forward, CE, backward, SGD on theta. */
@@ -166,14 +166,15 @@ static mc_status sgd_batch(void *arg, const mc_batch_ctx *b, double *loss, int64
   sgd_job *j = arg;
   const mc_train_cfg *cfg = j->cfg;
   memset(j->grad, 0, sizeof(float) * j->m->n_theta);
-  const float *logits = mc_exec_forward(j->e, j->theta, j->state, b->x, b->k, MC_MODE_TRAIN);
-  const double l = mc_softmax_xent(logits, b->y, b->k, j->m->classes, j->dlogits, 1.f, hits);
+  mc_status st = mc_exec_forward(j->e, j->theta, j->state, b->x, b->k, MC_MODE_TRAIN);
+  double l = 0;
+  if (st || (st = mc_exec_loss(j->e, b->y, 1.f, &l, hits))) return st;
   if (!isfinite(l))
     return mc_error(MC_ENAN, "epoch %lld, step %lld: the training loss is %g (lr %g too high?); stopped%s%s%s",
                     (long long)b->epoch + 1, (long long)b->step + 1, l, b->lr,
                     cfg->out ? "; the last good checkpoint " : "", cfg->out ? cfg->out : "",
                     cfg->out ? " is intact" : "");
-  mc_exec_backward(j->e, j->theta, j->dlogits, j->grad, NULL);
+  if ((st = mc_exec_backward(j->e, j->theta, NULL, j->grad, NULL))) return st;
   mc_sgd_step(j->theta, j->mom, j->grad, j->m->n_theta, b->lr, cfg->momentum, cfg->wd, cfg->nesterov);
   *loss = l;
   return MC_OK;
@@ -193,7 +194,6 @@ mc_status mc_train(const mc_train_cfg *cfg, mc_model *m, float *theta,
   if (st) return st;
   float *grad = mc_aligned_alloc(sizeof(float) * m->n_theta);
   float *mom = mc_aligned_alloc(sizeof(float) * m->n_theta);
-  float *dlogits = mc_aligned_alloc(sizeof(float) * (size_t)(B * m->classes));
   float *x = mc_aligned_alloc(sizeof(float) * (size_t)(B * tr->c * tr->h * tr->w));
   int32_t *y = mc_malloc(sizeof(int32_t) * (size_t)B);
   int64_t *order = mc_malloc(sizeof(int64_t) * (size_t)tr->n);
@@ -212,7 +212,7 @@ mc_status mc_train(const mc_train_cfg *cfg, mc_model *m, float *theta,
     }
   }
   const mc_epoch_loop L = {"train", e, tr, &cfg->aug, B, cfg->seed, order, x, y};
-  sgd_job job = {cfg, m, e, theta, state, grad, mom, dlogits};
+  sgd_job job = {cfg, m, e, theta, state, grad, mom};
   for (int64_t ep = start; ep < cfg->epochs; ep++) {
     const double lr = mc_schedule_lr(&cfg->sched, ep);
     mc_epoch_stats es;
@@ -232,7 +232,6 @@ out:
   if (log) fclose(log);
   free(grad);
   free(mom);
-  free(dlogits);
   free(x);
   free(y);
   free(order);

@@ -8,13 +8,17 @@
  * input-output channel pair, F(4x4, 3x3) each 4x4 tile from a 6x6 patch
  * with 36 instead of 144; the rest is additions.  The fast path of the
  * executor uses it for forward passes of 3x3, stride-1 convolutions whose
- * channel counts are multiples of 8 (exec_dnnl.c); backward passes stay
- * oneDNN's.  Only built with AVX2 + FMA (wino_available() says). */
+ * channel counts are multiples of 8 (src/nn/dnnl/); backward passes stay
+ * oneDNN's.  The kernels need AVX2 + FMA; wino_available() says whether
+ * the running CPU has them (chosen at run time, src/nn/kernels/). */
 #ifndef MC_NN_WINO_H
 #define MC_NN_WINO_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* Tiles per block, a multiple of the GEMM kernel's 6 rows. */
+#define WINO_TB 30
 
 typedef struct {
   int64_t n, c, k;    /* images, input channels, output channels (both % 8 == 0) */
@@ -34,7 +38,7 @@ typedef struct {
  * simulation, hence the bound. */
 int wino_tile(int64_t oh, int64_t ow, int64_t c);
 
-/* 1 when this build has the AVX2 + FMA kernels. */
+/* 1 when the running CPU can run a Winograd kernel variant. */
 int wino_available(void);
 
 /* Floats of the transformed weights, and of the scratch one thread needs. */

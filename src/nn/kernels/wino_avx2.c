@@ -1,3 +1,6 @@
+/* Winograd kernels, AVX2 + FMA variant for 8-channel blocks: this file is
+ * compiled with -mavx2 -mfma (CMakeLists.txt) and only called when the
+ * running CPU has both (kernels.c).  The algorithm: see wino.h. */
 /* Winograd F(m x m, 3x3) forward convolution, m = 2 or 4; see wino.h.
  *
  *   Y = A^T [ (G g G^T) .* (B^T d B) ] A   for each m x m output tile,
@@ -18,12 +21,13 @@
  *
  * The sum over input channels of the elementwise products is a matrix
  * product per position xi of the transformed tile: M[xi] (tiles x K) =
- * V[xi] (tiles x C) . U[xi] (C x K).  Tiles are taken TB at a time so that
- * V, M and U stay in the per-core L2: input transform of TB tiles -> V,
+ * V[xi] (tiles x C) . U[xi] (C x K).  Tiles are taken WINO_TB at a time so that
+ * V, M and U stay in the per-core L2: input transform of WINO_TB tiles -> V,
  * (m+2)^2 small GEMMs -> M, output transform -> dst.  All three stages
  * work on 8 channels at once (one AVX2 register), the blocked layout's
  * unit. */
-#include "nn/wino.h"
+#include "nn/kernels/wino.h"
+#include "nn/kernels/kernels.h"
 
 #include "modeconn.h"
 
@@ -37,33 +41,17 @@
 #define WINO_SIMD 0
 #endif
 
-#ifndef TB
-#define TB 30 /* tiles per block, a multiple of the GEMM kernel's 6 rows */
-#endif
 
-int wino_available(void) { return WINO_SIMD; }
-
-int wino_tile(int64_t oh, int64_t ow, int64_t c) {
-  const int64_t covered = (oh + 3) / 4 * 4 * ((ow + 3) / 4 * 4);
-  return c <= 64 && 100 * covered <= 135 * oh * ow ? 4 : 2;
-}
 
 /* Positions of the transformed tile. */
 static int64_t npos(const wino_shape *s) { return (s->m + 2) * (s->m + 2); }
-
-size_t wino_weight_floats(const wino_shape *s) { return (size_t)(npos(s) * s->c * s->k); }
-
-/* V, M, then 2k doubles of channel sums */
-size_t wino_scratch_floats(const wino_shape *s) {
-  return (size_t)(npos(s) * TB * (s->c + s->k) + 4 * s->k + 8);
-}
 
 static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
 static const double G4[6][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6},
                                 {-1.0 / 6, 1.0 / 6, -1.0 / 6}, {1.0 / 24, 1.0 / 12, 1.0 / 6},
                                 {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
 
-void wino_weights(float *u, const float *w, const wino_shape *s) {
+void mc_kern_wino_weights_avx2(float *u, const float *w, const wino_shape *s) {
   const int64_t C = s->c, K = s->k;
   const int a = (int)s->m + 2;
   const double *G = s->m == 4 ? &G4[0][0] : &G2[0][0];
@@ -196,8 +184,8 @@ static void input_tile(float *v, int64_t tt, const float *img, const wino_shape 
       src = buf;
       ld = a * 8;
     }
-    if (a == 6) patch6_transform(q + cb * 8, TB * C, src, ld);
-    else patch_transform(q + cb * 8, TB * C, src, ld);
+    if (a == 6) patch6_transform(q + cb * 8, WINO_TB * C, src, ld);
+    else patch_transform(q + cb * 8, WINO_TB * C, src, ld);
   }
 }
 
@@ -275,7 +263,7 @@ static void gemm_6x8(float *m, const float *v, const float *u, int64_t C, int64_
 static void output_tile(float *img, const float *mm, int64_t tt, const float *bias,
                         const wino_shape *s, int64_t oy0, int64_t ox0, double *ps,
                         const float *shift) {
-  const int64_t K = s->k, OH = s->oh, OW = s->ow, plane = OH * OW * 8, xs = TB * K;
+  const int64_t K = s->k, OH = s->oh, OW = s->ow, plane = OH * OW * 8, xs = WINO_TB * K;
   const int m = (int)s->m;
   const int ny = oy0 + m <= OH ? m : (int)(OH - oy0), nx = ox0 + m <= OW ? m : (int)(OW - ox0);
   for (int64_t kb = 0; kb < K / 8; kb++) {
@@ -345,16 +333,16 @@ static void wino_block(float *dst, const float *src, const float *u, const float
                        const wino_shape *s, float *scr, int64_t t0, int64_t nt, double *ps,
                        const float *shift) {
   const int64_t C = s->c, K = s->k, m = s->m, np = npos(s);
-  float *v = scr, *mm = scr + np * TB * C;
+  float *v = scr, *mm = scr + np * WINO_TB * C;
   tile_pos q = tile_at(s, t0);
   for (int64_t tt = 0; tt < nt; tt++, tile_next(&q))
     input_tile(v, tt, src + q.img * C * s->h * s->w, s, m * q.ty - s->pad, m * q.tx - s->pad);
   const int64_t rows = (nt + 5) / 6 * 6; /* the GEMM's rows past nt: zeros */
   for (int64_t xi = 0; xi < np && rows > nt; xi++)
-    memset(v + (xi * TB + nt) * C, 0, sizeof(float) * (size_t)((rows - nt) * C));
+    memset(v + (xi * WINO_TB + nt) * C, 0, sizeof(float) * (size_t)((rows - nt) * C));
   for (int64_t xi = 0; xi < np; xi++) {
-    const float *vx = v + xi * TB * C, *ux = u + xi * C * K;
-    float *mx = mm + xi * TB * K;
+    const float *vx = v + xi * WINO_TB * C, *ux = u + xi * C * K;
+    float *mx = mm + xi * WINO_TB * K;
     for (int64_t r = 0; r < rows; r += 6) {
       int64_t k0 = 0;
       for (; k0 + 16 <= K; k0 += 16) gemm_6x16(mx + r * K + k0, vx + r * C, ux + k0, C, K);
@@ -369,22 +357,22 @@ static void wino_block(float *dst, const float *src, const float *u, const float
 /* The per-thread channel sums: 2k doubles after V and M, 32-byte aligned
  * (the scratch itself is). */
 static double *thread_sums(const wino_shape *s, float *scr) {
-  uintptr_t a = (uintptr_t)(scr + npos(s) * TB * (s->c + s->k));
+  uintptr_t a = (uintptr_t)(scr + npos(s) * WINO_TB * (s->c + s->k));
   return (double *)((a + 31) & ~(uintptr_t)31);
 }
 
-void wino_forward(float *dst, const float *src, const float *u, const float *bias,
+void mc_kern_wino_forward_avx2(float *dst, const float *src, const float *u, const float *bias,
                   const wino_shape *s, float *scratch, int nthr, const wino_stats *stats) {
   MC_ASSERT(s->m == 2 || s->m == 4);
   const int64_t tiles = s->n * ((s->oh + s->m - 1) / s->m) * ((s->ow + s->m - 1) / s->m);
-  const int64_t nblk = (tiles + TB - 1) / TB, K = s->k;
+  const int64_t nblk = (tiles + WINO_TB - 1) / WINO_TB, K = s->k;
   const size_t per = wino_scratch_floats(s);
   if (nthr < 1) nthr = 1;
   if (nthr == 1) {
     double *ps = stats ? thread_sums(s, scratch) : NULL;
     if (ps) memset(ps, 0, sizeof(double) * (size_t)(2 * K));
     for (int64_t b = 0; b < nblk; b++)
-      wino_block(dst, src, u, bias, s, scratch, b * TB, tiles - b * TB < TB ? tiles - b * TB : TB, ps,
+      wino_block(dst, src, u, bias, s, scratch, b * WINO_TB, tiles - b * WINO_TB < WINO_TB ? tiles - b * WINO_TB : WINO_TB, ps,
                  stats ? stats->shift : NULL);
   } else {
 #pragma omp parallel num_threads(nthr)
@@ -396,7 +384,7 @@ void wino_forward(float *dst, const float *src, const float *u, const float *bia
       if (ps) memset(ps, 0, sizeof(double) * (size_t)(2 * K));
 #pragma omp for schedule(static)
       for (int64_t b = 0; b < nblk; b++)
-        wino_block(dst, src, u, bias, s, scr, b * TB, tiles - b * TB < TB ? tiles - b * TB : TB, ps,
+        wino_block(dst, src, u, bias, s, scr, b * WINO_TB, tiles - b * WINO_TB < WINO_TB ? tiles - b * WINO_TB : WINO_TB, ps,
                    stats ? stats->shift : NULL);
     }
   }
@@ -414,7 +402,7 @@ void wino_forward(float *dst, const float *src, const float *u, const float *bia
 
 #else /* no AVX2 + FMA: the executor never calls this */
 
-void wino_forward(float *dst, const float *src, const float *u, const float *bias,
+void mc_kern_wino_forward_avx2(float *dst, const float *src, const float *u, const float *bias,
                   const wino_shape *s, float *scratch, int nthr, const wino_stats *stats) {
   (void)dst, (void)src, (void)u, (void)bias, (void)s, (void)scratch, (void)nthr, (void)stats;
   MC_ASSERT(0);

@@ -1,0 +1,191 @@
+/* oneDNN backend: the step interpreter, and the steps that are ours
+ * rather than oneDNN primitives -- input copy, normalisation, dropout, BN
+ * running statistics, gradient adds, Winograd convolutions, and the batch
+ * statistics of BN-recompute passes (summed in double). */
+#include "nn/dnnl/dn.h"
+#include "nn/kernels/kernels.h"
+#include "nn/ops.h"
+#include "nn/kernels/wino.h"
+
+
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static mc_status exec_fail(const dstate *st, const step *s, dnnl_status_t r) {
+  return mc_error(r == dnnl_out_of_memory ? MC_ENOMEM : MC_EINTERNAL,
+                  "oneDNN: executing a primitive of node '%s' failed (status %d)", st->e->m->nodes[s->node].name,
+                  (int)r);
+}
+
+int dn_bn_sums_layout(const dnnl_memory_desc_t *md, const mc_node *nd) {
+  if (md->ndims == 4 && nd->C % 8 == 0 && dn_md_is(md, dnnl_aBcd8b)) return 1;
+  if (md->ndims == 4 && nd->C % 16 == 0 && dn_md_is(md, dnnl_aBcd16b)) return 2;
+  return dn_md_is(md, dn_plain_tag(md->ndims)) ? 0 : -1;
+}
+
+/* Channel sums of one channel of a plain tensor (images `ld` floats apart). */
+static void sums_plain(double *sum, double *sq, const float *x, int64_t ld, int64_t N, int64_t S,
+                       float shift) {
+  double a1 = 0, a2 = 0;
+  for (int64_t i = 0; i < N; i++)
+    for (int64_t p = 0; p < S; p++) {
+      const double d = (double)(x[i * ld + p] - shift);
+      a1 += d;
+      a2 += d * d;
+    }
+  *sum = a1;
+  *sq = a2;
+}
+
+/* Batch mean and (biased) variance of BN node s->node's input s->a into the
+ * plan's mean/var, from channel sums of x - shift (shift: the running mean,
+ * near the batch mean after the first batch, so the variance does not
+ * cancel), summed in double.  The sums come from the Winograd convolution
+ * (s->flag) or are taken here, one channel (block) per thread: the result
+ * does not depend on the thread count. */
+static void bn_batch_stats(dstate *st, const step *s) {
+  const mc_model *m = st->e->m;
+  const mc_node *nd = &m->nodes[s->node];
+  const int64_t C = nd->C, N = st->e->n, S = nd->H * nd->W;
+  const float *shift = st->state + m->tensors[nd->t_rmean].off;
+  double *sum = st->cur->bnsums[s->node], *sq = sum + C;
+  if (!s->flag) {
+    const float *x = dn_mem_ptr(s->a);
+    const int lay = dn_bn_sums_layout(dn_mem_md(s->a), nd);
+    const int64_t B = lay == 1 ? 8 : lay == 2 ? 16 : 1, units = C / B;
+    const mc_kern_bn_sums_fn sums = B > 1 ? mc_kern_bn_sums((int)B) : NULL;
+#pragma omp parallel for schedule(static) if (N * C * S > (1 << 16))
+    for (int64_t u = 0; u < units; u++) {
+      if (sums) {
+        sums(sum + u * B, sq + u * B, x + u * S * B, (C / B) * S * B, N, S, shift + u * B);
+      } else {
+        sums_plain(sum + u, sq + u, x + u * S, C * S, N, S, shift[u]);
+      }
+    }
+  }
+  float *mean = dn_mem_ptr(st->cur->mean[s->node]), *var = dn_mem_ptr(st->cur->var[s->node]);
+  const double cnt = (double)s->count;
+  for (int64_t c = 0; c < C; c++) {
+    const double mu = sum[c] / cnt, v = sq[c] / cnt - mu * mu;
+    mean[c] = (float)(shift[c] + mu);
+    var[c] = (float)(v > 0 ? v : 0);
+  }
+}
+
+
+mc_status dn_run(dstate *st, const steplist *L) {
+  mc_exec *e = st->e;
+  const mc_model *m = e->m;
+  const int64_t N = e->n;
+  const int active = (st->dx ? DN_DX : 0) | (st->grad ? DN_GRAD : 0);
+  for (int k = 0; k < L->n; k++) {
+    const step *s = &L->v[k];
+    if (s->need && !(s->need & active)) continue;
+    if (s->kind == S_PRIM) {
+      const dnnl_status_t r = dnnl_primitive_execute(s->prim, st->strm, s->nargs, s->args);
+      if (r != dnnl_success) return exec_fail(st, s, r);
+      continue;
+    }
+    CK(dnnl_stream_wait(st->strm));
+    const mc_node *nd = &m->nodes[s->node];
+    switch (s->kind) {
+    case S_INPUT:
+      memcpy(dn_mem_ptr(s->b), st->x, sizeof(float) * (size_t)s->count);
+      break;
+    case S_NORM_F:
+      normalize_forward(dn_mem_ptr(s->b), dn_mem_ptr(s->a), m->norm_mean, m->norm_std, N, nd->C,
+                        nd->H * nd->W);
+      break;
+    case S_NORM_B: {
+      float *t = dn_mem_ptr(s->b);
+      if (s->flag) memset(t, 0, sizeof(float) * (size_t)(N * dn_numel(nd)));
+      normalize_backward(t, dn_mem_ptr(s->a), m->norm_std, N, nd->C, nd->H * nd->W);
+      break;
+    }
+    case S_DROP_F: {
+      float *y = dn_mem_ptr(s->b);
+      const float *x = dn_mem_ptr(s->a);
+      if (e->mode == MC_MODE_EVAL || nd->p == 0.f) {
+        memcpy(y, x, sizeof(float) * (size_t)s->count);
+        st->mask_id[s->node] = 1;
+      } else {
+        dropout_forward(y, st->mask[s->node], x, s->count, nd->p, &e->rng);
+        st->mask_id[s->node] = 0;
+      }
+      break;
+    }
+    case S_DROP_B: {
+      float *t = dn_mem_ptr(s->b);
+      const float *dy = dn_mem_ptr(s->a), *mk = st->mask[s->node];
+      if (st->mask_id[s->node]) {
+        memcpy(t, dy, sizeof(float) * (size_t)s->count);
+      } else {
+        const int64_t cnt = s->count;
+#pragma omp parallel for schedule(static)
+        for (int64_t j = 0; j < cnt; j++) t[j] = dy[j] * mk[j];
+      }
+      break;
+    }
+    case S_BN_EVAL: {
+      const float *rm = st->state + m->tensors[nd->t_rmean].off;
+      const float *rv = st->state + m->tensors[nd->t_rvar].off;
+      memcpy(dn_mem_ptr(s->a), rm, sizeof(float) * (size_t)nd->C);
+      memcpy(dn_mem_ptr(s->b), rv, sizeof(float) * (size_t)nd->C);
+      break;
+    }
+    case S_BN_STATS: {
+      float *rm = st->state + m->tensors[nd->t_rmean].off;
+      float *rv = st->state + m->tensors[nd->t_rvar].off;
+      const float *mu = dn_mem_ptr(s->a), *var = dn_mem_ptr(s->b);
+      const double mom = exec_bn_momentum(e, nd, e->mode), cnt = (double)s->count;
+      for (int64_t c = 0; c < nd->C; c++) {
+        double v = var[c], unb = cnt > 1 ? v * cnt / (cnt - 1) : v;
+        rm[c] = (float)((1.0 - mom) * rm[c] + mom * mu[c]);
+        rv[c] = (float)((1.0 - mom) * rv[c] + mom * unb);
+      }
+      break;
+    }
+    case S_ADDVEC: {
+      float *g = st->grad + s->off;
+      const float *src = dn_mem_ptr(s->a);
+      for (int64_t j = 0; j < s->count; j++) g[j] += src[j];
+      break;
+    }
+    case S_SAVE:
+      memcpy(dn_mem_ptr(s->b), st->theta + s->off, sizeof(float) * (size_t)s->count);
+      break;
+    case S_WINO: {
+      const wino_shape ws = dn_wino_shape(m, s->node, N);
+      /* transform the weights only when they changed since the last
+       * forward (eval passes call this once per 64-row slice) */
+      plan *p = st->cur;
+      const float *w = st->theta + m->tensors[nd->t_weight].off;
+      const size_t wb = sizeof(float) * (size_t)(ws.k * ws.c * 9);
+      float *u = p->wino_u[s->node];
+      if (!p->wino_ok[s->node] || memcmp(p->wino_w[s->node], w, wb)) {
+        wino_weights(u, w, &ws);
+        memcpy(p->wino_w[s->node], w, wb);
+        p->wino_ok[s->node] = 1;
+      }
+      wino_stats sums, *sp = NULL;
+      if (s->count > 0) {
+        const mc_node *bn = &m->nodes[s->count - 1];
+        sums = (wino_stats){st->state + m->tensors[bn->t_rmean].off, p->bnsums[s->count - 1],
+                            p->bnsums[s->count - 1] + bn->C};
+        sp = &sums;
+      }
+      wino_forward(dn_mem_ptr(s->b), dn_mem_ptr(s->a), u,
+                   nd->bias ? st->theta + m->tensors[nd->t_bias].off : NULL, &ws, st->wscr, p->nthr,
+                   sp);
+      break;
+    }
+    case S_BN_BATCH:
+      bn_batch_stats(st, s);
+      break;
+    default: MC_ASSERT(0);
+    }
+  }
+  CK(dnnl_stream_wait(st->strm));
+  return MC_OK;
+}

@@ -1,0 +1,64 @@
+/* Hand-written CPU kernels and their registry.
+ *
+ * Each kernel has variants per instruction set (and per channel blocking
+ * where it reads oneDNN's blocked layouts); the registry (kernels.c) picks,
+ * once, the best variant the running CPU supports (cpuid through
+ * __builtin_cpu_supports), so one binary runs on any x86-64 -- and builds
+ * with scalar variants only elsewhere.  Variant files are compiled with
+ * their own target flags (CMakeLists.txt: *_avx2.c get -mavx2 -mfma) and
+ * are only ever called after the registry checked the CPU.
+ * MC_KERNELS=scalar in the environment forces the scalar variants (tests
+ * run both). */
+#ifndef MC_NN_KERNELS_H
+#define MC_NN_KERNELS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "nn/kernels/wino.h"
+
+static inline int64_t kern_pad8(int64_t c) { return (c + 7) / 8 * 8; }
+
+/* CPU features found at start-up. */
+typedef struct {
+  int avx2_fma, avx512f;
+} mc_cpu_features;
+const mc_cpu_features *mc_cpu(void);
+
+/* Winograd F(2x2|4x4, 3x3) on 8-channel blocks (wino.h): needs AVX2+FMA. */
+int mc_kern_wino_available(void);
+void mc_kern_wino_weights_avx2(float *u, const float *w, const wino_shape *s);
+void mc_kern_wino_forward_avx2(float *dst, const float *src, const float *u, const float *bias,
+                               const wino_shape *s, float *scratch, int nthr, const wino_stats *stats);
+
+/* BN batch-statistics sums of one channel block of a blocked tensor
+ * ([N][C/B][S][B], images ld floats apart, S pixels): sum[c] and sq[c] of
+ * x - shift[c] over N*S values, c < B, in double.  B = 8 or 16. */
+typedef void (*mc_kern_bn_sums_fn)(double *sum, double *sq, const float *x, int64_t ld, int64_t N, int64_t S,
+                                   const float *shift);
+mc_kern_bn_sums_fn mc_kern_bn_sums(int block);
+
+/* Alignment moments over one image's gathered 8-unit blocks (corr.c):
+ * s1[u] += sum, s2[u] += sum of squares of each unit over `per` samples;
+ * sab (count x count) += A B^T. */
+typedef void (*mc_kern_block_sums_fn)(const float *g, int64_t bs, int64_t per, int64_t count, double *s1,
+                                      double *s2);
+typedef void (*mc_kern_block_cross_fn)(const float *ga, int64_t bsa, const float *gb, int64_t bsb, int64_t per,
+                                       int64_t count, double *sab);
+mc_kern_block_sums_fn mc_kern_block_sums(void);
+mc_kern_block_cross_fn mc_kern_block_cross(void);
+
+/* One line per kernel: the variant in use (for modeconn --version). */
+void mc_kernels_info(FILE *f);
+
+/* the variants (kernels_scalar.c, kernels_avx2.c) */
+void mc_kern_bn_sums8_scalar(double *, double *, const float *, int64_t, int64_t, int64_t, const float *);
+void mc_kern_bn_sums16_scalar(double *, double *, const float *, int64_t, int64_t, int64_t, const float *);
+void mc_kern_bn_sums8_avx2(double *, double *, const float *, int64_t, int64_t, int64_t, const float *);
+void mc_kern_bn_sums16_avx2(double *, double *, const float *, int64_t, int64_t, int64_t, const float *);
+void mc_kern_block_sums_scalar(const float *, int64_t, int64_t, int64_t, double *, double *);
+void mc_kern_block_sums_avx2(const float *, int64_t, int64_t, int64_t, double *, double *);
+void mc_kern_block_cross_scalar(const float *, int64_t, const float *, int64_t, int64_t, int64_t, double *);
+void mc_kern_block_cross_avx2(const float *, int64_t, const float *, int64_t, int64_t, int64_t, double *);
+
+#endif
