@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int set_value(const cli_opt *o, const char *v, const char *cmd) {
   char *end;
@@ -195,4 +196,19 @@ mc_status cli_write_json(const char *path, json_t *j) {
   json_decref(j);
   if (!st && path) fprintf(stderr, "wrote %s\n", path);
   return st;
+}
+
+void cli_point_progress(void *arg, const mc_progress_info *p) {
+  (void)arg;
+  if (isatty(2)) {
+    const int w = 30, f = p->total > 0 ? (int)(w * p->done / p->total) : w;
+    fprintf(stderr, "\r%s [", p->what);
+    for (int i = 0; i < w; i++) fputc(i < f ? '#' : '.', stderr);
+    fprintf(stderr, "] %lld/%lld %.0fs ", (long long)p->done, (long long)p->total, p->seconds);
+    if (p->done >= p->total) fprintf(stderr, "\r%*s\r", w + 60, "");
+    fflush(stderr);
+  } else if (!strcmp(p->what, "path")) {
+    fprintf(stderr, "  t = %.4f  test loss %.4f  acc %.2f%%  (%.0fs)\n", p->t, p->test->loss,
+            100 * p->test->accuracy, p->seconds);
+  }
 }

@@ -121,4 +121,8 @@ int cmd_report(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 
+/* Progress of path and plane evaluations on stderr: a bar on a terminal,
+ * else one line per point (for logs). */
+void cli_point_progress(void *arg, const mc_progress_info *p);
+
 #endif

@@ -81,7 +81,7 @@ int cmd_interp(int argc, char **argv) {
   cli_pair P;
   if ((st = cli_pair_load(pa, pb, &mo, &dopt, &P))) return cli_fail(st);
   mc_curve c = {MC_CURVE_LINEAR, 0, P.m->n_theta, P.ta, P.tb, NULL};
-  mc_path_opts po = {bn_samples, dopt.test_subset, with_train, !no_bn, batch};
+  mc_path_opts po = {bn_samples, dopt.test_subset, with_train, !no_bn, batch, cli_point_progress, NULL};
   char title[1200];
   snprintf(title, sizeof title, "linear path %s -> %s (%s)", pa, pb, no_bn ? "BN statistics interpolated" : "BN recomputed");
   json_t *extra = json_pack("{s:s, s:s, s:s}", "kind", "linear", "a", pa, "b", pb);
@@ -121,7 +121,7 @@ int cmd_curve_eval(int argc, char **argv) {
     mc_curve_file_free(&cf);
     return cli_fail(st);
   }
-  mc_path_opts po = {bn_samples, dopt.test_subset, with_train, 1, batch};
+  mc_path_opts po = {bn_samples, dopt.test_subset, with_train, 1, batch, cli_point_progress, NULL};
   char title[1200];
   snprintf(title, sizeof title, "%s curve (%d bend%s, alignment: %s) from %s", mc_curve_kind_name(cf.c.kind),
            cf.c.n_bends, cf.c.n_bends == 1 ? "" : "s", cf.align, path);

@@ -114,7 +114,7 @@ int cmd_plane(int argc, char **argv) {
   }
   mc_data d;
   if ((st = cli_load_data(&dopt, &d))) goto done;
-  mc_path_opts po = {bn_samples, dopt.test_subset, 0, 1, batch};
+  mc_path_opts po = {bn_samples, dopt.test_subset, 0, 1, batch, cli_point_progress, NULL};
   mc_plane_result pr;
   double t0 = omp_get_wtime();
   fprintf(stderr, "evaluating a %lldx%lld plane (%lld points, BN recompute on %lld images each)\n", (long long)grid,

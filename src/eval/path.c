@@ -9,7 +9,6 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static double dist(const float *x, const float *y, size_t n) {
   double s = 0;
@@ -21,20 +20,30 @@ static double dist(const float *x, const float *y, size_t n) {
   return sqrt(s);
 }
 
-/* BN state for a point: recomputed, or interpolated between endpoints. */
+mc_status mc_point_eval(mc_exec *e, const float *theta, float *state, const mc_data *d, const mc_path_opts *o,
+                        mc_metrics *te, mc_metrics *tr) {
+  mc_status st;
+  if (o->bn_recompute && (st = mc_bn_recompute(e, theta, state, &d->train, o->bn_samples))) return st;
+  if ((st = mc_evaluate(e, theta, state, &d->test, o->test_samples, te))) return st;
+  if (tr) st = mc_evaluate(e, theta, state, &d->train, 0, tr);
+  return st;
+}
+
+/* A path point: BN state recomputed, or interpolated between endpoints. */
 static mc_status point_eval(mc_exec *e, const float *theta, float *state, double t, const float *sa,
                             const float *sb, const mc_data *d, const mc_path_opts *o, mc_metrics *te,
                             mc_metrics *tr) {
   const mc_model *m = mc_exec_model(e);
-  mc_status st;
-  if (o->bn_recompute) {
-    if ((st = mc_bn_recompute(e, theta, state, &d->train, o->bn_samples))) return st;
-  } else {
+  if (!o->bn_recompute)
     for (size_t i = 0; i < m->n_state; i++) state[i] = (float)((1 - t) * sa[i] + t * sb[i]);
-  }
-  if ((st = mc_evaluate(e, theta, state, &d->test, o->test_samples, te))) return st;
-  if (tr) st = mc_evaluate(e, theta, state, &d->train, 0, tr);
-  return st;
+  return mc_point_eval(e, theta, state, d, o, te, tr);
+}
+
+static void report(const mc_path_opts *o, const char *what, int64_t done, int64_t total, double t, double a,
+                   double b, const mc_metrics *te, double t0) {
+  if (!o->progress) return;
+  const mc_progress_info p = {what, done, total, t, a, b, te, omp_get_wtime() - t0};
+  o->progress(o->progress_arg, &p);
 }
 
 mc_status mc_path_eval(const mc_model *m, const mc_curve *c, const float *state_a, const float *state_b,
@@ -78,11 +87,7 @@ mc_status mc_path_eval(const mc_model *m, const mc_curve *c, const float *state_
       out->mid_acc = te.accuracy;
       have_mid = 1;
     }
-    mc_progress("path", i + 1, T, t0);
-    if (!isatty(2)) {
-      fprintf(stderr, "  t = %.4f  test loss %.4f  acc %.2f%%  (%.0fs)\n", t, te.loss, 100 * te.accuracy,
-              omp_get_wtime() - t0);
-    }
+    report(o, "path", i + 1, T, t, 0, 0, &te, t0);
   }
   if (!st && !have_mid) { /* T even: evaluate t = 1/2 itself */
     mc_curve_point(c, 0.5, theta);
@@ -278,11 +283,11 @@ mc_status mc_plane_eval(const mc_model *m, const float *t0, const float *t1, con
       const float fa = (float)out->a[i], fb = (float)out->b[j];
       for (size_t q = 0; q < n; q++) theta[q] = t0[q] + fa * x[q] + fb * yp[q];
       mc_metrics te;
-      if ((st = mc_bn_recompute(e, theta, state, &d->train, o->bn_samples))) break;
-      if ((st = mc_evaluate(e, theta, state, &d->test, o->test_samples, &te))) break;
+      const mc_path_opts po = {o->bn_samples, o->test_samples, 0, 1, o->batch, NULL, NULL};
+      if ((st = mc_point_eval(e, theta, state, d, &po, &te, NULL))) break;
       out->loss[j * G + i] = te.loss;
       out->acc[j * G + i] = te.accuracy;
-      mc_progress("plane", j * G + i + 1, G * G, tstart);
+      report(o, "plane", j * G + i + 1, G * G, 0, out->a[i], out->b[j], &te, tstart);
     }
   free(theta); free(state); free(x); free(yp);
   mc_exec_free(e);

@@ -30,13 +30,36 @@ typedef struct {
   double length;        /* sum of segment lengths */
 } mc_path_metrics;
 
+/* Progress of a path or plane: called after each point with its index
+ * (done of total), its coordinates (t, or a and b) and test metrics.
+ * Library code prints nothing; the CLI supplies this. */
+typedef struct {
+  const char *what; /* "path" or "plane" */
+  int64_t done, total;
+  double t, a, b;   /* path: t; plane: a, b */
+  const mc_metrics *test;
+  double seconds;   /* since the evaluation started */
+} mc_progress_info;
+typedef void (*mc_progress_fn)(void *arg, const mc_progress_info *p);
+
 typedef struct {
   int64_t bn_samples;   /* training images for the BN recompute (0 = all) */
   int64_t test_samples; /* 0 = all */
   int with_train;       /* also evaluate on the training set */
   int bn_recompute;     /* 0: interpolate running stats linearly instead */
   int64_t batch;
+  mc_progress_fn progress; /* may be NULL */
+  void *progress_arg;
 } mc_path_opts;
+
+/* One point of a path, a plane or anything else: with o->bn_recompute,
+ * state receives BN statistics recomputed at theta over o->bn_samples
+ * training images (exact average, train-mode passes); else state is used
+ * as given.  Then test metrics (all of d->test unless o->test_samples) and,
+ * when train is not NULL, training-set metrics.  Paths, planes, MPI ranks
+ * and robust evaluation are loops over this. */
+mc_status mc_point_eval(mc_exec *e, const float *theta, float *state, const mc_data *d, const mc_path_opts *o,
+                        mc_metrics *test, mc_metrics *train);
 
 /* state_a/state_b: endpoint running statistics (used when !bn_recompute). */
 mc_status mc_path_eval(const mc_model *m, const mc_curve *c, const float *state_a, const float *state_b,
