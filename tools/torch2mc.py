@@ -233,6 +233,8 @@ class Graph:
         self.notes = []      # mapping notes (spec comments and metadata)
         self.classes = None
         self.input = None
+        self.fx = {}         # torch.fx node name -> label of the modeconn node it became
+        self.layouts = None  # label -> layout, set by groups()
 
     def fresh(self, name):
         name = name.replace(":", "_").replace(",", "_").replace("#", "_").replace("=", "_")
@@ -329,6 +331,7 @@ class Graph:
                     gid[r] = len(groups)
                     groups.append((nd["label"], s[1]))
                 s[0] = gid[r]
+        self.layouts = lay
         return groups, {t: (lay[a], lay[b] if b else None) for t, (a, b) in axes.items()}
 
     # -- state dict <-> modeconn tensors
@@ -448,7 +451,9 @@ class _Exporter:
                     kw.get("order", v.order))
 
     def node_label(self, n):
-        return self.g.fresh(n.name)
+        lab = self.g.fresh(n.name)
+        self.g.fx[n.name] = lab
+        return lab
 
     def emit_param(self, n, kind, mod_path, inputs, **attrs):
         g = self.g
