@@ -22,6 +22,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ import torchvision
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
+import mc2torch  # noqa: E402
 import torch2mc  # noqa: E402
 import torch2mc_models  # noqa: E402
 
@@ -39,6 +41,13 @@ FASHION = "/usr/share/datasets/fashion-mnist"
 N_TRAIN, N_TEST = 500, 200  # 100 images per CIFAR training file
 MEAN, STD = [0.2860, 0.2860, 0.2860], [0.3530, 0.3530, 0.3530]
 TOL = 1e-4
+
+
+T0 = time.time()
+
+
+def log(msg):
+    print("[%5.1fs] %s" % (time.time() - T0, msg), flush=True)
 
 
 def fail(msg):
@@ -107,7 +116,7 @@ def train_briefly(model, x, y, epochs):
     """A few SGD steps in PyTorch (train-mode BN), so weights and BN
     statistics are no longer their initial values."""
     torch.manual_seed(3)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    opt = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
     mean = torch.tensor(MEAN).view(1, 3, 1, 1)
     std = torch.tensor(STD).view(1, 3, 1, 1)
     model.train()
@@ -119,6 +128,17 @@ def train_briefly(model, x, y, epochs):
             opt.zero_grad()
             loss.backward()
             opt.step()
+    # running statistics as the exact average over the data (momentum=None),
+    # so the eval-mode model is as good as the training batches suggest
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    with torch.no_grad():
+        for i in range(0, len(x), 50):
+            model((x[i:i + 50] - mean) / std)
+    for m in bns:
+        m.momentum = 0.1
     model.eval()
 
 
@@ -163,18 +183,24 @@ def live_units(model, shape, x):
     return live
 
 
-def check_model(case, factory, make, tmp, x_test, x_train, y_train, epochs=0):
+def check_model(case, factory, make, tmp, x_test, x_train, y_train, epochs=0, cli=True, samples=N_TRAIN):
+    """cli: export A and load back through the command-line tools (else
+    their Python functions, which the CLIs wrap: faster for big models).
+    samples: training images for the alignment statistics."""
     torch.manual_seed(1)
     model = make()
     if epochs:
         train_briefly(model, x_train, y_train, epochs)
     shape = (3, 32, 32)
-    sd_path = tmp + "/a.pt"
-    torch.save(model.state_dict(), sd_path)
     a = tmp + "/a.safetensors"
-    ms, ss = ",".join(map(str, MEAN)), ",".join(map(str, STD))
-    run([PY, ROOT + "/tools/torch2mc.py", factory, "--state-dict", sd_path, "--input", "3x32x32", "--classes", "10",
-         "--mean", ms, "--std", ss, "--out", a])
+    if cli:
+        sd_path = tmp + "/a.pt"
+        torch.save(model.state_dict(), sd_path)
+        ms, ss = ",".join(map(str, MEAN)), ",".join(map(str, STD))
+        run([PY, ROOT + "/tools/torch2mc.py", factory, "--state-dict", sd_path, "--input", "3x32x32", "--classes",
+             "10", "--mean", ms, "--std", ss, "--out", a])
+    else:
+        torch2mc.export(model, shape, a, MEAN, STD)
 
     # 1. modeconn's logits are PyTorch's
     ref = torch_logits(model, x_test)
@@ -182,7 +208,7 @@ def check_model(case, factory, make, tmp, x_test, x_train, y_train, epochs=0):
     e = rel(got, ref)
     acc_t = float(np.mean(ref.argmax(1) == labels))
     acc_m = float(np.mean(got.argmax(1) == labels))
-    print("%s: eval logits vs PyTorch: max rel diff %.3g over %d x %d (accuracy %.4f vs %.4f)" %
+    log("%s: eval logits vs PyTorch: max rel diff %.3g over %d x %d (accuracy %.4f vs %.4f)" %
           (case, e, got.shape[0], got.shape[1], acc_m, acc_t))
     if got.shape != ref.shape or not e <= TOL:
         fail("%s: modeconn eval logits differ from PyTorch's by %.3g (> %g)" % (case, e, TOL))
@@ -203,18 +229,18 @@ def check_model(case, factory, make, tmp, x_test, x_train, y_train, epochs=0):
     model_b.load_state_dict(sdb, strict=True)
     ref_b = torch_logits(model_b, x_test)
     e = rel(ref_b, ref)
-    print("%s: shuffled copy (%d groups) in PyTorch: max rel diff %.3g" % (case, len(perms), e))
+    log("%s: shuffled copy (%d groups) in PyTorch: max rel diff %.3g" % (case, len(perms), e))
     if not e <= 1e-5:
         fail("%s: the shuffled copy computes another function in PyTorch (%.3g)" % (case, e))
     b = tmp + "/b.safetensors"
     torch2mc.export(model_b, shape, b, MEAN, STD)
     ba, pj = tmp + "/b_aligned.safetensors", tmp + "/perm.json"
     r = run([MC, "align", "--a", a, "--b", b, "--out", ba, "--perm-out", pj, "--data", "cifar10:" + tmp,
-             "--samples", str(N_TRAIN)])
-    print("%s: %s" % (case, [l for l in r.stdout.splitlines() if "took" in l][0]))
+             "--samples", str(samples)])
+    log("%s: %s" % (case, [l for l in r.stdout.splitlines() if "took" in l][0]))
     with open(pj) as f:
         pjson = json.load(f)
-    live = live_units(model, shape, x_train)
+    live = live_units(model, shape, x_train[:samples])
     n_dead = sum(int(np.sum(~l)) for l in live)
     for gi, (p, x, l) in enumerate(zip(perms, pjson["groups"], live)):
         inv = np.argsort(p)  # unit i of A is unit inv[i] of B
@@ -231,23 +257,29 @@ def check_model(case, factory, make, tmp, x_test, x_train, y_train, epochs=0):
                 continue  # modeconn writes 0 (it does not count batches)
             if not np.array_equal(v, tb[k]):
                 fail("%s: aligned B's %s is not A's" % (case, k))
-    print("%s: align recovered all %d permutations (%d dead units, whose assignment is free); %s" %
+    log("%s: align recovered all %d permutations (%d dead units, whose assignment is free); %s" %
           (case, len(perms), n_dead, "aligned B == A bit for bit" if n_dead == 0 else "aligned B checked below"))
 
     # 3. the way back: the aligned B in the user's module, and the JSON applied to B's state dict
-    sdb_path = tmp + "/b.pt"
-    torch.save(sdb, sdb_path)
-    back, back_perm = tmp + "/back.pt", tmp + "/back_perm.pt"
-    run([PY, ROOT + "/tools/mc2torch.py", factory, "--ckpt", ba, "--out", back])
-    run([PY, ROOT + "/tools/mc2torch.py", factory, "--state-dict", sdb_path, "--perm", pj, "--input", "3x32x32",
-         "--classes", "10", "--out", back_perm])
     model_c = make()
-    model_c.load_state_dict(torch.load(back), strict=True)
+    if cli:
+        sdb_path = tmp + "/b.pt"
+        torch.save(sdb, sdb_path)
+        back, back_perm = tmp + "/back.pt", tmp + "/back_perm.pt"
+        run([PY, ROOT + "/tools/mc2torch.py", factory, "--ckpt", ba, "--out", back])
+        run([PY, ROOT + "/tools/mc2torch.py", factory, "--state-dict", sdb_path, "--perm", pj, "--input", "3x32x32",
+             "--classes", "10", "--out", back_perm])
+        s1, s2 = torch.load(back), torch.load(back_perm)
+        model_c.load_state_dict(s1, strict=True)
+    else:
+        mc2torch.load_checkpoint(model_c, ba)
+        s1 = model_c.state_dict()
+        s2 = mc2torch.apply_perm(make(), sdb, pj, shape)
     e = rel(torch_logits(model_c, x_test), ref_b)
-    print("%s: aligned B loaded back (strict=True): logits vs shuffled B max rel diff %.3g" % (case, e))
+    log("%s: aligned B loaded back (strict=True): logits vs shuffled B max rel diff %.3g" % (case, e))
     if not e <= TOL:
         fail("%s: the aligned B loaded into PyTorch computes another function (%.3g)" % (case, e))
-    s1, s2, s0 = torch.load(back), torch.load(back_perm), model.state_dict()
+    s0 = model.state_dict()
     for k in s0:
         if k.endswith("num_batches_tracked"):
             continue  # 0 in modeconn's files, B's own count in the --perm route
@@ -255,7 +287,7 @@ def check_model(case, factory, make, tmp, x_test, x_train, y_train, epochs=0):
             fail("%s: %s differs between the loaded aligned B and the --perm-out JSON applied" % (case, k))
         if n_dead == 0 and not torch.equal(s1[k], s0[k]):
             fail("%s: %s of the aligned B is not the original's" % (case, k))
-    print("%s: --perm-out applied to B's state dict == aligned B%s (%d entries)" %
+    log("%s: --perm-out applied to B's state dict == aligned B%s (%d entries)" %
           (case, " == original" if n_dead == 0 else "", len(s0)))
 
 
@@ -274,7 +306,7 @@ def refused(tmp):
                 fail("refused %s: the error does not name %s: %s" % (name, w, msg))
         if "Traceback" in msg or os.path.exists(out):
             fail("refused %s: a traceback or an output file: %s" % (name, msg))
-        print("refused %s: %s" % (name, msg[:160]))
+        log("refused %s: %s" % (name, msg[:160]))
     # a checkpoint of another architecture is not loaded into this module
     a = tmp + "/catres.safetensors"
     torch2mc.export(torch2mc_models.catres(), (3, 32, 32), a)
@@ -282,7 +314,7 @@ def refused(tmp):
             expect=1)
     if "not this module's" not in r.stderr:
         fail("mc2torch loaded another architecture's checkpoint: %s" % r.stderr)
-    print("refused: mc2torch of another architecture: %s" % r.stderr.strip()[:160])
+    log("refused: mc2torch of another architecture: %s" % r.stderr.strip()[:160])
 
 
 def main():
@@ -294,15 +326,14 @@ def main():
         x_test, x_train, y_train = cifar_data(tmp)
         tv = torchvision.models
         models = {
-            "resnet18": ("torchvision.models:resnet18", lambda: tv.resnet18(num_classes=10), 0),
+            "resnet18": ("torchvision.models:resnet18", lambda: tv.resnet18(num_classes=10), 0, False),
             "resnet18-trained": ("torchvision.models:resnet18", lambda: tv.resnet18(num_classes=10), 1),
-            "vgg11bn": ("torchvision.models:vgg11_bn", lambda: tv.vgg11_bn(num_classes=10), 0),
+            "vgg11bn": ("torchvision.models:vgg11_bn", lambda: tv.vgg11_bn(num_classes=10), 0, False, 100),
             "catres": (ROOT + "/tests/torch2mc_models.py:catres", torch2mc_models.catres, 2),
         }
         if case not in models:
             fail("usage: torch2mc_test.py %s|refused" % "|".join(models))
-        factory, make, epochs = models[case]
-        check_model(case, factory, make, tmp, x_test, x_train, y_train, epochs)
+        check_model(case, *models[case][:2], tmp, x_test, x_train, y_train, *models[case][2:])
 
 
 if __name__ == "__main__":
