@@ -308,6 +308,10 @@ class Graph:
                 lay[lab] = [[s, c, r * nd["hw"]] for s, c, r in lay[i0]]
             elif k == "add":
                 for o in ins[1:]:
+                    if [x[1:] for x in lay[i0]] != [x[1:] for x in lay[o]]:
+                        raise Unsupported("'%s' adds '%s' and '%s', whose channels are made of different "
+                                          "concatenated blocks (modeconn's add needs one channel structure)" %
+                                          (lab, i0, o))
                     for a, b in zip(lay[i0], lay[o]):
                         union(a[0], b[0])
                 lay[lab] = [list(s) for s in lay[i0]]
@@ -784,6 +788,7 @@ class _Exporter:
             raise Unsupported("the logits ('%s') must be computed last; '%s' comes after them" %
                               (v.label, g.nodes[-1]["label"]))
         g.classes = sh[1]
+        g.groups()  # refuses what modeconn's graph builder would
         used = {k for k, _ in g.params.values()} | {b + ".num_batches_tracked" for b in g.bn}
         extra = [k for k in state_keys if k not in used]
         if extra:
