@@ -815,15 +815,17 @@ def parse_floats(s, n, what):
     return v
 
 
-def export(model, example_input, path, mean=None, std=None, source=None, spec_out=None):
+def export(model, example_input, path, mean=None, std=None, source=None, spec_out=None, classes=None):
     """Writes `model` as a modeconn checkpoint at `path`.  example_input: a
     tensor of shape (N, C, H, W) or (C, H, W), or a (C, H, W) tuple.
     mean/std: per-channel lists (the transforms.Normalize the module expects)
-    or None (identity).  Returns the Graph."""
+    or None (identity).  classes: the logit count to insist on.  Returns the Graph."""
     shape = tuple(example_input.shape[-3:]) if torch.is_tensor(example_input) else tuple(example_input)
     if len(shape) != 3:
         raise ValueError("example input must be C x H x W images, got shape %s" % (shape,))
     g = trace(model, shape)
+    if classes is not None and g.classes != classes:
+        raise ValueError("the module outputs %d logits, not %d" % (g.classes, classes))
     C = shape[0]
     norm = "identity: mean 0, std 1 (the module sees images in [0,1])"
     mean = [0.0] * C if mean is None else list(mean)
@@ -937,17 +939,12 @@ def main(argv=None):
             model.load_state_dict(load_state(a.state_dict), strict=True)
         mean = parse_floats(a.mean, shape[0], "--mean") if a.mean else None
         std = parse_floats(a.std, shape[0], "--std") if a.std else None
-        g = export(model, shape, a.out, mean, std, source=a.factory, spec_out=a.spec_out)
+        g = export(model, shape, a.out, mean, std, source=a.factory, spec_out=a.spec_out, classes=a.classes)
     except Unsupported as e:
         print("torch2mc: error: %s: %s" % (a.factory, e), file=sys.stderr)
         return 1
     except (ValueError, OSError, RuntimeError, ImportError) as e:
         print("torch2mc: error: %s" % e, file=sys.stderr)
-        return 1
-    if a.classes is not None and g.classes != a.classes:
-        os.unlink(a.out)
-        print("torch2mc: error: the module outputs %d logits, --classes is %d" % (g.classes, a.classes),
-              file=sys.stderr)
         return 1
     groups, _ = g.groups()
     print("torch2mc: wrote %s: %d nodes, %d tensors, %d permutation groups, %d classes" %
