@@ -6,7 +6,7 @@ PKGS=(build-essential cmake pkg-config
       libdnnl-dev libopenblas-openmp-dev zlib1g-dev libjansson-dev libcmocka-dev
       libplplot-dev plplot-driver-cairo
       dataset-fashion-mnist
-      python3-torch python3-numpy python3-scipy
+      python3-torch python3-torchvision python3-numpy python3-scipy
       libtcmalloc-minimal4)
 missing=()
 for p in "${PKGS[@]}"; do

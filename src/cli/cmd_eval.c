@@ -1,20 +1,38 @@
-/* `modeconn eval`: loss and accuracy of a checkpoint on a split. */
+/* `modeconn eval`: loss and accuracy of a checkpoint on a split, and
+ * optionally every example's logits (to compare with another framework). */
 #include "cli.h"
 
 #include "data/data.h"
 #include "eval/eval.h"
 #include "io/results.h"
+#include "io/safetensors.h"
 
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* FILE: safetensors with F32 "logits" [n, classes] (eval-mode BN, the
+ * split's first n examples in dataset order) and I64 "labels" [n]. */
+static mc_status write_logits(const char *path, const float *logits, const mc_dataset *ds, int64_t n,
+                              int64_t classes, const char *model, const char *split) {
+  int64_t *labels = mc_malloc(sizeof(int64_t) * (size_t)(n + 1));
+  for (int64_t i = 0; i < n; i++) labels[i] = ds->labels[i];
+  mc_st_tensor t[2] = {{.name = "logits", .dtype = MC_DT_F32, .dtype_name = "F32", .ndim = 2,
+                        .shape = {n, classes}, .nbytes = sizeof(float) * (size_t)(n * classes), .data = logits},
+                       {.name = "labels", .dtype = MC_DT_I64, .dtype_name = "I64", .ndim = 1, .shape = {n},
+                        .nbytes = sizeof(int64_t) * (size_t)n, .data = labels}};
+  const char *mk[] = {"modeconn.model", "modeconn.split"}, *mv[] = {model, split};
+  mc_status st = mc_st_write(path, t, 2, mk, mv, 2);
+  free(labels);
+  return st;
+}
+
 int cmd_eval(int argc, char **argv) {
   static const cli_cmd cmd = {"eval", "Evaluate a checkpoint: mean cross-entropy and accuracy on a dataset split.",
-                              "--model FILE [--data D] [--split test|train] [--json FILE]", cmd_eval};
+                              "--model FILE [--data D] [--split test|train] [--json FILE] [--logits FILE]", cmd_eval};
   cli_model_opts mo;
   cli_data_opts dopt;
-  const char *model, *split, *json;
+  const char *model, *split, *json, *logits_path;
   int64_t batch;
   int bn_recompute;
   cli_opt opts[] = {{"model", OPT_STR, &model, NULL, "checkpoint (safetensors) to evaluate"},
@@ -23,6 +41,7 @@ int cmd_eval(int argc, char **argv) {
                     {"batch", OPT_INT, &batch, "500", "BN-recompute batch (train mode: its statistics depend on it); eval passes use slices of at most 64 rows per thread"},
                     {"bn-recompute", OPT_FLAG, &bn_recompute, NULL, "recompute BN statistics on the training set first"},
                     {"json", OPT_STR, &json, NULL, "write {\"loss\", \"accuracy\", ...} to this file"},
+                    {"logits", OPT_STR, &logits_path, NULL, "write every example's logits (safetensors: F32 \"logits\" [n, classes], I64 \"labels\" [n]; eval-mode BN, dataset order)"},
                     CLI_MODEL_OPTS(mo),
                     CLI_RUNTIME_OPTS(mo),
                     {0}};
@@ -46,10 +65,12 @@ int cmd_eval(int argc, char **argv) {
   }
   mc_exec *e = NULL;
   mc_metrics mt = {0};
+  const mc_dataset *ds = !strcmp(split, "test") ? &d.test : &d.train;
+  float *logits = logits_path ? mc_malloc(sizeof(float) * (size_t)(ds->n * m->classes + 1)) : NULL;
   double t0 = omp_get_wtime();
   st = mc_exec_create(&e, m, batch, be);
   if (!st && bn_recompute) st = mc_bn_recompute(e, theta, state, &d.train, 0);
-  if (!st) st = mc_evaluate(e, theta, state, !strcmp(split, "test") ? &d.test : &d.train, 0, &mt);
+  if (!st) st = mc_evaluate_logits(e, theta, state, ds, 0, &mt, logits);
   double secs = omp_get_wtime() - t0;
   if (!st) {
     printf("%s on %s/%s (%lld images): loss %.6f  accuracy %.4f (%.2f%%)  %.2fs\n", model, d.name, split,
@@ -61,7 +82,9 @@ int cmd_eval(int argc, char **argv) {
       st = mc_json_write(json, j);
       json_decref(j);
     }
+    if (!st && logits_path) st = write_logits(logits_path, logits, ds, mt.n, m->classes, model, split);
   }
+  free(logits);
   mc_exec_free(e);
   mc_model_free(m);
   free(theta);

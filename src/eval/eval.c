@@ -61,6 +61,7 @@ typedef struct {
   int64_t n, rows, classes;
   double *loss; /* per slice */
   int64_t *hits;
+  float *logits; /* n x classes, or NULL */
 } eval_job;
 
 static mc_status eval_slices(mc_exec **w, int tid, int nthr, void *arg) {
@@ -71,7 +72,10 @@ static mc_status eval_slices(mc_exec **w, int tid, int nthr, void *arg) {
   for (int64_t k; !st && (k = mc_batches_next(&b)) > 0;) {
     if ((st = mc_exec_forward(w[0], j->theta, j->state, b.x, k, MC_MODE_EVAL))) break;
     const int64_t s = b.start / j->rows;
-    j->loss[s] = mc_softmax_xent(mc_exec_output(w[0], 0), b.y, k, j->classes, NULL, 1.f, &j->hits[s]) * (double)k;
+    const float *logits = mc_exec_output(w[0], 0);
+    if (j->logits)
+      memcpy(j->logits + b.start * j->classes, logits, sizeof(float) * (size_t)(k * j->classes));
+    j->loss[s] = mc_softmax_xent(logits, b.y, k, j->classes, NULL, 1.f, &j->hits[s]) * (double)k;
   }
   mc_batches_free(&b);
   return st;
@@ -79,13 +83,19 @@ static mc_status eval_slices(mc_exec **w, int tid, int nthr, void *arg) {
 
 mc_status mc_evaluate(mc_exec *e, const float *theta, float *state,
                       const mc_dataset *ds, int64_t n, mc_metrics *out) {
+  return mc_evaluate_logits(e, theta, state, ds, n, out, NULL);
+}
+
+mc_status mc_evaluate_logits(mc_exec *e, const float *theta, float *state,
+                             const mc_dataset *ds, int64_t n, mc_metrics *out,
+                             float *logits) {
   const mc_model *m = mc_exec_model(e);
   mc_status st = mc_check_data_shape(m, ds);
   if (st) return st;
   if (n <= 0 || n > ds->n) n = ds->n;
   const int64_t rows = mc_eval_rows(e), slices = (n + rows - 1) / rows;
   eval_job j = {theta, state, ds, n, rows, m->classes, mc_calloc((size_t)slices, sizeof(double)),
-                mc_calloc((size_t)slices, sizeof(int64_t))};
+                mc_calloc((size_t)slices, sizeof(int64_t)), logits};
   st = mc_exec_parallel(&e, 1, rows, eval_slices, &j);
   double total = 0;
   int64_t hits = 0;

@@ -22,6 +22,11 @@ typedef struct {
  * activations; 2 threads x 64 rows, 0.2 GB). */
 mc_status mc_evaluate(mc_exec *e, const float *theta, float *state,
                       const mc_dataset *ds, int64_t n, mc_metrics *out);
+/* The same pass, also copying every example's logits into `logits`
+ * (n x classes floats, row i = example i; NULL: none). */
+mc_status mc_evaluate_logits(mc_exec *e, const float *theta, float *state,
+                             const mc_dataset *ds, int64_t n, mc_metrics *out,
+                             float *logits);
 
 /* Resets BN running statistics and recomputes them as the exact average
  * over one pass (train mode, no augmentation) over the first n examples of
