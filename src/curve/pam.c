@@ -318,6 +318,7 @@ mc_status mc_pam_run(const mc_pam_cfg *cfg, const mc_model *m, const float *a, c
   res->moved = mc_calloc((size_t)G + 1, sizeof(int64_t));
   res->cand_loss = mc_calloc((size_t)(cfg->outer * nc), sizeof(double));
   res->chosen = mc_calloc((size_t)cfg->outer, sizeof(int));
+  for (int q = 0; q < cfg->outer * nc; q++) res->cand_loss[q] = NAN; /* no rounding without a P-step */
   double **Pd = mc_calloc((size_t)G + 1, sizeof(double *)), **P0 = mc_calloc((size_t)G + 1, sizeof(double *));
   float **dP = mc_calloc((size_t)G + 1, sizeof(float *));
   for (int g = 0; g < G; g++) {
