@@ -406,6 +406,26 @@ static void endpoints(const mc_model *m, const mc_data *d, float **ta, float **s
   }
 }
 
+/* Fashion-MNIST subset, a small BN mlp and its two endpoints */
+typedef struct {
+  mc_data d;
+  mc_model *m;
+  float *ta, *sa, *tb, *sb;
+} fm_pair;
+
+static int fm_pair_setup(fm_pair *f) {
+  if (!load_fashion(&f->d, 2000, 500)) return 0;
+  f->m = make_model("mlp", 28, 1);
+  endpoints(f->m, &f->d, &f->ta, &f->sa, &f->tb, &f->sb);
+  return 1;
+}
+
+static void fm_pair_free(fm_pair *f) {
+  free(f->ta); free(f->sa); free(f->tb); free(f->sb);
+  mc_model_free(f->m);
+  mc_data_free(&f->d);
+}
+
 static void phi_cfg(mc_curve_train_cfg *c, int64_t epochs) {
   memset(c, 0, sizeof *c);
   c->epochs = epochs;
@@ -438,24 +458,24 @@ static void pam_cfg(mc_pam_cfg *c, int64_t p_epochs, double nu, int64_t phi_epoc
 
 static void test_pam_p0_equals_bezier(void **s) {
   (void)s;
-  mc_data d;
-  if (!load_fashion(&d, 2000, 500)) skip();
-  mc_model *m = make_model("mlp", 28, 1);
-  float *ta, *sa, *tb, *sb;
-  endpoints(m, &d, &ta, &sa, &tb, &sb);
+  fm_pair f;
+  if (!fm_pair_setup(&f)) skip();
+  const mc_model *m = f.m;
+  const float *ta = f.ta, *tb = f.tb, *sb = f.sb;
+  const mc_data *dd = &f.d;
   /* plain Bezier */
   mc_curve c = {MC_CURVE_BEZIER, 1, m->n_theta, ta, tb, NULL};
   mc_curve_init_bends(&c);
   mc_curve_train_cfg cc;
   phi_cfg(&cc, 2);
-  assert_int_equal(mc_curve_train(&cc, m, &c, &d, MC_BACKEND_AUTO), MC_OK);
+  assert_int_equal(mc_curve_train(&cc, m, &c, dd, MC_BACKEND_AUTO), MC_OK);
   /* PAM, no P-step, no pull */
   mc_pam_cfg pc;
   pam_cfg(&pc, 0, INFINITY, 2);
   float *bo = mc_aligned_alloc(sizeof(float) * m->n_theta), *so = mc_aligned_alloc(sizeof(float) * (m->n_state + 1));
   float *bend = NULL;
   mc_pam_result res;
-  assert_int_equal(mc_pam_run(&pc, m, ta, tb, sb, &d, MC_BACKEND_AUTO, bo, so, &bend, &res), MC_OK);
+  assert_int_equal(mc_pam_run(&pc, m, ta, tb, sb, dd, MC_BACKEND_AUTO, bo, so, &bend, &res), MC_OK);
   const double rel = tu_max_rel(bend, c.bends[0], m->n_theta, 1e-3);
   size_t same = 0;
   for (size_t i = 0; i < m->n_theta; i++) same += bend[i] == c.bends[0][i];
@@ -466,9 +486,8 @@ static void test_pam_p0_equals_bezier(void **s) {
   for (int g = 0; g < m->n_groups; g++) assert_int_equal(res.moved[g], 0);
   mc_pam_result_free(&res);
   mc_curve_free_bends(&c);
-  free(bend); free(bo); free(so); free(ta); free(sa); free(tb); free(sb);
-  mc_model_free(m);
-  mc_data_free(&d);
+  free(bend); free(bo); free(so);
+  fm_pair_free(&f);
 }
 
 /* A short real P-step, then the rounding: the chosen candidate's
@@ -476,18 +495,18 @@ static void test_pam_p0_equals_bezier(void **s) {
  * winner's loss is reproduced when measured again. */
 static void test_pam_rounding(void **s) {
   (void)s;
-  mc_data d;
-  if (!load_fashion(&d, 2000, 500)) skip();
-  mc_model *m = make_model("mlp", 28, 1);
-  float *ta, *sa, *tb, *sb;
-  endpoints(m, &d, &ta, &sa, &tb, &sb);
+  fm_pair f;
+  if (!fm_pair_setup(&f)) skip();
+  const mc_model *m = f.m;
+  const float *ta = f.ta, *tb = f.tb, *sb = f.sb;
+  const mc_data *dd = &f.d;
   mc_pam_cfg pc;
   pam_cfg(&pc, 2, 1000, 1);
   pc.p_sched.lr = 0.5; /* move P visibly in 2 epochs of 20 steps */
   float *bo = mc_aligned_alloc(sizeof(float) * m->n_theta), *so = mc_aligned_alloc(sizeof(float) * (m->n_state + 1));
   float *bend = NULL;
   mc_pam_result res;
-  assert_int_equal(mc_pam_run(&pc, m, ta, tb, sb, &d, MC_BACKEND_AUTO, bo, so, &bend, &res), MC_OK);
+  assert_int_equal(mc_pam_run(&pc, m, ta, tb, sb, dd, MC_BACKEND_AUTO, bo, so, &bend, &res), MC_OK);
   const double *cl = res.cand_loss;
   printf("  rounding after a 2-epoch P-step: previous %.5f, LAP %.5f, chose candidate %d (%.5f)\n", cl[0], cl[1],
          res.chosen[0], cl[res.chosen[0]]);
@@ -513,9 +532,9 @@ static void test_pam_rounding(void **s) {
     for (int g = 0; g < m->n_groups; g++) memcpy(keep[g], prev[g], sizeof(int) * (size_t)m->groups[g].size);
     double c2[10], again, old;
     int ch;
-    assert_int_equal(mc_pam_round(p, prev, 11, 8, 5 + (uint64_t)trial, &d.train, 1000, c2, &ch), MC_OK);
-    assert_int_equal(mc_pam_select_loss(p, keep, &d.train, 1000, &old), MC_OK);
-    assert_int_equal(mc_pam_select_loss(p, prev, &d.train, 1000, &again), MC_OK);
+    assert_int_equal(mc_pam_round(p, prev, 11, 8, 5 + (uint64_t)trial, &dd->train, 1000, c2, &ch), MC_OK);
+    assert_int_equal(mc_pam_select_loss(p, keep, &dd->train, 1000, &old), MC_OK);
+    assert_int_equal(mc_pam_select_loss(p, prev, &dd->train, 1000, &again), MC_OK);
     printf("  trial %d: previous %.5f, chosen candidate %d %.5f (measured again %.5f)\n", trial, c2[0], ch, c2[ch], again);
     assert_true(c2[0] == old);
     assert_true(again == c2[ch]);
@@ -526,9 +545,8 @@ static void test_pam_rounding(void **s) {
   mc_pam_free(p);
   free(phi); free(want); free(sw);
   mc_pam_result_free(&res);
-  free(bend); free(bo); free(so); free(ta); free(sa); free(tb); free(sb);
-  mc_model_free(m);
-  mc_data_free(&d);
+  free(bend); free(bo); free(so);
+  fm_pair_free(&f);
 }
 
 /* `modeconn curve train --method pam` end to end, then `curve eval` on
