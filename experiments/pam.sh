@@ -11,7 +11,8 @@
 # Environment: EPOCHS (endpoint epochs, 4), CURVE_EPOCHS (curve and phi-step
 # epochs, 3), P_EPOCHS (P-step epochs, 2), SAMPLES_ROUNDING (32),
 # SELECT_SAMPLES (5000), POINTS (17), BN_SAMPLES (5000), TRAIN_SUBSET (first N
-# training images for training, curves and BN statistics; 0 = all), MC (binary).
+# training images for training, curves and BN statistics; 0 = all), THREADS
+# (threads per command, 0 = all cores), MC (binary).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 ARCH=${1:?usage: pam.sh ARCH PAIRS [OUT]}
@@ -19,15 +20,15 @@ PAIRS=${2:?usage: pam.sh ARCH PAIRS [OUT]}
 OUT=${3:-$root/experiments/results/$ARCH-pam}
 MC=${MC:-$root/build/modeconn}
 EPOCHS=${EPOCHS:-4}; CURVE_EPOCHS=${CURVE_EPOCHS:-3}; P_EPOCHS=${P_EPOCHS:-2}; POINTS=${POINTS:-17}
-BN_SAMPLES=${BN_SAMPLES:-5000}; TRAIN_SUBSET=${TRAIN_SUBSET:-0}; SAMPLES_ROUNDING=${SAMPLES_ROUNDING:-32}; SELECT_SAMPLES=${SELECT_SAMPLES:-5000}
+BN_SAMPLES=${BN_SAMPLES:-5000}; TRAIN_SUBSET=${TRAIN_SUBSET:-0}; THREADS=${THREADS:-0}; SAMPLES_ROUNDING=${SAMPLES_ROUNDING:-32}; SELECT_SAMPLES=${SELECT_SAMPLES:-5000}
 start=$(date +%s)
 for i in $(seq 1 "$PAIRS"); do
   d="$OUT/pair$i"; mkdir -p "$d"
   sa=$((2 * i - 1)); sb=$((2 * i))
   for s in $sa $sb; do
-    [ -e "$d/m$s.safetensors" ] || "$MC" train --train-subset "$TRAIN_SUBSET" --arch "$ARCH" --epochs "$EPOCHS" --seed "$s" --eval-every "$EPOCHS" \
+    [ -e "$d/m$s.safetensors" ] || "$MC" train --threads "$THREADS" --train-subset "$TRAIN_SUBSET" --arch "$ARCH" --epochs "$EPOCHS" --seed "$s" --eval-every "$EPOCHS" \
       --out "$d/m$s.safetensors" > "$d/train$s.log"
-    [ -e "$d/eval$s.json" ] || "$MC" eval --train-subset "$TRAIN_SUBSET" --model "$d/m$s.safetensors" --bn-recompute --json "$d/eval$s.json" > /dev/null
+    [ -e "$d/eval$s.json" ] || "$MC" eval --threads "$THREADS" --train-subset "$TRAIN_SUBSET" --model "$d/m$s.safetensors" --bn-recompute --json "$d/eval$s.json" > /dev/null
   done
   for v in none corr pam_none pam_corr; do
     c="$d/curve_$v.safetensors"
@@ -36,9 +37,9 @@ for i in $(seq 1 "$PAIRS"); do
                     --select-samples "$SELECT_SAMPLES" --perm-out "$d/perm_$v.json") ;;
       *) extra=(--align "$v") ;;
     esac
-    [ -e "$c" ] || "$MC" curve train --train-subset "$TRAIN_SUBSET" --a "$d/m$sa.safetensors" --b "$d/m$sb.safetensors" --kind bezier "${extra[@]}" \
+    [ -e "$c" ] || "$MC" curve train --threads "$THREADS" --train-subset "$TRAIN_SUBSET" --a "$d/m$sa.safetensors" --b "$d/m$sb.safetensors" --kind bezier "${extra[@]}" \
       --epochs "$CURVE_EPOCHS" --eval-every "$CURVE_EPOCHS" --seed "$i" --out "$c" > "$d/curve_$v.log"
-    [ -e "$d/curve_$v.json" ] || "$MC" curve eval --train-subset "$TRAIN_SUBSET" --curve "$c" --points "$POINTS" --bn-samples "$BN_SAMPLES" \
+    [ -e "$d/curve_$v.json" ] || "$MC" curve eval --threads "$THREADS" --train-subset "$TRAIN_SUBSET" --curve "$c" --points "$POINTS" --bn-samples "$BN_SAMPLES" \
       --json "$d/curve_$v.json" > "$d/curve_eval_$v.log" 2>&1
     echo "pair $i $v done ($(( $(date +%s) - start ))s)"
   done

@@ -157,7 +157,7 @@ static int cmd_curve_train(int argc, char **argv) {
   if (st) goto done;
   {
     char ep[32];
-    snprintf(ep, sizeof ep, "%lld", (long long)cfg.epochs);
+    snprintf(ep, sizeof ep, "%lld", (long long)(pam && po.phi_epochs > 0 ? po.phi_epochs : cfg.epochs));
     mc_kv extra[] = {{"modeconn.curve.a", pa}, {"modeconn.curve.b", pb}, {"modeconn.epochs", ep},
                      {"modeconn.dataset", dopt.data}, {"modeconn.curve.method", method_s}};
     st = mc_curve_save(out, &cf, extra, 5);
