@@ -11,6 +11,7 @@ the last line of stdout.
   torch_side.py path   (--a A --b B | --curve C) --points T [--bn-samples N] [--test-n N] [--batch 500]
                        [--compare PATH.json]
   torch_side.py curvetrain --a A --b B --n N [--batch 128] [--lr 0.05] [--wd 5e-4] [--crop 2] [--seed 1]
+  torch_side.py pstep --a A --b B --info INFO.txt --n N [--batch 128] [--lr 0.05] [--nu 1000] [--crop 2] [--seed 1]
 
 What is timed (wall clock, time.perf_counter), matching what modeconn times:
   train       every step of one pass over the first N training images:
@@ -31,6 +32,13 @@ What is timed (wall clock, time.perf_counter), matching what modeconn times:
               t ~ U(0,1), theta(t) = (1-t)^2 a + 2t(1-t) c + t^2 b, CE at
               theta(t) (BN in train mode) + wd/2 ||theta(t)||^2, backward to
               c, SGD (Nesterov) on c (= modeconn's `curve epoch` line)
+  pstep       one PAM P-step epoch, as the official code does it: a dense
+              P_g per group (from `modeconn info`), per batch P(theta_B)
+              by matmuls on every parameter axis, theta(t) with the control
+              point a/2 + P(b)/2 + phi, CE at theta(t) (BN train mode),
+              backward to every P_g, SGD without momentum, the proximal pull
+              and 20 rounds of relu + affine projection
+              (= modeconn's `pam P-step epoch` line)
 """
 import argparse
 import json
@@ -350,6 +358,75 @@ def cmd_curvetrain(a, data):
          "images_per_second": seen / secs, "train_loss": loss_sum / seen})
 
 
+# -------------------------------------------------------------------- pstep
+def cmd_pstep(a, data):
+    from torch.nn.utils.stateless import functional_call
+
+    trx, try_, _, _ = data
+    torch.manual_seed(a.seed)
+    meta, ta = mcpy.st_read(a.a)
+    _, tb = mcpy.st_read(a.b)
+    model = mcpy.model_from_state(meta, ta)
+    names = mcpy.trainable_names(model)
+    with open(a.info) as f:
+        _, groups = mcpy.parse_info(f.read())
+    axes = {}  # tensor name -> {axis: group}
+    for g, (_, members) in enumerate(groups):
+        for name, ax in members:
+            axes.setdefault(name, {})[ax] = g
+    fa = {k: torch.from_numpy(ta[k]) for k in names}
+    fb = {k: torch.from_numpy(tb[k]) for k in names}
+    P = [torch.eye(size, requires_grad=True) for size, _ in groups]
+    P0 = [p.detach().clone() for p in P]
+    phi = {k: torch.zeros_like(v) for k, v in fa.items()}
+
+    def permuted(k, w):
+        ax = axes.get(k, {})
+        if 0 in ax:
+            w = torch.tensordot(P[ax[0]], w, dims=([1], [0]))
+        if 1 in ax:
+            w = torch.tensordot(w, P[ax[1]], dims=([1], [1])).movedim(-1, 1)
+        return w
+
+    opt = torch.optim.SGD(P, lr=a.lr, momentum=0.0)
+    model.train()
+    x_all, y_all = trx[:a.n], try_[:a.n]
+    n, B = a.n, a.batch
+    steps = n // B + (1 if n % B >= 2 else 0)
+    r = a.lr / a.nu
+    t0 = now()
+    order = torch.randperm(n)
+    loss_sum, seen = 0.0, 0
+    for s in range(steps):
+        idx = order[s * B:(s + 1) * B]
+        x = mcpy.random_crop(mcpy.to_float(x_all[idx]), a.crop)
+        y = y_all[idx]
+        t = torch.rand(()).item()
+        views = {}
+        for k in names:
+            pb = permuted(k, fb[k])
+            c = 0.5 * fa[k] + 0.5 * pb + phi[k]
+            views[k] = (1 - t) ** 2 * fa[k] + (2 * t * (1 - t)) * c + t * t * pb
+        logits = functional_call(model, views, (x,))
+        loss = F.cross_entropy(logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            for p, p0 in zip(P, P0):
+                p.data = (p + r * p0) / (1 + r)
+                k = p.shape[0]
+                for _ in range(20):
+                    p.data = F.relu(p)
+                    proxy = -(p.sum(1, keepdim=True) - 1) / k - (p.sum(0, keepdim=True) - 1) / k
+                    p.data += proxy + (p.sum() - k) / k ** 2
+        loss_sum += loss.item() * y.numel()
+        seen += y.numel()
+    secs = now() - t0
+    out({"workload": "pstep", "images": seen, "steps": steps, "seconds": secs,
+         "images_per_second": seen / secs, "train_loss": loss_sum / seen})
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2)
@@ -391,11 +468,21 @@ def main():
     s.add_argument("--wd", type=float, default=5e-4)
     s.add_argument("--crop", type=int, default=2)
     s.add_argument("--seed", type=int, default=1)
+    s = sub.add_parser("pstep")
+    s.add_argument("--a", required=True)
+    s.add_argument("--b", required=True)
+    s.add_argument("--info", required=True)
+    s.add_argument("--n", type=int, required=True)
+    s.add_argument("--batch", type=int, default=128)
+    s.add_argument("--lr", type=float, default=0.05)
+    s.add_argument("--nu", type=float, default=1000.0)
+    s.add_argument("--crop", type=int, default=2)
+    s.add_argument("--seed", type=int, default=1)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     data = mcpy.load_fashion(a.data)
     {"train": cmd_train, "eval": cmd_eval, "align": cmd_align, "path": cmd_path,
-     "curvetrain": cmd_curvetrain}[a.cmd](a, data)
+     "curvetrain": cmd_curvetrain, "pstep": cmd_pstep}[a.cmd](a, data)
 
 
 if __name__ == "__main__":

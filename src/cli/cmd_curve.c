@@ -4,6 +4,7 @@
 
 #include "align/align.h"
 #include "curve/curve.h"
+#include "curve_pam.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -16,12 +17,26 @@ static int cmd_curve_train(int argc, char **argv) {
       "Train a curve theta(t) from A to B (or to B aligned to A): per batch one t ~ U(0,1), cross-entropy at\n"
       "theta(t) (BN in train mode) + 1/2 wd ||theta(t)||^2, gradients to the bends by the chain rule.\n"
       "Presets (--preset auto picks by dataset): cifar = paper (lr 0.1, schedule paper, 250 epochs);\n"
-      "fashion = 20 epochs, lr 0.05, cosine. Explicit flags override the preset.",
-      "--a A --b B --out CURVE [--align corr|weights|none] [--kind bezier|chain|linear] [--bends K] [options]",
+      "fashion = 20 epochs, lr 0.05, cosine. Explicit flags override the preset.\n"
+      "--method pam: proximal alternating minimisation over the permutations and the quadratic Bezier curve\n"
+      "(Tatro et al. 2020), started from B as aligned by --align (none = the raw B). Per outer iteration: a\n"
+      "P-step (a dense matrix P_g per group acting on B's parameters, W' = P_out W P_in^T; per batch one t,\n"
+      "CE at theta(t), SGD without momentum, lr --p-lr with schedule paper, pull P <- (P + (lr/nu) P0)/(1 +\n"
+      "lr/nu), --proj-iters rounds of clamp-at-0 and the affine projection onto P1 = 1, 1^T P = 1); the rounding\n"
+      "(the previous permutation, each P_g's LAP rounding, and --samples-rounding joint samples from the top\n"
+      "--bvn-terms terms of each P_g's greedy Birkhoff-von Neumann decomposition; the lowest mean training CE\n"
+      "along the curve over the first --select-samples images, batch i at t = i/(batches-1), BN in train mode,\n"
+      "the same for every candidate, wins; ties keep the previous one); then a phi-step: the control point\n"
+      "theta_c = A/2 + P(B)/2 + phi trained as a Bezier bend with the same pull on phi. The curve file's B is B\n"
+      "permuted by the final permutation (composed with the alignment), so curve eval, plane and report work\n"
+      "unchanged. Per-epoch progress lines for both phases; the JSON log gets {\"phase\": ...} markers.",
+      "--a A --b B --out CURVE [--align corr|weights|none] [--kind bezier|chain|linear] [--bends K]\n"
+      "       [--method bezier|pam [--p-epochs N] [--p-lr X] [--nu X|inf] [--phi-epochs N] ...] [options]",
       cmd_curve_train};
   cli_model_opts mo;
   cli_data_opts dopt;
-  const char *pa, *pb, *out, *align_s, *kind_s, *sched, *preset, *log, *flip;
+  const char *pa, *pb, *out, *align_s, *kind_s, *sched, *preset, *log, *flip, *method_s, *perm_out;
+  cli_pam_opts po;
   int64_t bends, epochs, batch, seed, samples, crop, eval_every, bn_samples;
   double lr, momentum, wd;
   int no_nesterov;
@@ -46,6 +61,20 @@ static int cmd_curve_train(int argc, char **argv) {
                     {"eval-every", OPT_INT, &eval_every, "5", "evaluate theta(0.5) (BN recomputed) every N epochs"},
                     {"bn-samples", OPT_INT, &bn_samples, "10000", "images for the BN recompute of those evaluations"},
                     {"log", OPT_STR, &log, NULL, "JSON-lines log (default: OUT.log.jsonl)"},
+                    {"perm-out", OPT_STR, &perm_out, NULL,
+                     "write the permutation of B (per group, with mean correlations) as JSON, as align --perm-out; "
+                     "pam: the final one, with pam_moved per group and the rounding's candidate losses"},
+                    {"method", OPT_STR, &method_s, "bezier", "bezier (train the bends) or pam (see above; quadratic "
+                     "Bezier only)"},
+                    {"p-epochs", OPT_INT, &po.p_epochs, "20", "pam: P-step epochs per outer iteration (0: none, no rounding)"},
+                    {"p-lr", OPT_DOUBLE, &po.p_lr, "0.05", "pam: P-step learning rate (schedule paper over --p-epochs)"},
+                    {"nu", OPT_STR, &po.nu, "1000", "pam: proximal weight nu of both phases, or inf (no pull)"},
+                    {"proj-iters", OPT_INT, &po.proj_iters, "20", "pam: clamp + affine projection rounds per P-step"},
+                    {"bvn-terms", OPT_INT, &po.bvn_terms, "11", "pam: BvN coefficients kept per group for sampling"},
+                    {"samples-rounding", OPT_INT, &po.samples_rounding, "32", "pam: joint BvN samples among the rounding candidates"},
+                    {"select-samples", OPT_INT, &po.select_samples, "10000", "pam: training images of the rounding's selection loss (0 = all)"},
+                    {"outer", OPT_INT, &po.outer, "1", "pam: outer iterations (P-step, rounding, phi-step)"},
+                    {"phi-epochs", OPT_INT, &po.phi_epochs, "0", "pam: phi-step epochs per outer iteration (0 = --epochs / preset)"},
                     CLI_ALL_OPTS(dopt, mo),
                     {0}};
   int r = cli_parse(&cmd, opts, argc, argv);
@@ -59,6 +88,13 @@ static int cmd_curve_train(int argc, char **argv) {
   if ((st = mc_curve_kind_parse(kind_s, &kind)) || (st = mc_align_method_parse(align_s, &method, &no_align)) ||
       (st = cli_runtime(&mo, &be)))
     return cli_fail(st);
+  const int pam = !strcmp(method_s, "pam");
+  double nu = 0;
+  if (!pam && strcmp(method_s, "bezier")) return cli_usage("curve train", "--method %s: expected bezier or pam", method_s);
+  if (pam && (kind != MC_CURVE_BEZIER || bends != 1))
+    return cli_usage("curve train", "--method pam trains the quadratic Bezier curve: --kind bezier --bends 1 (got --kind %s --bends %lld)",
+                     kind_s, (long long)bends);
+  if (pam && (st = cli_pam_check(&po, &nu))) return cli_usage("curve train", "%s", mc_errmsg());
   if (kind == MC_CURVE_LINEAR) bends = 0;
   else if (bends < 1 || bends > 64) return cli_usage("curve train", "--bends must be in 1..64");
   if (strcmp(preset, "auto") && strcmp(preset, "cifar") && strcmp(preset, "fashion"))
@@ -98,6 +134,7 @@ static int cmd_curve_train(int argc, char **argv) {
   if (no_align) {
     memcpy(cf.b, tb, sizeof(float) * cf.m->n_theta);
     memcpy(cf.sb, sb, sizeof(float) * cf.m->n_state);
+    mc_alignment_init_identity(&al, cf.m);
   } else {
     fprintf(stderr, "aligning %s to %s (%s)\n", pb, pa, align_s);
     st = mc_align_run(cf.m, method, cf.a, cf.sa, tb, sb, &d.train, samples, 500, (uint64_t)seed, be, &al, cf.b,
@@ -106,18 +143,24 @@ static int cmd_curve_train(int argc, char **argv) {
     mc_alignment_print(stdout, cf.m, &al);
     cf.perm_json = mc_alignment_perm_string(&al, cf.m);
   }
-  cf.c = (mc_curve){kind, (int)bends, cf.m->n_theta, cf.a, cf.b, NULL};
-  mc_curve_init_bends(&cf.c);
-  fprintf(stderr, "training a %s curve (%lld bend%s) between %s and %s%s: %lld epochs, lr %g (%s), %lld images\n",
-          kind_s, (long long)bends, bends == 1 ? "" : "s", pa, pb, no_align ? " (unaligned)" : " (aligned)",
-          (long long)cfg.epochs, cfg.sched.lr, mc_schedule_name(cfg.sched.kind), (long long)d.train.n);
-  if ((st = mc_curve_train(&cfg, cf.m, &cf.c, &d, be))) goto done;
+  if (pam) {
+    st = cli_curve_pam(&po, nu, &cfg, &cf, &al, align_s, tb, sb, &d, samples, be, perm_out);
+  } else {
+    cf.c = (mc_curve){kind, (int)bends, cf.m->n_theta, cf.a, cf.b, NULL};
+    mc_curve_init_bends(&cf.c);
+    fprintf(stderr, "training a %s curve (%lld bend%s) between %s and %s%s: %lld epochs, lr %g (%s), %lld images\n",
+            kind_s, (long long)bends, bends == 1 ? "" : "s", pa, pb, no_align ? " (unaligned)" : " (aligned)",
+            (long long)cfg.epochs, cfg.sched.lr, mc_schedule_name(cfg.sched.kind), (long long)d.train.n);
+    st = mc_curve_train(&cfg, cf.m, &cf.c, &d, be);
+    if (!st && perm_out) st = cli_write_json(perm_out, mc_alignment_json(cf.m, &al, align_s));
+  }
+  if (st) goto done;
   {
     char ep[32];
-    snprintf(ep, sizeof ep, "%lld", (long long)cfg.epochs);
+    snprintf(ep, sizeof ep, "%lld", (long long)(pam && po.phi_epochs > 0 ? po.phi_epochs : cfg.epochs));
     mc_kv extra[] = {{"modeconn.curve.a", pa}, {"modeconn.curve.b", pb}, {"modeconn.epochs", ep},
-                     {"modeconn.dataset", dopt.data}};
-    st = mc_curve_save(out, &cf, extra, 4);
+                     {"modeconn.dataset", dopt.data}, {"modeconn.curve.method", method_s}};
+    st = mc_curve_save(out, &cf, extra, 5);
     if (!st) fprintf(stderr, "wrote %s\n", out);
   }
 done:

@@ -132,6 +132,7 @@ static mc_status curve_batch(void *arg, const mc_batch_ctx *b, double *loss, int
   mc_curve_adjoint(c, t, grad, j->gb);
   for (int k = 0; k < c->n_bends; k++)
     mc_sgd_step(c->bends[k], j->mom[k], j->gb[k], n, b->lr, cfg->momentum, 0.0, cfg->nesterov);
+  if (cfg->after_step) cfg->after_step(cfg->after_arg, c, b->lr);
   *loss = l;
   return MC_OK;
 }
@@ -158,7 +159,7 @@ mc_status mc_curve_train(const mc_curve_train_cfg *cfg, const mc_model *m, mc_cu
   float *x = mc_aligned_alloc(sizeof(float) * (size_t)(B * tr->c * tr->h * tr->w));
   int32_t *y = mc_malloc(sizeof(int32_t) * (size_t)B);
   int64_t *order = mc_malloc(sizeof(int64_t) * (size_t)tr->n);
-  FILE *log = cfg->log_path ? fopen(cfg->log_path, "w") : NULL;
+  FILE *log = cfg->log_path ? fopen(cfg->log_path, cfg->log_append ? "a" : "w") : NULL;
   if (cfg->log_path && !log) {
     st = mc_error(MC_EIO, "%s: cannot open log file", cfg->log_path);
     goto out;

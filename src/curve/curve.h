@@ -41,6 +41,10 @@ typedef struct {
   int eval_every; /* evaluate at t = 0.5 (BN recomputed) every k epochs */
   int64_t bn_samples, test_samples;
   const char *log_path;
+  int log_append; /* append to log_path instead of truncating it (PAM's phases) */
+  /* optional, after every SGD step of the bends (PAM's proximal pull) */
+  void (*after_step)(void *arg, mc_curve *c, double lr);
+  void *after_arg;
 } mc_curve_train_cfg;
 
 /* Trains the bends: per batch one t ~ U(0,1), CE at theta(t) (BN in train
