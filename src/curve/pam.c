@@ -26,7 +26,7 @@ struct mc_pam {
   float **P;
   mc_exec *e;
   int64_t batch;
-  float *pb, *theta, *grad, *state, *szero, *sdummy, *dlogits; /* szero/sdummy: BN state in/out of permutes */
+  float *pb, *theta, *grad, *state, *szero, *sdummy; /* szero/sdummy: BN state in/out of permutes */
 };
 
 mc_status mc_pam_create(mc_pam **out, const mc_model *m, const float *a, const float *b, const float *phi,
@@ -50,7 +50,6 @@ mc_status mc_pam_create(mc_pam **out, const mc_model *m, const float *a, const f
   p->state = mc_aligned_alloc(sizeof(float) * ns);
   p->szero = mc_aligned_alloc(sizeof(float) * ns);
   p->sdummy = mc_aligned_alloc(sizeof(float) * ns);
-  p->dlogits = mc_aligned_alloc(sizeof(float) * (size_t)(batch * m->classes));
   *out = p;
   return MC_OK;
 }
@@ -60,7 +59,7 @@ void mc_pam_free(mc_pam *p) {
   mc_pact_free(p->act);
   mc_pmat_free(p->m, p->P);
   mc_exec_free(p->e);
-  free(p->pb); free(p->theta); free(p->grad); free(p->state); free(p->szero); free(p->sdummy); free(p->dlogits);
+  free(p->pb); free(p->theta); free(p->grad); free(p->state); free(p->szero); free(p->sdummy);
   free(p);
 }
 
@@ -85,13 +84,13 @@ mc_status mc_pam_loss_grad(mc_pam *p, double t, const float *x, const int32_t *y
   MC_ASSERT(k <= p->batch);
   mc_pact_apply(p->act, p->P, p->b, p->pb);
   const float fb = curve_theta(p, t, p->theta);
-  const float *logits = mc_exec_forward(p->e, p->theta, p->state, x, k, MC_MODE_TRAIN);
-  *loss = mc_softmax_xent(logits, y, k, p->m->classes, dP ? p->dlogits : NULL, 1.f, hits);
+  mc_status st = mc_exec_forward(p->e, p->theta, p->state, x, k, MC_MODE_TRAIN);
+  if (st || (st = mc_exec_loss(p->e, y, 1.f, loss, hits))) return st;
   if (!isfinite(*loss)) return mc_error(MC_ENAN, "PAM: the loss at t = %.3f is %g", t, *loss);
   if (!dP) return MC_OK;
   const size_t n = p->m->n_theta;
   memset(p->grad, 0, sizeof(float) * n);
-  mc_exec_backward(p->e, p->theta, p->dlogits, p->grad, NULL);
+  if ((st = mc_exec_backward(p->e, p->theta, NULL, p->grad, NULL))) return st;
   float *g = p->grad;
 #pragma omp parallel for schedule(static)
   for (size_t i = 0; i < n; i++) g[i] *= fb;
@@ -110,15 +109,19 @@ mc_status mc_pam_select_loss(mc_pam *p, int *const *perm, const mc_dataset *ds, 
   double sum = 0;
   int64_t seen = 0, i = 0, k;
   mc_status st = MC_OK;
-  while ((k = mc_batches_next(&bt)) > 0) {
+  while (!st && (k = mc_batches_next(&bt)) > 0) {
     const double t = nb > 1 ? (double)i / (double)(nb - 1) : 0.5;
     curve_theta(p, t, p->theta);
-    const float *logits = mc_exec_forward(p->e, p->theta, p->state, bt.x, k, MC_MODE_TRAIN);
-    sum += mc_softmax_xent(logits, bt.y, k, p->m->classes, NULL, 1.f, NULL) * (double)k;
+    double l = 0;
+    if ((st = mc_exec_forward(p->e, p->theta, p->state, bt.x, k, MC_MODE_TRAIN)) ||
+        (st = mc_exec_loss(p->e, bt.y, 1.f, &l, NULL)))
+      break;
+    sum += l * (double)k;
     seen += k;
     i++;
   }
   mc_batches_free(&bt);
+  if (st) return st;
   *loss = sum / (double)seen;
   if (!isfinite(*loss)) st = mc_error(MC_ENAN, "PAM rounding: the selection loss of a candidate is %g", *loss);
   return st;
