@@ -41,7 +41,9 @@ done:
   return rc;
 }
 
-static mc_status dropout_fwd(dstate *st, plan *p, int i) {
+/* Dropout and normalisation run as our own steps on plain layout: the
+ * input reordered to plain, the output stored plain. */
+static mc_status plain_step_fwd(dstate *st, plan *p, int i, int kind, int per_element) {
   FWD_PROLOGUE;
   dnnl_memory_desc_t pl;
   dnnl_memory_t x;
@@ -49,9 +51,11 @@ static mc_status dropout_fwd(dstate *st, plan *p, int i) {
   MCK(dn_as_md(st, p, L, p->mem[in], &pl, 0, 1, &x));
   MCK(dn_md_init(&p->md[i], ndd, dd, 0));
   MCK(dn_set_out(st, p, i));
-  dn_push_custom(L, S_DROP_F, i, x, p->mem[i], N * dn_numel(nd), 0);
+  dn_push_custom(L, kind, i, x, p->mem[i], per_element ? N * dn_numel(nd) : N, 0);
   return MC_OK;
 }
+
+static mc_status dropout_fwd(dstate *st, plan *p, int i) { return plain_step_fwd(st, p, i, S_DROP_F, 1); }
 
 static mc_status dropout_bwd(dstate *st, plan *p, dn_bctx *b, int i) {
   BWD_PROLOGUE;
@@ -67,17 +71,7 @@ done:
   return rc;
 }
 
-static mc_status normalize_fwd(dstate *st, plan *p, int i) {
-  FWD_PROLOGUE;
-  dnnl_memory_desc_t pl;
-  dnnl_memory_t x;
-  MCK(dn_md_plain_of(&pl, &p->md[in]));
-  MCK(dn_as_md(st, p, L, p->mem[in], &pl, 0, 1, &x));
-  MCK(dn_md_init(&p->md[i], ndd, dd, 0));
-  MCK(dn_set_out(st, p, i));
-  dn_push_custom(L, S_NORM_F, i, x, p->mem[i], N, 0);
-  return MC_OK;
-}
+static mc_status normalize_fwd(dstate *st, plan *p, int i) { return plain_step_fwd(st, p, i, S_NORM_F, 0); }
 
 static mc_status normalize_bwd(dstate *st, plan *p, dn_bctx *b, int i) {
   BWD_PROLOGUE;
