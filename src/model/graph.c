@@ -702,6 +702,10 @@ void mc_model_print(const mc_model *m, FILE *f) {
     }
     fprintf(f, "]\n");
   }
+  fprintf(f, "\noutput heads (training loss = sum of weight x cross-entropy):\n");
+  for (int k = 0; k < m->n_heads; k++)
+    fprintf(f, "  head %d: %-22s weight %g%s\n", k, m->nodes[m->heads[k].node].name, (double)m->heads[k].weight,
+            k == 0 ? " (main: predictions)" : m->heads[k].train_only ? " (train-only)" : "");
   fprintf(f, "\nparameters (theta, %zu floats):\n", m->n_theta);
   for (int pass = 0; pass < 2; pass++) {
     if (pass == 1) fprintf(f, "\nBN running statistics (state, %zu floats):\n", m->n_state);
