@@ -8,11 +8,16 @@
 
 static _Thread_local char g_msg[2048];
 
+/* Formats into a scratch buffer first: callers may pass mc_errmsg() itself
+ * as an argument (to prefix the previous message), and vsnprintf into the
+ * buffer it is reading from is undefined (it truncated the message to ""). */
 mc_status mc_error(mc_status st, const char *fmt, ...) {
+  char tmp[sizeof g_msg];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(g_msg, sizeof g_msg, fmt, ap);
+  vsnprintf(tmp, sizeof tmp, fmt, ap);
   va_end(ap);
+  memcpy(g_msg, tmp, sizeof g_msg);
   return st;
 }
 
