@@ -4,6 +4,7 @@
 
 #include "eval/path.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -146,4 +147,26 @@ fail:
   free(*curve_b);
   *curve_a = *curve_b = NULL;
   return st;
+}
+
+void mc_remove_stale_tmp(const char *path) {
+  const char *slash = strrchr(path, '/');
+  const char *base = slash ? slash + 1 : path;
+  size_t dl = slash ? (size_t)(slash - path) : 0, bl = strlen(base);
+  char *dir = mc_malloc(dl + 2);
+  if (slash) memcpy(dir, path, dl ? dl : 1), dir[dl ? dl : 1] = 0;
+  else strcpy(dir, ".");
+  DIR *d = opendir(dir);
+  if (d) {
+    for (struct dirent *e; (e = readdir(d));) {
+      /* exactly base + ".tmp." + the 6 characters mkstemp filled in */
+      if (strlen(e->d_name) != bl + 11 || strncmp(e->d_name, base, bl) || strncmp(e->d_name + bl, ".tmp.", 5)) continue;
+      char *p = mc_malloc(dl + bl + 14);
+      snprintf(p, dl + bl + 14, "%s/%s", dir, e->d_name);
+      unlink(p);
+      free(p);
+    }
+    closedir(d);
+  }
+  free(dir);
 }

@@ -13,6 +13,11 @@ mc_status mc_atomic_write(const char *path, const void *buf, size_t len);
 /* Serialises j (indent 2) and writes it atomically. Does not steal j. */
 mc_status mc_json_write(const char *path, const json_t *j);
 
+/* Removes the temporaries our atomic writers leave behind when killed
+ * (path.tmp.XXXXXX next to path, the mkstemp pattern of mc_atomic_write and
+ * mc_st_write).  Call only while holding the output's lock. */
+void mc_remove_stale_tmp(const char *path);
+
 /* Creates dir and its missing parents with mkdir(2) (mode 0777 & ~umask),
  * like `mkdir -p`; an existing directory is fine, anything else in the way
  * is an error naming the component. */

@@ -544,6 +544,9 @@ static char *read_text(const char *path) {
 
 mc_status mc_model_create(mc_model **out, const char *arch,
                           const mc_arch_params *p) {
+  /* the zoo scales channel counts by it (a double to int64 conversion) */
+  if (!(p->width > 0 && p->width <= 1024))
+    return mc_error(MC_EARG, "%s: width multiplier %g: expected a number in (0, 1024]", arch, p->width);
   char *spec;
   const char *path = NULL;
   if (!strncmp(arch, "file:", 5)) path = arch + 5;
