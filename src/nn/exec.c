@@ -40,7 +40,7 @@ mc_status mc_backend_from_env(mc_backend *be) {
   *be = MC_BACKEND_AUTO;
   if (!s || !*s) return MC_OK;
   mc_status st = mc_backend_parse(s, be);
-  if (st) return mc_error(st, "MODECONN_BACKEND: %.400s", mc_errmsg());
+  if (st) return mc_error(st, "MODECONN_BACKEND=%.100s: %.400s", s, mc_errmsg());
   return MC_OK;
 }
 
