@@ -49,7 +49,7 @@ static void test_resume(void **s) {
   assert_int_equal(tu_sh("cp %s/s3a.st %s/mix.st && cp %s/full.st.train %s/mix.st.train", dir, dir, dir, dir), 0);
   assert_int_equal(tu_sh("%s train " SMALL " --epochs 3 --seed 3 --resume %s/mix.st --out %s/mix2.st 2> %s/err.txt", bin,
                          dir, dir, dir), 1);
-  assert_int_equal(tu_sh("grep -q 'epoch' %s/err.txt", dir), 0);
+  assert_int_equal(tu_sh("grep -q 'run' %s/err.txt", dir), 0); /* another run's optimizer state */
 }
 
 static void test_nan_keeps_checkpoint(void **s) {

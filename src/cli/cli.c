@@ -4,8 +4,13 @@
 #include "data/data.h"
 #include "io/results.h"
 #include "io/safetensors.h"
+#include "model/memory.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -100,6 +105,20 @@ int cli_usage(const char *cmd, const char *fmt, ...) {
   return EXIT_USAGE;
 }
 
+/* --widths: comma-separated positive integers, nothing else */
+static mc_status check_widths(const char *w) {
+  const char *q = w;
+  for (;;) {
+    char *end;
+    errno = 0;
+    long long x = strtoll(q, &end, 10);
+    if (end == q || *q == '-' || *q == '+' || *q == ' ' || errno || x < 1 || x > (1 << 24) || (*end && *end != ','))
+      return mc_error(MC_EARG, "--widths %s: expected comma-separated integers in 1..16777216, e.g. 512,512", w);
+    if (!*end) return MC_OK;
+    q = end + 1;
+  }
+}
+
 mc_status cli_arch_params(const cli_model_opts *o, mc_arch_params *p) {
   mc_arch_params_default(p);
   long long c, h, w;
@@ -107,20 +126,75 @@ mc_status cli_arch_params(const cli_model_opts *o, mc_arch_params *p) {
   if (!o->input || sscanf(o->input, "%lldx%lldx%lld%c", &c, &h, &w, &tail) != 3 || c < 1 || h < 1 || w < 1)
     return mc_error(MC_EARG, "--input %s: expected CxHxW, e.g. 1x28x28 or 3x32x32", o->input ? o->input : "");
   p->in_c = c; p->in_h = h; p->in_w = w;
-  if (o->classes < 2) return mc_error(MC_EARG, "--classes %lld: expected >= 2", (long long)o->classes);
+  if (c > (1 << 24) || h > (1 << 24) || w > (1 << 24))
+    return mc_error(MC_EARG, "--input %s: every size must be at most 16777216", o->input);
+  if (o->classes < 2 || o->classes > (1 << 24))
+    return mc_error(MC_EARG, "--classes %lld: expected 2..16777216", (long long)o->classes);
   p->classes = o->classes;
-  if (!(o->width > 0)) return mc_error(MC_EARG, "--width %g: expected > 0", o->width);
+  if (!(o->width > 0 && o->width <= 1024)) return mc_error(MC_EARG, "--width %g: expected a number in (0, 1024]", o->width);
+  mc_status st;
+  if (o->widths && (st = check_widths(o->widths))) return st;
   p->width = o->width;
   p->widths = o->widths;
   p->bn = o->bn;
   return MC_OK;
 }
 
+static size_t g_max_memory; /* 0: not set yet (auto) */
+
+/* MemAvailable from /proc/meminfo in bytes; SIZE_MAX when unknown. */
+static size_t mem_available(void) {
+  FILE *f = fopen("/proc/meminfo", "r");
+  char line[256];
+  unsigned long long kb = 0;
+  int found = 0;
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
+      found = 1;
+      break;
+    }
+  if (f) fclose(f);
+  return found && kb < SIZE_MAX / 1024 ? (size_t)kb * 1024 : SIZE_MAX;
+}
+
+static mc_status parse_bytes(const char *s, size_t *out) {
+  if (!strcmp(s, "auto")) {
+    *out = mem_available();
+    return MC_OK;
+  }
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  int shift = 0;
+  if (*end && !end[1]) shift = *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : *end == 'T' ? 40 : -1;
+  if (end == s || *s == '-' || errno || shift < 0 || (*end && end[1]) || v == 0 || v > (SIZE_MAX >> shift))
+    return mc_error(MC_EARG, "--max-memory %s: expected a positive number of bytes with an optional K, M, G or T "
+                    "suffix, or auto", s);
+  *out = (size_t)v << shift;
+  return MC_OK;
+}
+
 mc_status cli_runtime(const cli_model_opts *o, mc_backend *be) {
-  if (o->threads < 0) return mc_error(MC_EARG, "--threads %lld: expected >= 0", (long long)o->threads);
+  if (o->threads < 0 || o->threads > 1024)
+    return mc_error(MC_EARG, "--threads %lld: expected 0..1024", (long long)o->threads);
+  mc_status st;
+  if (o->max_memory && (st = parse_bytes(o->max_memory, &g_max_memory))) return st;
   if (o->threads > 0) mc_set_threads((int)o->threads);
-  if (!o->backend) return mc_backend_from_env(be);
-  return mc_backend_parse(o->backend, be);
+  if (o->backend) return mc_backend_parse(o->backend, be);
+  return mc_backend_from_env(be);
+}
+
+mc_status cli_check_memory(const mc_model *m, int64_t batch, int copies, const char *what) {
+  if (!g_max_memory) g_max_memory = mem_available();
+  mc_mem_estimate e;
+  mc_status st = mc_model_memory(m, batch, &e);
+  if (st) return st;
+  size_t total = mc_mem_total(&e, copies);
+  if (total <= g_max_memory) return MC_OK;
+  return mc_error(MC_EARG, "%s: %s would need about %.4g GB (%zu parameters x %d copies, %.4g GB of activations for a "
+                  "batch of %lld), more than the %.4g GB allowed (--max-memory; default: the available memory)",
+                  m->arch, what, (double)total / 1e9, m->n_theta, copies, (double)e.act / 1e9, (long long)batch,
+                  (double)g_max_memory / 1e9);
 }
 
 mc_status cli_load_data(const cli_data_opts *o, mc_data *d) {
@@ -138,7 +212,16 @@ mc_status cli_load_model(const char *path, const cli_model_opts *mo, mc_model **
   mc_arch_params p;
   mc_status st = cli_arch_params(mo, &p);
   if (st) return st;
-  return mc_ckpt_load(path, mo->arch, &p, m, theta, state);
+  if ((st = mc_ckpt_load(path, mo->arch, &p, m, theta, state))) return st;
+  /* every command evaluates in batches of up to 500 */
+  if ((st = cli_check_memory(*m, 500, 3, path))) {
+    free(*theta);
+    free(*state);
+    mc_model_free(*m);
+    *m = NULL;
+    *theta = *state = NULL;
+  }
+  return st;
 }
 
 mc_status cli_load_pair(const char *pa, const char *pb, const cli_model_opts *mo, mc_model **m, float **ta,
@@ -211,4 +294,53 @@ void cli_point_progress(void *arg, const mc_progress_info *p) {
     fprintf(stderr, "  t = %.4f  test loss %.4f  acc %.2f%%  (%.0fs)\n", p->t, p->test->loss,
             100 * p->test->accuracy, p->seconds);
   }
+}
+
+mc_status cli_claim_out(const char *out) {
+  struct stat sb;
+  if (stat(out, &sb) == 0 && !S_ISREG(sb.st_mode))
+    return mc_error(MC_EARG, "--out %s: exists and is not a regular file", out);
+  size_t l = strlen(out);
+  char *lp = mc_malloc(l + 8);
+  snprintf(lp, l + 8, "%s.lock", out);
+  /* the descriptor stays open (and locked) until the process exits */
+  int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  mc_status st = MC_OK;
+  if (fd < 0)
+    st = mc_error(MC_EIO, "--out %s: cannot create files there (%s: %s)", out, lp, strerror(errno));
+  else if (flock(fd, LOCK_EX | LOCK_NB) != 0)
+    st = mc_error(MC_EIO, "--out %s: another process is writing it (%s is locked)", out, lp);
+  else if (access(out, F_OK) == 0 && access(out, W_OK) != 0)
+    st = mc_error(MC_EIO, "--out %s: %s", out, strerror(errno));
+  if (st && fd >= 0) close(fd);
+  free(lp);
+  if (st) return st;
+  char *tp = mc_malloc(l + 8);
+  snprintf(tp, l + 8, "%s.train", out);
+  mc_remove_stale_tmp(out);
+  mc_remove_stale_tmp(tp);
+  free(tp);
+  return MC_OK;
+}
+
+mc_status cli_sgd_check(const cli_sgd_opts *o, int preset) {
+  const int64_t e0 = preset ? 0 : 1;
+  if (o->epochs < e0 || o->epochs > 1000000)
+    return mc_error(MC_EARG, "--epochs %lld: expected %lld..1000000%s", (long long)o->epochs, (long long)e0,
+                    preset ? " (0 = the preset's)" : "");
+  if (o->batch < 2 || o->batch > CLI_MAX_BATCH)
+    return mc_error(MC_EARG, "--batch %lld: expected 2..%lld", (long long)o->batch, (long long)CLI_MAX_BATCH);
+  if (!(o->lr > 0 || (preset && o->lr == 0)))
+    return mc_error(MC_EARG, "--lr %g: expected a number > 0%s", o->lr, preset ? " (0 = the preset's)" : "");
+  if (!(o->momentum >= 0 && o->momentum < 1))
+    return mc_error(MC_EARG, "--momentum %g: expected a number in [0, 1)", o->momentum);
+  if (!(o->wd >= 0 && o->wd <= 1)) return mc_error(MC_EARG, "--wd %g: expected a number in [0, 1]", o->wd);
+  if (o->crop < -1 || o->crop > 1024)
+    return mc_error(MC_EARG, "--crop %lld: expected -1 (dataset default) or 0..1024", (long long)o->crop);
+  if (o->eval_every < 0 || o->eval_every > 1000000)
+    return mc_error(MC_EARG, "--eval-every %lld: expected 0..1000000", (long long)o->eval_every);
+  if (o->seed < 0) return mc_error(MC_EARG, "--seed %lld: expected >= 0", (long long)o->seed);
+  if (strcmp(o->flip, "on") && strcmp(o->flip, "off") && strcmp(o->flip, "auto"))
+    return mc_error(MC_EARG, "--flip %s: expected on, off or auto", o->flip);
+  return MC_OK;
 }

@@ -45,6 +45,7 @@ typedef struct {
   int bn;
   int64_t threads;
   const char *backend;
+  const char *max_memory;
 } cli_model_opts;
 
 #define CLI_MODEL_OPTS(o)                                                     \
@@ -61,10 +62,19 @@ typedef struct {
   {"threads", OPT_INT, &(o).threads, "0", "threads (0 = all cores)"},       \
   {"backend", OPT_STR, &(o).backend, NULL,                                   \
    "compute path: dnnl (oneDNN), ref (reference ops on OpenBLAS), or auto "   \
-   "(dnnl for models with convolutions, else ref) (default: $MODECONN_BACKEND, else auto)"}
+   "(dnnl for models with convolutions, else ref) (default: $MODECONN_BACKEND, else auto)"}, \
+  {"max-memory", OPT_STR, &(o).max_memory, "auto",                            \
+   "refuse to start when the estimated memory (parameters, optimizer state, " \
+   "activations of a batch) exceeds this many bytes (suffix K, M, G or T; "   \
+   "auto = MemAvailable in /proc/meminfo)"}
 
 mc_status cli_arch_params(const cli_model_opts *o, mc_arch_params *p);
 mc_status cli_runtime(const cli_model_opts *o, mc_backend *be);
+/* Refuses (MC_EARG, with the numbers) when m with `copies` parameter-sized
+ * vectors and a batch of `batch` is estimated to exceed --max-memory. */
+mc_status cli_check_memory(const mc_model *m, int64_t batch, int copies, const char *what);
+/* Batch-size flags: 1..CLI_MAX_BATCH. */
+#define CLI_MAX_BATCH ((int64_t)1 << 24)
 
 /* Data options shared by every command that reads a dataset. */
 typedef struct {
@@ -103,6 +113,23 @@ typedef struct {
 mc_status cli_pair_load(const char *pa, const char *pb, const cli_model_opts *mo, const cli_data_opts *dopt,
                         cli_pair *p);
 void cli_pair_free(cli_pair *p);
+/* The SGD flags train and curve train share, validated by one function:
+ * epochs >= 1 (0 = the preset's when preset), batch 2..CLI_MAX_BATCH,
+ * lr > 0 (0 = preset), momentum in [0, 1), wd >= 0, crop -1..1024,
+ * eval-every >= 0, seed >= 0, flip on|off|auto. */
+typedef struct {
+  int64_t epochs, batch, seed, crop, eval_every;
+  double lr, momentum, wd;
+  const char *flip;
+  int no_nesterov;
+} cli_sgd_opts;
+mc_status cli_sgd_check(const cli_sgd_opts *o, int preset);
+
+/* Claims an output file before any work: takes an advisory lock
+ * (flock on OUT.lock, kept until exit) so two processes cannot write the
+ * same OUT, which also proves its directory writable; then removes stale
+ * temporaries of OUT and OUT.train left by a killed run. */
+mc_status cli_claim_out(const char *out);
 /* Writes JSON atomically if path is non-NULL; takes ownership of j. */
 mc_status cli_write_json(const char *path, json_t *j);
 

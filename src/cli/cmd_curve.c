@@ -5,6 +5,7 @@
 #include "align/align.h"
 #include "curve/curve.h"
 #include "curve_pam.h"
+#include "io/results.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -35,11 +36,10 @@ static int cmd_curve_train(int argc, char **argv) {
       cmd_curve_train};
   cli_model_opts mo;
   cli_data_opts dopt;
-  const char *pa, *pb, *out, *align_s, *kind_s, *sched, *preset, *log, *flip, *method_s, *perm_out;
+  const char *pa, *pb, *out, *align_s, *kind_s, *sched, *preset, *log, *method_s, *perm_out;
   cli_pam_opts po;
-  int64_t bends, epochs, batch, seed, samples, crop, eval_every, bn_samples;
-  double lr, momentum, wd;
-  int no_nesterov;
+  int64_t bends, samples, bn_samples;
+  cli_sgd_opts so;
   cli_opt opts[] = {{"a", OPT_STR, &pa, NULL, "endpoint A (t = 0)"},
                     {"b", OPT_STR, &pb, NULL, "endpoint B (t = 1)"},
                     {"out", OPT_STR, &out, NULL, "curve file to write"},
@@ -48,17 +48,17 @@ static int cmd_curve_train(int argc, char **argv) {
                     {"kind", OPT_STR, &kind_s, "bezier", "bezier (degree bends+1), chain (polygonal) or linear"},
                     {"bends", OPT_INT, &bends, "1", "number of trainable bends (bezier 1 = the paper's quadratic)"},
                     {"preset", OPT_STR, &preset, "auto", "auto, cifar or fashion (see above)"},
-                    {"epochs", OPT_INT, &epochs, "0", "epochs (0 = preset)"},
-                    {"lr", OPT_DOUBLE, &lr, "0", "learning rate (0 = preset)"},
+                    {"epochs", OPT_INT, &so.epochs, "0", "epochs (0 = preset)"},
+                    {"lr", OPT_DOUBLE, &so.lr, "0", "learning rate (0 = preset)"},
                     {"schedule", OPT_STR, &sched, NULL, "lr schedule (default: preset), as in 'train'"},
-                    {"batch", OPT_INT, &batch, "128", "minibatch size"},
-                    {"momentum", OPT_DOUBLE, &momentum, "0.9", "SGD momentum"},
-                    {"no-nesterov", OPT_FLAG, &no_nesterov, NULL, "plain momentum instead of Nesterov"},
-                    {"wd", OPT_DOUBLE, &wd, "5e-4", "L2 coefficient on theta(t): loss += wd/2 ||theta(t)||^2"},
-                    {"seed", OPT_INT, &seed, "1", "seed: t samples, shuffling, augmentation"},
-                    {"crop", OPT_INT, &crop, "-1", "random-crop padding (-1 = dataset default)"},
-                    {"flip", OPT_STR, &flip, "auto", "random horizontal flip: on, off, auto"},
-                    {"eval-every", OPT_INT, &eval_every, "5", "evaluate theta(0.5) (BN recomputed) every N epochs"},
+                    {"batch", OPT_INT, &so.batch, "128", "minibatch size"},
+                    {"momentum", OPT_DOUBLE, &so.momentum, "0.9", "SGD momentum"},
+                    {"no-nesterov", OPT_FLAG, &so.no_nesterov, NULL, "plain momentum instead of Nesterov"},
+                    {"wd", OPT_DOUBLE, &so.wd, "5e-4", "L2 coefficient on theta(t): loss += wd/2 ||theta(t)||^2"},
+                    {"seed", OPT_INT, &so.seed, "1", "seed: t samples, shuffling, augmentation"},
+                    {"crop", OPT_INT, &so.crop, "-1", "random-crop padding (-1 = dataset default)"},
+                    {"flip", OPT_STR, &so.flip, "auto", "random horizontal flip: on, off, auto"},
+                    {"eval-every", OPT_INT, &so.eval_every, "5", "evaluate theta(0.5) (BN recomputed) every N epochs"},
                     {"bn-samples", OPT_INT, &bn_samples, "10000", "images for the BN recompute of those evaluations"},
                     {"log", OPT_STR, &log, NULL, "JSON-lines log (default: OUT.log.jsonl)"},
                     {"perm-out", OPT_STR, &perm_out, NULL,
@@ -86,8 +86,10 @@ static int cmd_curve_train(int argc, char **argv) {
   mc_backend be;
   mc_status st;
   if ((st = mc_curve_kind_parse(kind_s, &kind)) || (st = mc_align_method_parse(align_s, &method, &no_align)) ||
-      (st = cli_runtime(&mo, &be)))
+      (st = cli_sgd_check(&so, 1)) || (st = cli_runtime(&mo, &be)))
     return cli_fail(st);
+  if (samples < 1 || bn_samples < 1)
+    return cli_usage("curve train", "--samples and --bn-samples must be >= 1");
   const int pam = !strcmp(method_s, "pam");
   double nu = 0;
   if (!pam && strcmp(method_s, "bezier")) return cli_usage("curve train", "--method %s: expected bezier or pam", method_s);
@@ -99,35 +101,41 @@ static int cmd_curve_train(int argc, char **argv) {
   else if (bends < 1 || bends > 64) return cli_usage("curve train", "--bends must be in 1..64");
   if (strcmp(preset, "auto") && strcmp(preset, "cifar") && strcmp(preset, "fashion"))
     return cli_usage("curve train", "--preset %s: expected auto, cifar or fashion", preset);
+  /* before any work: the output is ours and writable */
+  if ((st = cli_claim_out(out))) return cli_fail(st);
   mc_data d;
   if ((st = cli_load_data(&dopt, &d))) return cli_fail(st);
   int cifar = !strcmp(preset, "cifar") || (!strcmp(preset, "auto") && !strncmp(d.name, "cifar", 5));
   mc_curve_train_cfg cfg = {0};
-  cfg.epochs = epochs > 0 ? epochs : cifar ? 250 : 20;
-  cfg.batch = batch;
-  cfg.momentum = momentum;
-  cfg.wd = wd;
-  cfg.nesterov = !no_nesterov;
-  cfg.seed = (uint64_t)seed;
-  cfg.eval_every = (int)eval_every;
+  cfg.epochs = so.epochs > 0 ? so.epochs : cifar ? 250 : 20;
+  cfg.batch = so.batch;
+  cfg.momentum = so.momentum;
+  cfg.wd = so.wd;
+  cfg.nesterov = !so.no_nesterov;
+  cfg.seed = (uint64_t)so.seed;
+  cfg.eval_every = (int)so.eval_every;
   cfg.bn_samples = bn_samples;
   cfg.test_samples = dopt.test_subset;
-  cfg.aug.crop_pad = crop >= 0 ? (int)crop : d.default_crop_pad;
-  cfg.aug.flip = !strcmp(flip, "auto") ? d.default_flip : !strcmp(flip, "on");
+  cfg.aug.crop_pad = so.crop >= 0 ? (int)so.crop : d.default_crop_pad;
+  cfg.aug.flip = !strcmp(so.flip, "auto") ? d.default_flip : !strcmp(so.flip, "on");
   if ((st = mc_schedule_parse(sched ? sched : cifar ? "paper" : "cosine", &cfg.sched))) {
     mc_data_free(&d);
     return cli_fail(st);
   }
-  cfg.sched.lr = lr > 0 ? lr : cifar ? 0.1 : 0.05;
+  cfg.sched.lr = so.lr > 0 ? so.lr : cifar ? 0.1 : 0.05;
   cfg.sched.epochs = cfg.epochs;
   char *logbuf = mc_malloc(strlen(out) + 16);
   sprintf(logbuf, "%s.log.jsonl", out);
   cfg.log_path = log ? log : logbuf;
+  mc_remove_stale_tmp(cfg.log_path);
 
   mc_curve_file cf = {0};
   float *tb = NULL, *sb = NULL;
   mc_alignment al = {0};
   if ((st = cli_load_pair(pa, pb, &mo, &cf.m, &cf.a, &cf.sa, &tb, &sb))) goto done;
+  /* A, B, B aligned, the bends with their gradients and momenta, theta(t) and its gradient */
+  if ((st = cli_check_memory(cf.m, so.batch < d.train.n ? so.batch : d.train.n, 5 + 3 * (int)bends, "curve training")))
+    goto done;
   cf.b = mc_aligned_alloc(sizeof(float) * cf.m->n_theta);
   cf.sb = mc_aligned_alloc(sizeof(float) * (cf.m->n_state + 1));
   snprintf(cf.align, sizeof cf.align, "%s", align_s);
@@ -137,7 +145,7 @@ static int cmd_curve_train(int argc, char **argv) {
     mc_alignment_init_identity(&al, cf.m);
   } else {
     fprintf(stderr, "aligning %s to %s (%s)\n", pb, pa, align_s);
-    st = mc_align_run(cf.m, method, cf.a, cf.sa, tb, sb, &d.train, samples, 500, (uint64_t)seed, be, &al, cf.b,
+    st = mc_align_run(cf.m, method, cf.a, cf.sa, tb, sb, &d.train, samples, 500, (uint64_t)so.seed, be, &al, cf.b,
                       cf.sb);
     if (st) goto done;
     mc_alignment_print(stdout, cf.m, &al);

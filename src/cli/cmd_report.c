@@ -7,6 +7,7 @@
 #include "io/results.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,29 +53,36 @@ static double num(const json_t *j, const char *path) {
   return cur && json_is_number(cur) ? json_number_value(cur) : NAN;
 }
 
-static double *series(const json_t *j, const char *key, int *n, double scale) {
-  const json_t *a = json_object_get(j, key);
-  *n = (int)json_array_size(a);
-  double *v = mc_malloc(sizeof(double) * (size_t)(*n + 1));
-  for (int i = 0; i < *n; i++) v[i] = scale * json_number_value(json_array_get(a, (size_t)i));
-  return v;
+/* One series of a path JSON, as many values as its "t" array. */
+static mc_status series(const json_t *j, const char *file, const char *key, double scale, double **v, int *n) {
+  size_t nt, len;
+  double *t;
+  mc_status st = mc_json_doubles(j, file, "t", SIZE_MAX, 0, &t, &nt);
+  free(t);
+  if (!st && nt > 1000000) st = mc_error(MC_EFORMAT, "%s: 't' has %zu points (at most 1000000)", file, nt);
+  if (!st) st = mc_json_doubles(j, file, key, nt, 0, v, &len);
+  if (st) return st;
+  for (size_t i = 0; i < len; i++) (*v)[i] *= scale;
+  *n = (int)len;
+  return MC_OK;
 }
 
 static const char *PATHS[4] = {"interp_unaligned.json", "interp_aligned.json", "curve_unaligned.json",
                                "curve_aligned.json"};
 static const char *LABELS[4] = {"line, unaligned", "line, aligned", "Bezier curve, unaligned", "Bezier curve, aligned"};
 
-static mc_status path_plots(const char *out, json_t **pj) {
+static mc_status path_plots(const char *run, const char *out, json_t **pj) {
   mc_status st = MC_OK;
   const char *what[2] = {"test_accuracy", "test_loss"};
   for (int w = 0; w < 2 && !st; w++) {
     mc_series s[4];
-    double *x[4], *y[4];
-    for (int i = 0; i < 4; i++) {
-      int n1, n2;
-      x[i] = series(pj[i], "t", &n1, 1);
-      y[i] = series(pj[i], what[w], &n2, w == 0 ? 100 : 1);
-      s[i] = (mc_series){LABELS[i], x[i], y[i], n1 < n2 ? n1 : n2};
+    double *x[4] = {0}, *y[4] = {0};
+    for (int i = 0; i < 4 && !st; i++) {
+      char file[1200];
+      snprintf(file, sizeof file, "%s/%s", run, PATHS[i]);
+      int n = 0;
+      if (!(st = series(pj[i], file, "t", 1, &x[i], &n))) st = series(pj[i], file, what[w], w == 0 ? 100 : 1, &y[i], &n);
+      s[i] = (mc_series){LABELS[i], x[i], y[i], n};
     }
     const char *ext[2] = {"png", "svg"};
     for (int e = 0; e < 2 && !st; e++) {
@@ -114,29 +122,16 @@ int cmd_report(int argc, char **argv) {
   for (int i = 0; i < 4; i++) pj[i] = load(run, PATHS[i], &st);
   strbuf b = {0};
   if (st) goto done;
-  {
-    char cmdline[1200];
-    snprintf(cmdline, sizeof cmdline, "mkdir -p '%s'", out);
-    if (system(cmdline) != 0) {
-      st = mc_error(MC_EIO, "%s: cannot create the report directory", out);
-      goto done;
-    }
-  }
-  if ((st = path_plots(out, pj))) goto done;
+  if ((st = mc_mkdir_p(out))) goto done;
+  if ((st = path_plots(run, out, pj))) goto done;
   {
     /* plane figures from the JSON grids */
-    int G = (int)json_integer_value(json_object_get(plane, "grid")), n;
-    mc_plane_result pr = {G, series(plane, "a", &n, 1), series(plane, "b", &n, 1), series(plane, "test_loss", &n, 1),
-                          series(plane, "test_accuracy", &n, 1), num(plane, "x_norm"), num(plane, "y_perp_norm"),
-                          num(plane, "theta2_a")};
-    if (G < 2 || n != G * G) {
-      st = mc_error(MC_EFORMAT, "%s/plane_aligned.json: grid %d but %d values", run, G, n);
-      mc_plane_result_free(&pr);
-      goto done;
-    }
+    char file[1200], prefix[1200];
+    snprintf(file, sizeof file, "%s/plane_aligned.json", run);
+    mc_plane_result pr;
+    double *ca, *cb;
     int nc;
-    double *ca = series(plane, "curve_a", &nc, 1), *cb = series(plane, "curve_b", &nc, 1);
-    char prefix[1200];
+    if ((st = mc_plane_from_json(plane, file, &pr, &ca, &cb, &nc))) goto done;
     snprintf(prefix, sizeof prefix, "%s/plane_aligned", out);
     st = cli_plot_plane(prefix, "plane of A, B' (aligned), Bezier bend", &pr, ca, cb, nc);
     mc_plane_result_free(&pr);

@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include "data/data.h"
+#include "io/results.h"
 #include "io/safetensors.h"
 #include "train/train.h"
 
@@ -16,24 +17,22 @@ int cmd_train(int argc, char **argv) {
       "--arch A --data D --epochs E --seed S [--out FILE] [options]", cmd_train};
   cli_model_opts mo;
   cli_data_opts dopt;
-  int64_t epochs, batch, seed, crop, eval_every;
-  double lr, momentum, wd;
-  const char *sched, *out, *resume, *log, *flip;
-  int no_nesterov;
+  cli_sgd_opts so;
+  const char *sched, *out, *resume, *log;
   cli_opt opts[] = {CLI_MODEL_OPTS(mo),
                     CLI_DATA_OPTS(dopt),
-                    {"epochs", OPT_INT, &epochs, "10", "epochs"},
-                    {"seed", OPT_INT, &seed, "1", "seed: initialisation, shuffling, augmentation"},
-                    {"batch", OPT_INT, &batch, "128", "minibatch size"},
-                    {"lr", OPT_DOUBLE, &lr, "0.05", "base learning rate"},
-                    {"momentum", OPT_DOUBLE, &momentum, "0.9", "SGD momentum"},
-                    {"no-nesterov", OPT_FLAG, &no_nesterov, NULL, "plain momentum instead of Nesterov"},
-                    {"wd", OPT_DOUBLE, &wd, "5e-4", "weight decay (added to the gradient, as torch.optim.SGD)"},
+                    {"epochs", OPT_INT, &so.epochs, "10", "epochs"},
+                    {"seed", OPT_INT, &so.seed, "1", "seed: initialisation, shuffling, augmentation"},
+                    {"batch", OPT_INT, &so.batch, "128", "minibatch size"},
+                    {"lr", OPT_DOUBLE, &so.lr, "0.05", "base learning rate"},
+                    {"momentum", OPT_DOUBLE, &so.momentum, "0.9", "SGD momentum"},
+                    {"no-nesterov", OPT_FLAG, &so.no_nesterov, NULL, "plain momentum instead of Nesterov"},
+                    {"wd", OPT_DOUBLE, &so.wd, "5e-4", "weight decay (added to the gradient, as torch.optim.SGD)"},
                     {"schedule", OPT_STR, &sched, "cosine",
                      "lr schedule: const, step[:EPOCHS[:GAMMA]], cosine, paper (0.5^floor(e/20)*0.9996^e), garipov"},
-                    {"crop", OPT_INT, &crop, "-1", "random-crop padding in pixels (-1 = dataset default: 2 for 28x28, 4 for CIFAR)"},
-                    {"flip", OPT_STR, &flip, "auto", "random horizontal flip: on, off, auto (on for CIFAR only)"},
-                    {"eval-every", OPT_INT, &eval_every, "1", "evaluate on the test set every N epochs (the last always)"},
+                    {"crop", OPT_INT, &so.crop, "-1", "random-crop padding in pixels (-1 = dataset default: 2 for 28x28, 4 for CIFAR)"},
+                    {"flip", OPT_STR, &so.flip, "auto", "random horizontal flip: on, off, auto (on for CIFAR only)"},
+                    {"eval-every", OPT_INT, &so.eval_every, "1", "evaluate on the test set every N epochs (the last always)"},
                     {"out", OPT_STR, &out, NULL, "checkpoint to write (safetensors); OUT.train holds the optimizer state"},
                     {"resume", OPT_STR, &resume, NULL, "continue a run from this checkpoint (and its .train file)"},
                     {"log", OPT_STR, &log, NULL, "JSON-lines log, one record per epoch (default: OUT.log.jsonl)"},
@@ -41,28 +40,25 @@ int cmd_train(int argc, char **argv) {
                     {0}};
   int r = cli_parse(&cmd, opts, argc, argv);
   if (r >= 0) return r;
-  if (epochs < 1) return cli_usage("train", "--epochs must be >= 1");
-  if (batch < 2) return cli_usage("train", "--batch must be >= 2");
-  if (!(lr > 0)) return cli_usage("train", "--lr must be > 0");
-  if (strcmp(flip, "on") && strcmp(flip, "off") && strcmp(flip, "auto"))
-    return cli_usage("train", "--flip %s: expected on, off or auto", flip);
   mc_backend be;
-  mc_status st = cli_runtime(&mo, &be);
-  if (st) return cli_fail(st);
+  mc_status st;
+  if ((st = cli_sgd_check(&so, 0)) || (st = cli_runtime(&mo, &be))) return cli_fail(st);
+  /* before any work: the output is ours and writable */
+  if (out && (st = cli_claim_out(out))) return cli_fail(st);
   mc_train_cfg cfg = {0};
-  cfg.epochs = epochs;
-  cfg.batch = batch;
-  cfg.momentum = momentum;
-  cfg.wd = wd;
-  cfg.nesterov = !no_nesterov;
-  cfg.seed = (uint64_t)seed;
+  cfg.epochs = so.epochs;
+  cfg.batch = so.batch;
+  cfg.momentum = so.momentum;
+  cfg.wd = so.wd;
+  cfg.nesterov = !so.no_nesterov;
+  cfg.seed = (uint64_t)so.seed;
   cfg.out = out;
   cfg.resume = resume;
-  cfg.eval_every = (int)eval_every;
+  cfg.eval_every = (int)so.eval_every;
   cfg.data_name = dopt.data;
   if ((st = mc_schedule_parse(sched, &cfg.sched))) return cli_fail(st);
-  cfg.sched.lr = lr;
-  cfg.sched.epochs = epochs;
+  cfg.sched.lr = so.lr;
+  cfg.sched.epochs = so.epochs;
   char *logbuf = NULL;
   if (log) cfg.log_path = log;
   else if (out) {
@@ -70,10 +66,11 @@ int cmd_train(int argc, char **argv) {
     sprintf(logbuf, "%s.log.jsonl", out);
     cfg.log_path = logbuf;
   }
+  if (cfg.log_path) mc_remove_stale_tmp(cfg.log_path);
   mc_data d;
   if ((st = cli_load_data(&dopt, &d))) return cli_fail(st);
-  cfg.aug.crop_pad = crop >= 0 ? (int)crop : d.default_crop_pad;
-  cfg.aug.flip = !strcmp(flip, "auto") ? d.default_flip : !strcmp(flip, "on");
+  cfg.aug.crop_pad = so.crop >= 0 ? (int)so.crop : d.default_crop_pad;
+  cfg.aug.flip = !strcmp(so.flip, "auto") ? d.default_flip : !strcmp(so.flip, "on");
   mc_model *m = NULL;
   float *theta = NULL, *state = NULL;
   if (resume) {
@@ -87,18 +84,20 @@ int cmd_train(int argc, char **argv) {
       if (p.classes < d.train.classes) p.classes = d.train.classes;
       st = mc_model_create(&m, mo.arch, &p);
     }
+    /* theta, grad, momentum and the executor's copies, before any of them */
+    if (!st) st = cli_check_memory(m, so.batch < d.train.n ? so.batch : d.train.n, 5, "training");
     if (!st) {
       theta = mc_aligned_alloc(sizeof(float) * m->n_theta);
       state = mc_aligned_alloc(sizeof(float) * (m->n_state + 1));
-      mc_model_init(m, theta, state, (uint64_t)seed);
+      mc_model_init(m, theta, state, (uint64_t)so.seed);
       mc_dataset_mean_std(&d.train, m->norm_mean, m->norm_std);
     }
   }
   if (!st) {
     fprintf(stderr, "training %s (%zu parameters) on %s: %lld train / %lld test images, %lld epochs, batch %lld, "
                     "lr %g (%s), seed %lld, %d threads, backend %s\n",
-            m->arch, m->n_theta, d.name, (long long)d.train.n, (long long)d.test.n, (long long)epochs,
-            (long long)batch, lr, sched, (long long)seed, mc_get_threads(), mc_backend_name(mc_backend_for(m, be)));
+            m->arch, m->n_theta, d.name, (long long)d.train.n, (long long)d.test.n, (long long)so.epochs,
+            (long long)so.batch, so.lr, sched, (long long)so.seed, mc_get_threads(), mc_backend_name(mc_backend_for(m, be)));
     st = mc_train(&cfg, m, theta, state, &d, be);
   }
   if (!st && out) fprintf(stderr, "wrote %s\n", out);

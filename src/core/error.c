@@ -10,9 +10,10 @@
 
 static _Thread_local char g_msg[2048];
 
+/* Formats into a scratch buffer first: callers may pass mc_errmsg() itself
+ * as an argument (to prefix the previous message), and vsnprintf into the
+ * buffer it is reading from is undefined (it truncated the message to ""). */
 mc_status mc_error(mc_status st, const char *fmt, ...) {
-  /* formatted into a local buffer first: an argument may be mc_errmsg()
-   * itself (a message that wraps the previous one) */
   char tmp[sizeof g_msg];
   va_list ap;
   va_start(ap, fmt);

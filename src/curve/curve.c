@@ -159,11 +159,9 @@ mc_status mc_curve_train(const mc_curve_train_cfg *cfg, const mc_model *m, mc_cu
   float *x = mc_aligned_alloc(sizeof(float) * (size_t)(B * tr->c * tr->h * tr->w));
   int32_t *y = mc_malloc(sizeof(int32_t) * (size_t)B);
   int64_t *order = mc_malloc(sizeof(int64_t) * (size_t)tr->n);
-  FILE *log = cfg->log_path ? fopen(cfg->log_path, cfg->log_append ? "a" : "w") : NULL;
-  if (cfg->log_path && !log) {
-    st = mc_error(MC_EIO, "%s: cannot open log file", cfg->log_path);
-    goto out;
-  }
+  mc_log log;
+  if ((st = mc_log_begin(&log, cfg->log_path, 0))) goto out;
+  log.append = cfg->log_append; /* PAM: the phi-step's records follow the P-step's */
   const mc_epoch_loop L = {"curve", e, tr, &cfg->aug, B, cfg->seed, order, x, y};
   curve_job job = {cfg, m, c, e, theta, grad, state, gb, mom};
   for (int64_t ep = 0; ep < cfg->epochs; ep++) {
@@ -177,11 +175,13 @@ mc_status mc_curve_train(const mc_curve_train_cfg *cfg, const mc_model *m, mc_cu
       if ((st = mc_bn_recompute(ev, theta, state, tr, cfg->bn_samples))) goto out;
       if ((st = mc_evaluate(ev, theta, state, &d->test, cfg->test_samples, &mid))) goto out;
     }
-    mc_epoch_report(log, "curve epoch", ep + 1, cfg->epochs, "train (random t)", &es, lr, "t=0.5 test", "mid_test",
-                    &mid);
+    if ((st = mc_epoch_report(&log, "curve epoch", ep + 1, cfg->epochs, "train (random t)", &es, lr, "t=0.5 test",
+                              "mid_test", &mid)))
+      goto out;
   }
-out:
-  if (log) fclose(log);
+out:;
+  mc_status st2 = mc_log_end(&log);
+  if (!st) st = st2;
   for (int k = 0; k < c->n_bends; k++) {
     free(gb[k]);
     free(mom[k]);

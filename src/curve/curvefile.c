@@ -2,6 +2,7 @@
  * file, under name prefixes (see curve.h). */
 #include "curve/curve.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,15 +42,19 @@ mc_status mc_curve_load(const char *path, mc_curve_file *cf) {
     mc_st_free(&f);
     return mc_error(MC_EFORMAT, "%s: not a curve file (no modeconn.curve.kind / modeconn.curve.bends metadata)", path);
   }
+  /* every message is formatted before mc_st_free: kind and nb point into f */
   if ((st = mc_curve_kind_parse(kind, &cf->c.kind))) {
+    st = mc_error(MC_EFORMAT, "%s: metadata modeconn.curve.kind: %s", path, mc_errmsg());
     mc_st_free(&f);
-    return mc_error(MC_EFORMAT, "%s: metadata modeconn.curve.kind: %s", path, mc_errmsg());
+    return st;
   }
   char *end;
+  errno = 0;
   long k = strtol(nb, &end, 10);
-  if (*end || k < 0 || k > 64) {
+  if (end == nb || *end || errno || k < 0 || k > 64) {
+    st = mc_error(MC_EFORMAT, "%s: metadata modeconn.curve.bends = '%.100s': expected an integer in 0..64", path, nb);
     mc_st_free(&f);
-    return mc_error(MC_EFORMAT, "%s: metadata modeconn.curve.bends = '%s': expected 0..64", path, nb);
+    return st;
   }
   mc_arch_params p;
   mc_arch_params_default(&p);
@@ -58,6 +63,20 @@ mc_status mc_curve_load(const char *path, mc_curve_file *cf) {
     return st;
   }
   const mc_model *m = cf->m;
+  /* every part present with the right shapes before sizing anything by the
+   * metadata's architecture */
+  st = mc_ckpt_check(&f, m, "a.", 1, 0);
+  if (!st) st = mc_ckpt_check(&f, m, "b.", 1, 0);
+  for (long i = 0; i < k && !st; i++) {
+    char pre[32];
+    snprintf(pre, sizeof pre, "bend%ld.", i + 1);
+    st = mc_ckpt_check(&f, m, pre, 0, 0);
+  }
+  if (st) {
+    mc_st_free(&f);
+    mc_curve_file_free(cf);
+    return st;
+  }
   cf->c.n_bends = (int)k;
   cf->c.n = m->n_theta;
   cf->a = mc_aligned_alloc(sizeof(float) * m->n_theta);

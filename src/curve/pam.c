@@ -357,7 +357,10 @@ mc_status mc_pam_run(const mc_pam_cfg *cfg, const mc_model *m, const float *a, c
         mc_epoch_stats es;
         if ((st = mc_run_epoch(&L, ep, lr, pstep_batch, &job, &es))) break;
         mc_metrics none = {NAN, NAN, 0};
-        mc_epoch_report(log, "pam P-step epoch", ep + 1, cfg->p_epochs, "train (random t)", &es, lr, "", "", &none);
+        mc_log lg = {log ? cfg->log_path : NULL, log, 1}; /* the open file; closed below */
+        if ((st = mc_epoch_report(&lg, "pam P-step epoch", ep + 1, cfg->p_epochs, "train (random t)", &es, lr, "", "",
+                                  &none)))
+          break;
         double dist = 0, offmass = 0;
         int64_t units = 0;
         for (int g = 0; g < G; g++) {

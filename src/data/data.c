@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #define FASHION_DEFAULT_DIR "/usr/share/datasets/fashion-mnist"
@@ -37,6 +38,8 @@ typedef struct {
   const char *path;
   int64_t off; /* uncompressed bytes consumed so far */
   int gz;      /* 1 when the file is gzip-compressed */
+  int cut;     /* zlib saw the compressed stream end early */
+  uLong crc;   /* CRC-32 of the uncompressed bytes so far */
   mc_status st; /* status of the last failed read */
 } idx_reader;
 
@@ -54,6 +57,7 @@ static mc_status rd_open(idx_reader *r, const char *path) {
                     errno ? strerror(errno) : "out of memory");
   gzbuffer(r->f, 1 << 17);
   r->gz = !gzdirect(r->f);
+  r->crc = crc32(0L, Z_NULL, 0);
   return MC_OK;
 }
 
@@ -73,7 +77,10 @@ static int64_t rd_some(idx_reader *r, uint8_t *buf, int64_t n) {
     if (k < 0) {
       int zerr = 0;
       const char *msg = gzerror(r->f, &zerr);
-      if (zerr == Z_BUF_ERROR) break; /* gzip stream cut short: truncated */
+      if (zerr == Z_BUF_ERROR) { /* gzip stream cut short: truncated */
+        r->cut = 1;
+        break;
+      }
       /* zlib prefixes its message with the path: drop it */
       size_t pl = strlen(r->path);
       if (!strncmp(msg, r->path, pl) && !strncmp(msg + pl, ": ", 2))
@@ -87,6 +94,7 @@ static int64_t rd_some(idx_reader *r, uint8_t *buf, int64_t n) {
       return -1;
     }
     if (k == 0) break;
+    r->crc = crc32(r->crc, buf + got, (uInt)k);
     got += k;
   }
   r->off += got;
@@ -145,13 +153,34 @@ static mc_status idx_header(idx_reader *r, uint32_t magic, int ndim,
   return MC_OK;
 }
 
+/* At the end of a gzip file's data: zlib ignores a missing CRC/size
+ * trailer (it reports a cut stream only as a short read) and junk after the
+ * member, so check both here: the last 8 bytes of the file must be the
+ * trailer of exactly the data read (RFC 1952: CRC-32, then ISIZE, both
+ * little-endian).  Multi-member files are rejected by this too. */
+static mc_status rd_gz_trailer(idx_reader *r) {
+  if (r->cut)
+    return mc_error(MC_EFORMAT, "%s: gzip stream truncated after uncompressed byte %lld (missing CRC/size trailer)",
+                    r->path, (long long)r->off);
+  uint8_t t[8] = {0};
+  FILE *f = fopen(r->path, "rb");
+  int ok = f && fseek(f, -8, SEEK_END) == 0 && fread(t, 1, 8, f) == 8;
+  if (f) fclose(f);
+  uint32_t crc = (uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 | (uint32_t)t[3] << 24;
+  uint32_t isize = (uint32_t)t[4] | (uint32_t)t[5] << 8 | (uint32_t)t[6] << 16 | (uint32_t)t[7] << 24;
+  if (!ok || crc != (uint32_t)r->crc || isize != (uint32_t)r->off)
+    return mc_error(MC_EFORMAT, "%s: the file does not end with the gzip trailer of its %lld uncompressed bytes "
+                    "(junk after the gzip data, or several gzip members)", r->path, (long long)r->off);
+  return MC_OK;
+}
+
 /* After all the data: the file must end here. */
 static mc_status rd_expect_eof(idx_reader *r, const char *what) {
   uint8_t tmp[4096];
   int64_t at = r->off;
   int64_t got = rd_some(r, tmp, 1);
   if (got < 0) return r->st;
-  if (got == 0) return MC_OK;
+  if (got == 0) return r->gz ? rd_gz_trailer(r) : MC_OK;
   int64_t extra = 1;
   for (;;) {
     int64_t k = rd_some(r, tmp, (int64_t)sizeof tmp);
@@ -192,7 +221,7 @@ static mc_status rd_growing(idx_reader *r, const char *path, int64_t total,
 }
 
 /* Reads an IDX image file into a fresh buffer. */
-static mc_status idx_read_images(const char *path, mc_dataset *ds) {
+mc_status mc_idx_read_images(const char *path, mc_dataset *ds) {
   idx_reader r;
   mc_status st = rd_open(&r, path);
   if (st) return st;
@@ -238,8 +267,7 @@ done:
   return st;
 }
 
-static mc_status idx_read_labels(const char *path, mc_dataset *ds,
-                                 int64_t classes) {
+mc_status mc_idx_read_labels(const char *path, mc_dataset *ds, int64_t classes) {
   idx_reader r;
   mc_status st = rd_open(&r, path);
   if (st) return st;
@@ -311,7 +339,14 @@ static mc_status find_idx(char *out, size_t cap, const char *dir,
       int len = snprintf(out, cap, "%s/%s%s", dir, names[k], gz ? ".gz" : "");
       if (len < 0 || (size_t)len >= cap)
         return mc_error(MC_EARG, "%s: path too long", dir);
-      if (is_file(out)) return MC_OK;
+      struct stat sb;
+      if (stat(out, &sb) == 0) {
+        if (S_ISREG(sb.st_mode)) return MC_OK;
+        continue;
+      }
+      /* only "not there" moves on to the next name: a permission error
+       * must not turn into "no such file in this directory" */
+      if (errno != ENOENT && errno != ENOTDIR) return mc_error(MC_EIO, "%s: %s", out, strerror(errno));
     }
   }
   return mc_error(MC_EIO, "%s: no %s or %s.gz in this directory%s%s%s", dir,
@@ -337,9 +372,9 @@ static mc_status load_idx_split(mc_dataset *ds, const char *dir,
   st = find_idx(lp, sizeof lp, dir, base, hint);
   if (st) return st;
   mc_dataset im = {0}, lb = {0};
-  st = idx_read_images(ip, &im);
+  st = mc_idx_read_images(ip, &im);
   if (st) return st;
-  st = idx_read_labels(lp, &lb, 10);
+  st = mc_idx_read_labels(lp, &lb, 10);
   if (st) {
     dataset_free(&im);
     return st;
@@ -363,6 +398,8 @@ static mc_status load_idx(mc_data *d, const char *dir, const char *name,
                           const char *hint) {
   struct stat sb;
   int rc = stat(dir, &sb);
+  if (rc == 0 && S_ISDIR(sb.st_mode) && access(dir, R_OK | X_OK) != 0)
+    return mc_error(MC_EIO, "%s: cannot read the directory: %s", dir, strerror(errno));
   if (rc != 0 || !S_ISDIR(sb.st_mode))
     return mc_error(MC_EIO, "%s: %s%s%s%s", dir,
                     rc != 0 ? (errno == ENOENT ? "no such directory"
@@ -441,6 +478,22 @@ static mc_status cifar_read(const char *path, int64_t records, int fine,
            CIFAR_PIXELS);
   }
   fclose(f);
+  return st;
+}
+
+mc_status mc_cifar_read_file(const char *path, int fine, mc_dataset *ds) {
+  memset(ds, 0, sizeof *ds);
+  int64_t records;
+  mc_status st = cifar_size(path, CIFAR_PIXELS + 1 + fine, &records);
+  if (st) return st;
+  ds->n = records;
+  ds->c = 3;
+  ds->h = ds->w = 32;
+  ds->classes = fine ? 100 : 10;
+  ds->images = mc_malloc((size_t)records * CIFAR_PIXELS);
+  ds->labels = mc_malloc(sizeof(int32_t) * (size_t)records);
+  st = cifar_read(path, records, fine, ds->classes, ds, 0);
+  if (st) dataset_free(ds);
   return st;
 }
 

@@ -27,6 +27,14 @@ typedef struct {
  * Every header, size and label is validated; errors name the file, the
  * byte offset and what was expected. */
 mc_status mc_data_load(mc_data *d, const char *spec);
+/* The single-file readers behind mc_data_load (also the fuzzers' entry
+ * points): an IDX image file (gzip or raw) into images/n/h/w (c = 1), an
+ * IDX label file into labels/n (values < classes), and one CIFAR binary
+ * file (fine = 1: CIFAR-100's coarse+fine label records) into a dataset
+ * of its own.  On error ds holds nothing. */
+mc_status mc_idx_read_images(const char *path, mc_dataset *ds);
+mc_status mc_idx_read_labels(const char *path, mc_dataset *ds, int64_t classes);
+mc_status mc_cifar_read_file(const char *path, int fine, mc_dataset *ds);
 void mc_data_free(mc_data *d);
 
 /* Keep the first n examples (no-op when n <= 0 or n >= d->n). */

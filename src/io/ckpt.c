@@ -317,16 +317,17 @@ static int is_bn_node(const mc_model *m, const char *name, size_t len) {
   return 0;
 }
 
-mc_status mc_ckpt_get(const mc_st_file *f, const mc_model *m,
-                      const char *prefix, float *theta, float *state,
-                      int strict) {
+/* Checks (and with copy, copies) every tensor of m under prefix: theta's
+ * tensors when want_theta, state's when want_state. */
+static mc_status ckpt_walk(const mc_st_file *f, const mc_model *m, const char *prefix, float *theta, float *state,
+                           int want_theta, int want_state, int copy, int strict) {
   if (!prefix) prefix = "";
   size_t pl = strlen(prefix);
   char hint[512], sh[256], fsh[256];
   for (int i = 0; i < m->n_tensors; i++) {
     const mc_tensor *mt = &m->tensors[i];
     float *dst = mt->in_state ? state : theta;
-    if (!dst) continue;
+    if (!(mt->in_state ? want_state : want_theta)) continue;
     char *name = cat2(prefix, mt->name);
     const mc_st_tensor *ft = mc_st_find(f, name);
     shape_str(sh, sizeof sh, mt->ndim, mt->shape);
@@ -348,7 +349,7 @@ mc_status mc_ckpt_get(const mc_st_file *f, const mc_model *m,
     free(name);
     if (st) return st;
     MC_ASSERT(ft->nbytes == mt->numel * sizeof(float));
-    memcpy(dst + mt->off, ft->data, ft->nbytes);
+    if (copy) memcpy(dst + mt->off, ft->data, ft->nbytes);
   }
   if (!strict) return MC_OK;
   size_t sl = strlen(NBT);
@@ -370,6 +371,15 @@ mc_status mc_ckpt_get(const mc_st_file *f, const mc_model *m,
   return MC_OK;
 }
 
+mc_status mc_ckpt_get(const mc_st_file *f, const mc_model *m, const char *prefix, float *theta, float *state,
+                      int strict) {
+  return ckpt_walk(f, m, prefix, theta, state, theta != NULL, state != NULL, 1, strict);
+}
+
+mc_status mc_ckpt_check(const mc_st_file *f, const mc_model *m, const char *prefix, int with_state, int strict) {
+  return ckpt_walk(f, m, prefix, NULL, NULL, 1, with_state, 0, strict);
+}
+
 mc_status mc_ckpt_load(const char *path, const char *fallback_arch,
                        const mc_arch_params *fallback, mc_model **m,
                        float **theta, float **state) {
@@ -380,6 +390,8 @@ mc_status mc_ckpt_load(const char *path, const char *fallback_arch,
   mc_status st = mc_st_read(path, &f);
   if (st) return st;
   st = mc_ckpt_model(&f, fallback_arch, fallback, m);
+  /* shapes first: metadata alone must not size an allocation */
+  if (!st) st = mc_ckpt_check(&f, *m, "", 1, 1);
   if (!st) {
     *theta = mc_calloc((*m)->n_theta + 1, sizeof(float));
     *state = mc_calloc((*m)->n_state + 1, sizeof(float));

@@ -7,6 +7,8 @@
  * fsync, rename -- a failed write never damages the previous file. */
 #include "io/safetensors.h"
 
+#include "core/file.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -82,49 +84,6 @@ static char *xstrdup(const char *s) {
   char *d = mc_malloc(n);
   memcpy(d, s, n);
   return d;
-}
-
-/* Reads the whole regular file into a fresh buffer. */
-static mc_status read_all(const char *path, unsigned char **out, size_t *size) {
-  *out = NULL;
-  *size = 0;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return mc_error(MC_EIO, "%s: cannot open: %s", path, strerror(errno));
-  struct stat sb;
-  if (fstat(fd, &sb) != 0) {
-    int e = errno;
-    close(fd);
-    return mc_error(MC_EIO, "%s: cannot stat: %s", path, strerror(e));
-  }
-  if (!S_ISREG(sb.st_mode)) {
-    close(fd);
-    return mc_error(MC_EIO, "%s: not a regular file", path);
-  }
-  size_t n = (size_t)sb.st_size;
-  unsigned char *buf = malloc(n ? n : 1);
-  if (!buf) {
-    close(fd);
-    return mc_error(MC_ENOMEM, "%s: cannot allocate %zu bytes to read the file", path, n);
-  }
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = read(fd, buf + got, n - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) {
-      int e = r < 0 ? errno : 0;
-      close(fd);
-      free(buf);
-      if (r == 0)
-        return mc_error(MC_EIO, "%s: file shrank while reading (%zu of %zu bytes)", path, got, n);
-      return mc_error(MC_EIO, "%s: read failed: %s", path, strerror(e));
-    }
-    got += (size_t)r;
-  }
-  close(fd);
-  *out = buf;
-  *size = n;
-  return MC_OK;
 }
 
 typedef struct {
@@ -304,10 +263,20 @@ mc_status mc_st_read(const char *path, mc_st_file *f) {
   snprintf(f->path, sizeof f->path, "%s", path);
   size_t size;
   unsigned char *buf;
-  mc_status st = read_all(path, &buf, &size);
+  mc_status st = mc_read_file(path, "safetensors file", SIZE_MAX / 2, &buf, &size);
   if (st) return st;
   f->buf = buf;
   st = st_parse(path, f, size);
+  if (st) mc_st_free(f);
+  return st;
+}
+
+mc_status mc_st_read_mem(const char *name, const void *data, size_t size, mc_st_file *f) {
+  memset(f, 0, sizeof *f);
+  snprintf(f->path, sizeof f->path, "%s", name);
+  f->buf = mc_malloc(size + 1);
+  memcpy(f->buf, data, size);
+  mc_status st = st_parse(name, f, size);
   if (st) mc_st_free(f);
   return st;
 }

@@ -34,6 +34,8 @@ typedef struct {
  * its byte range, ranges inside the data section, non-overlapping, and
  * together covering it.  Errors name the file and the offending entry. */
 mc_status mc_st_read(const char *path, mc_st_file *f);
+/* The same from a memory buffer (copied); name stands for the path in messages. */
+mc_status mc_st_read_mem(const char *name, const void *data, size_t size, mc_st_file *f);
 void mc_st_free(mc_st_file *f);
 const char *mc_st_meta(const mc_st_file *f, const char *key);
 const mc_st_tensor *mc_st_find(const mc_st_file *f, const char *name);
@@ -82,6 +84,10 @@ mc_status mc_ckpt_get(const mc_st_file *f, const mc_model *m,
                       int strict);
 
 /* Convenience: read file, build model, fill theta/state (prefix ""). */
+/* The checks of mc_ckpt_get without copying (theta's tensors, and
+ * state's when with_state): run before allocating anything sized by the
+ * file's metadata, so the parameters really are in the file. */
+mc_status mc_ckpt_check(const mc_st_file *f, const mc_model *m, const char *prefix, int with_state, int strict);
 mc_status mc_ckpt_load(const char *path, const char *fallback_arch,
                        const mc_arch_params *fallback, mc_model **m,
                        float **theta, float **state);

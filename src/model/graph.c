@@ -4,6 +4,9 @@
  * carries permutation code of its own: it all falls out of here. */
 #include "modeconn.h"
 
+#include "core/checked.h"
+#include "core/file.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -95,8 +98,8 @@ static mc_status parse_float(const pctx *c, const char *key, const char *val,
   char *end;
   errno = 0;
   double v = strtod(val, &end);
-  if (errno || *end || end == val || !isfinite(v))
-    return perr(c, "%s=%s: expected a number", key, val);
+  if (errno || *end || end == val || !isfinite(v) || !isfinite((float)v))
+    return perr(c, "%s=%s: expected a finite number", key, val);
   *out = (float)v;
   return MC_OK;
 }
@@ -213,12 +216,20 @@ static mc_status parse_line(const pctx *c, char *line, mc_node *nodes, int n,
   }
   if (kind == MC_NODE_DROPOUT && (nd->p < 0 || nd->p >= 1))
     return perr(c, "dropout rate must be in [0,1)%s%s", "", "");
+  /* PyTorch's ranges: eps > 0 (1 is already absurd), momentum in [0, 1] */
+  if (kind == MC_NODE_BN && !(nd->eps > 0 && nd->eps <= 1))
+    return perr(c, "bn eps must be in (0, 1]%s%s", "", "");
+  if (kind == MC_NODE_BN && !(nd->momentum >= 0 && nd->momentum <= 1))
+    return perr(c, "bn momentum must be in [0, 1]%s%s", "", "");
   if ((kind == MC_NODE_CONV || kind == MC_NODE_LINEAR) && (!have_out || nd->out < 1))
     return perr(c, "%s needs out=N (N >= 1)%s", kind_names[kind], "");
   if (kind == MC_NODE_CONV || kind == MC_NODE_MAXPOOL || kind == MC_NODE_AVGPOOL) {
     if (!have_k || nd->k < 1) return perr(c, "%s needs k=N (N >= 1)%s", kind_names[kind], "");
     if (!have_s && kind != MC_NODE_CONV) nd->stride = nd->k;
     if (nd->stride < 1) return perr(c, "stride must be >= 1%s%s", "", "");
+    /* as PyTorch: a pooling window must overlap the unpadded input */
+    if (kind != MC_NODE_CONV && nd->pad > nd->k / 2)
+      return perr(c, "pool padding p must be at most k/2%s%s", "", "");
   }
   if (nd->n_in == 0 && kind != MC_NODE_INPUT) {
     if (n == 0) return perr(c, "the first node must be 'input'%s%s", "", "");
@@ -239,6 +250,12 @@ static mc_status parse_line(const pctx *c, char *line, mc_node *nodes, int n,
 }
 
 /* ------------------------------------------------------------------ build */
+/* Channel segments of one layout: nested concats multiply them, and each
+ * costs memory in every node downstream. */
+#define MC_MAX_SEGMENTS (1 << 16)
+/* Input sizes and class counts: 2^24 is far past any dataset. */
+#define MC_MAX_DIM (1 << 24)
+
 static mc_layout layout_copy(const mc_layout *l) {
   mc_layout r = {l->n, mc_malloc(sizeof(mc_segment) * (size_t)(l->n ? l->n : 1))};
   memcpy(r.seg, l->seg, sizeof(mc_segment) * (size_t)l->n);
@@ -251,9 +268,20 @@ static mc_layout layout_new(int space, int64_t count) {
   return r;
 }
 
-static int add_tensor(mc_model *m, int *cap, int node, const char *suffix,
-                      mc_role role, int ndim, const int64_t *shape,
-                      const mc_layout *ax0, const mc_layout *ax1) {
+/* Appends a tensor of the given shape to theta or state; its element count
+ * and the vector's new length are overflow-checked (a wrapped count would
+ * make a small theta that initialisation writes past). */
+static mc_status add_tensor(mc_model *m, int *cap, const char *file, int node, const char *suffix,
+                            mc_role role, int ndim, const int64_t *shape,
+                            const mc_layout *ax0, const mc_layout *ax1, int *idx) {
+  int64_t numel = 1, end;
+  for (int i = 0; i < ndim; i++)
+    if (!mc_mul_ok(&numel, numel, shape[i])) numel = -1;
+  size_t *cursor = (role == MC_ROLE_RMEAN || role == MC_ROLE_RVAR) ? &m->n_state : &m->n_theta;
+  if (numel < 0 || !mc_add_ok(&end, (int64_t)*cursor, numel))
+    return mc_error(MC_ESHAPE, "%s: node '%s': tensor %s would make the model larger than %lld values "
+                    "(shape %lld x %lld%s)", file, m->nodes[node].name, suffix, (long long)MC_MAX_NUMEL,
+                    (long long)shape[0], (long long)(ndim > 1 ? shape[1] : 1), ndim > 2 ? " x ..." : "");
   if (m->n_tensors == *cap) {
     *cap = *cap ? *cap * 2 : 64;
     m->tensors = realloc(m->tensors, sizeof(mc_tensor) * (size_t)*cap);
@@ -263,20 +291,26 @@ static int add_tensor(mc_model *m, int *cap, int node, const char *suffix,
   memset(t, 0, sizeof *t);
   snprintf(t->name, sizeof t->name, "%s.%s", m->nodes[node].name, suffix);
   t->ndim = ndim;
-  t->numel = 1;
-  for (int i = 0; i < ndim; i++) {
-    t->shape[i] = shape[i];
-    t->numel *= (size_t)shape[i];
-  }
+  t->numel = (size_t)numel;
+  for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
   t->in_state = role == MC_ROLE_RMEAN || role == MC_ROLE_RVAR;
   t->node = node;
   t->role = role;
   t->axis[0] = ax0;
   t->axis[1] = ax1;
-  size_t *cursor = t->in_state ? &m->n_state : &m->n_theta;
   t->off = *cursor;
-  *cursor += t->numel;
-  return m->n_tensors++;
+  *cursor = (size_t)end;
+  *idx = m->n_tensors++;
+  return MC_OK;
+}
+
+/* A node's per-sample output size C*H*W, checked against MC_MAX_NUMEL. */
+static mc_status node_size(const char *file, const mc_node *nd) {
+  int64_t n;
+  if (nd->C < 1 || nd->H < 1 || nd->W < 1 || !mc_mul_ok(&n, nd->C, nd->H) || !mc_mul_ok(&n, n, nd->W))
+    return mc_error(MC_ESHAPE, "%s: node '%s': output %lldx%lldx%lld per sample is not between 1 and %lld values",
+                    file, nd->name, (long long)nd->C, (long long)nd->H, (long long)nd->W, (long long)MC_MAX_NUMEL);
+  return MC_OK;
 }
 
 static mc_status build(mc_model *m, const char *file, const mc_arch_params *p) {
@@ -308,10 +342,11 @@ static mc_status build(mc_model *m, const char *file, const mc_arch_params *p) {
       if (nd->kind == MC_NODE_BN) {
         int64_t sh[1] = {nd->C};
         const mc_layout *l = &nd->layout;
-        nd->t_weight = add_tensor(m, &tcap, i, "weight", MC_ROLE_WEIGHT, 1, sh, l, NULL);
-        nd->t_bias = add_tensor(m, &tcap, i, "bias", MC_ROLE_BIAS, 1, sh, l, NULL);
-        nd->t_rmean = add_tensor(m, &tcap, i, "running_mean", MC_ROLE_RMEAN, 1, sh, l, NULL);
-        nd->t_rvar = add_tensor(m, &tcap, i, "running_var", MC_ROLE_RVAR, 1, sh, l, NULL);
+        if ((st = add_tensor(m, &tcap, file, i, "weight", MC_ROLE_WEIGHT, 1, sh, l, NULL, &nd->t_weight)) ||
+            (st = add_tensor(m, &tcap, file, i, "bias", MC_ROLE_BIAS, 1, sh, l, NULL, &nd->t_bias)) ||
+            (st = add_tensor(m, &tcap, file, i, "running_mean", MC_ROLE_RMEAN, 1, sh, l, NULL, &nd->t_rmean)) ||
+            (st = add_tensor(m, &tcap, file, i, "running_var", MC_ROLE_RVAR, 1, sh, l, NULL, &nd->t_rvar)))
+          goto out;
       }
       break;
     case MC_NODE_CONV: {
@@ -319,9 +354,10 @@ static mc_status build(mc_model *m, const char *file, const mc_arch_params *p) {
         st = mc_error(MC_EFORMAT, "%s: conv '%s' cannot follow a flattened vector", file, nd->name);
         goto out;
       }
-      int64_t oh = (in0->H + 2 * nd->pad - nd->k) / nd->stride + 1;
-      int64_t ow = (in0->W + 2 * nd->pad - nd->k) / nd->stride + 1;
-      if (in0->H + 2 * nd->pad < nd->k || in0->W + 2 * nd->pad < nd->k) {
+      /* H, W <= MC_MAX_NUMEL and pad, k <= 2^20: no overflow here */
+      int64_t oh = (in0->H + 2 * (int64_t)nd->pad - nd->k) / nd->stride + 1;
+      int64_t ow = (in0->W + 2 * (int64_t)nd->pad - nd->k) / nd->stride + 1;
+      if (in0->H + 2 * (int64_t)nd->pad < nd->k || in0->W + 2 * (int64_t)nd->pad < nd->k) {
         st = mc_error(MC_ESHAPE, "%s: conv '%s': kernel %d larger than its padded %lldx%lld input",
                       file, nd->name, nd->k, (long long)in0->H, (long long)in0->W);
         goto out;
@@ -329,8 +365,10 @@ static mc_status build(mc_model *m, const char *file, const mc_arch_params *p) {
       nd->C = nd->out; nd->H = oh; nd->W = ow;
       nd->layout = layout_new(uf_new(&uf), nd->C);
       int64_t sh[4] = {nd->out, in0->C, nd->k, nd->k};
-      nd->t_weight = add_tensor(m, &tcap, i, "weight", MC_ROLE_WEIGHT, 4, sh, &nd->layout, &in0->layout);
-      if (nd->bias) nd->t_bias = add_tensor(m, &tcap, i, "bias", MC_ROLE_BIAS, 1, sh, &nd->layout, NULL);
+      if ((st = add_tensor(m, &tcap, file, i, "weight", MC_ROLE_WEIGHT, 4, sh, &nd->layout, &in0->layout,
+                           &nd->t_weight)) ||
+          (nd->bias && (st = add_tensor(m, &tcap, file, i, "bias", MC_ROLE_BIAS, 1, sh, &nd->layout, NULL, &nd->t_bias))))
+        goto out;
       break;
     }
     case MC_NODE_LINEAR: {
@@ -341,21 +379,23 @@ static mc_status build(mc_model *m, const char *file, const mc_arch_params *p) {
       }
       nd->C = nd->out; nd->H = nd->W = 1; nd->flat = 1;
       nd->layout = layout_new(uf_new(&uf), nd->C);
-      int64_t sh[2] = {nd->out, in0->C * in0->H * in0->W};
-      nd->t_weight = add_tensor(m, &tcap, i, "weight", MC_ROLE_WEIGHT, 2, sh, &nd->layout, &in0->layout);
-      if (nd->bias) nd->t_bias = add_tensor(m, &tcap, i, "bias", MC_ROLE_BIAS, 1, sh, &nd->layout, NULL);
+      int64_t sh[2] = {nd->out, in0->C * in0->H * in0->W}; /* checked by node_size of in0 */
+      if ((st = add_tensor(m, &tcap, file, i, "weight", MC_ROLE_WEIGHT, 2, sh, &nd->layout, &in0->layout,
+                           &nd->t_weight)) ||
+          (nd->bias && (st = add_tensor(m, &tcap, file, i, "bias", MC_ROLE_BIAS, 1, sh, &nd->layout, NULL, &nd->t_bias))))
+        goto out;
       break;
     }
     case MC_NODE_MAXPOOL:
     case MC_NODE_AVGPOOL:
-      if (in0->flat || in0->H + 2 * nd->pad < nd->k || in0->W + 2 * nd->pad < nd->k) {
+      if (in0->flat || in0->H + 2 * (int64_t)nd->pad < nd->k || in0->W + 2 * (int64_t)nd->pad < nd->k) {
         st = mc_error(MC_ESHAPE, "%s: pool '%s': input %lldx%lld too small for k=%d",
                       file, nd->name, (long long)in0->H, (long long)in0->W, nd->k);
         goto out;
       }
       nd->C = in0->C;
-      nd->H = (in0->H + 2 * nd->pad - nd->k) / nd->stride + 1;
-      nd->W = (in0->W + 2 * nd->pad - nd->k) / nd->stride + 1;
+      nd->H = (in0->H + 2 * (int64_t)nd->pad - nd->k) / nd->stride + 1;
+      nd->W = (in0->W + 2 * (int64_t)nd->pad - nd->k) / nd->stride + 1;
       nd->layout = layout_copy(&in0->layout);
       break;
     case MC_NODE_GAP:
@@ -397,7 +437,11 @@ static mc_status build(mc_model *m, const char *file, const mc_arch_params *p) {
                         o->name, (long long)o->H, (long long)o->W);
           goto out;
         }
-        ctot += o->C;
+        if (!mc_add_ok(&ctot, ctot, o->C) || o->layout.n > MC_MAX_SEGMENTS - nseg) {
+          st = mc_error(MC_ESHAPE, "%s: concat '%s': more than %lld channels or %d channel segments", file,
+                        nd->name, (long long)MC_MAX_NUMEL, MC_MAX_SEGMENTS);
+          goto out;
+        }
         nseg += o->layout.n;
       }
       nd->C = ctot; nd->H = in0->H; nd->W = in0->W; nd->flat = in0->flat;
@@ -414,6 +458,7 @@ static mc_status build(mc_model *m, const char *file, const mc_arch_params *p) {
     default:
       MC_ASSERT(0);
     }
+    if ((st = node_size(file, nd))) goto out;
   }
   {
     /* the logits' spaces are fixed */
@@ -473,9 +518,10 @@ out:
 mc_status mc_model_from_spec(mc_model **out, const char *arch,
                              const char *spec, const mc_arch_params *p) {
   *out = NULL;
-  if (p->in_c < 1 || p->in_h < 1 || p->in_w < 1 || p->classes < 2)
-    return mc_error(MC_EARG, "input %lldx%lldx%lld with %lld classes: every size must be >= 1 and classes >= 2",
-                    (long long)p->in_c, (long long)p->in_h, (long long)p->in_w, (long long)p->classes);
+  if (p->in_c < 1 || p->in_h < 1 || p->in_w < 1 || p->classes < 2 || p->in_c > MC_MAX_DIM || p->in_h > MC_MAX_DIM ||
+      p->in_w > MC_MAX_DIM || p->classes > MC_MAX_DIM)
+    return mc_error(MC_EARG, "input %lldx%lldx%lld with %lld classes: every size must be in 1..%d and classes >= 2",
+                    (long long)p->in_c, (long long)p->in_h, (long long)p->in_w, (long long)p->classes, MC_MAX_DIM);
   mc_model *m = mc_calloc(1, sizeof *m);
   snprintf(m->arch, sizeof m->arch, "%s", arch);
   m->in_c = p->in_c; m->in_h = p->in_h; m->in_w = p->in_w;
@@ -546,28 +592,17 @@ mc_status mc_model_from_spec(mc_model **out, const char *arch,
 }
 
 static char *read_text(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    mc_error(MC_EIO, "%s: cannot open architecture file: %s", path, strerror(errno));
-    return NULL;
-  }
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  if (n < 0 || n > (1 << 24)) {
-    fclose(f);
-    mc_error(MC_EFORMAT, "%s: architecture file larger than 16 MiB", path);
-    return NULL;
-  }
-  char *s = mc_malloc((size_t)n + 1);
-  size_t r = fread(s, 1, (size_t)n, f);
-  fclose(f);
-  s[r] = 0;
-  return s;
+  unsigned char *s;
+  size_t n;
+  if (mc_read_file(path, "architecture file", 1 << 24, &s, &n)) return NULL;
+  return (char *)s;
 }
 
 mc_status mc_model_create(mc_model **out, const char *arch,
                           const mc_arch_params *p) {
+  /* the zoo scales channel counts by it (a double to int64 conversion) */
+  if (!(p->width > 0 && p->width <= 1024))
+    return mc_error(MC_EARG, "%s: width multiplier %g: expected a number in (0, 1024]", arch, p->width);
   char *spec;
   const char *path = NULL;
   if (!strncmp(arch, "file:", 5)) path = arch + 5;

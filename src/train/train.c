@@ -4,7 +4,12 @@
 #include "train/train.h"
 
 #include "eval/eval.h"
+#include "core/file.h"
+#include "io/results.h"
 #include "io/safetensors.h"
+
+#include <errno.h>
+#include <sys/stat.h>
 
 #include <math.h>
 #include <omp.h>
@@ -59,9 +64,51 @@ mc_status mc_run_epoch(const mc_epoch_loop *L, int64_t epoch, double lr, mc_batc
   return st;
 }
 
-void mc_epoch_report(FILE *log, const char *label, int64_t epoch, int64_t epochs, const char *train_label,
-                     const mc_epoch_stats *s, double lr, const char *test_label, const char *test_key,
-                     const mc_metrics *te) {
+mc_status mc_log_begin(mc_log *L, const char *path, int64_t start) {
+  memset(L, 0, sizeof *L);
+  L->path = path;
+  if (!path || start <= 0) return MC_OK;
+  L->append = 1;
+  struct stat sb;
+  if (stat(path, &sb) != 0 && errno == ENOENT) return MC_OK;
+  unsigned char *buf;
+  size_t n;
+  mc_status st = mc_read_file(path, "training log", (size_t)1 << 30, &buf, &n);
+  if (st) return st;
+  char *keep = mc_malloc(n + 1);
+  size_t k = 0;
+  for (char *line = (char *)buf, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
+    long long ep;
+    if (sscanf(line, "{\"epoch\": %lld", &ep) == 1 && ep <= start) {
+      memcpy(keep + k, line, (size_t)(nl - line) + 1);
+      k += (size_t)(nl - line) + 1;
+    }
+  }
+  if (k != n) st = mc_atomic_write(path, keep, k);
+  free(keep);
+  free(buf);
+  return st;
+}
+
+static mc_status log_write(mc_log *L, const char *rec) {
+  if (!L || !L->path) return MC_OK;
+  if (!L->f && !(L->f = fopen(L->path, L->append ? "a" : "w")))
+    return mc_error(MC_EIO, "%s: cannot open the log file: %s", L->path, strerror(errno));
+  if (fputs(rec, L->f) < 0 || fflush(L->f) != 0)
+    return mc_error(MC_EIO, "%s: cannot write the log file: %s", L->path, strerror(errno));
+  return MC_OK;
+}
+
+mc_status mc_log_end(mc_log *L) {
+  mc_status st = MC_OK;
+  if (L->f && fclose(L->f) != 0) st = mc_error(MC_EIO, "%s: cannot write the log file: %s", L->path, strerror(errno));
+  L->f = NULL;
+  return st;
+}
+
+mc_status mc_epoch_report(mc_log *log, const char *label, int64_t epoch, int64_t epochs, const char *train_label,
+                          const mc_epoch_stats *s, double lr, const char *test_label, const char *test_key,
+                          const mc_metrics *te) {
   const double ips = (double)s->seen / s->seconds;
   const int has_test = isfinite(te->loss);
   printf("%s %3lld/%lld  %s loss %.4f acc %.2f%%", label, (long long)epoch, (long long)epochs, train_label, s->loss,
@@ -69,13 +116,15 @@ void mc_epoch_report(FILE *log, const char *label, int64_t epoch, int64_t epochs
   if (has_test) printf("  %s loss %.4f acc %.2f%%", test_label, te->loss, 100 * te->accuracy);
   printf("  lr %.4g  %.1fs  %.0f img/s\n", lr, s->seconds, ips);
   fflush(stdout);
-  if (!log) return;
-  fprintf(log, "{\"epoch\": %lld, \"train_loss\": %.6f, \"train_accuracy\": %.6f, ", (long long)epoch, s->loss,
-          s->accuracy);
+  char rec[1024], tst[256] = "";
   if (has_test)
-    fprintf(log, "\"%s_loss\": %.6f, \"%s_accuracy\": %.6f, ", test_key, te->loss, test_key, te->accuracy);
-  fprintf(log, "\"lr\": %.6g, \"seconds\": %.3f, \"images_per_second\": %.1f}\n", lr, s->seconds, ips);
-  fflush(log);
+    snprintf(tst, sizeof tst, "\"%s_loss\": %.6f, \"%s_accuracy\": %.6f, ", test_key, te->loss, test_key,
+             te->accuracy);
+  snprintf(rec, sizeof rec,
+           "{\"epoch\": %lld, \"train_loss\": %.6f, \"train_accuracy\": %.6f, %s\"lr\": %.6g, \"seconds\": %.3f, "
+           "\"images_per_second\": %.1f}\n",
+           (long long)epoch, s->loss, s->accuracy, tst, lr, s->seconds, ips);
+  return log_write(log, rec);
 }
 
 void mc_progress(const char *what, int64_t done, int64_t total, double t0) {
@@ -97,28 +146,45 @@ static char *train_state_path(const char *ckpt) {
   return p;
 }
 
+/* The run id: what must not change across --resume (seed, architecture,
+ * data, batch), hashed (FNV-1a).  Deterministic, so reruns give the same
+ * bytes. */
+static void run_id(const mc_train_cfg *cfg, const mc_model *m, char out[24]) {
+  char buf[256];
+  snprintf(buf, sizeof buf, "%llu|%lldx%lldx%lld|%lld|%s|%lld", (unsigned long long)cfg->seed, (long long)m->in_c,
+           (long long)m->in_h, (long long)m->in_w, (long long)m->classes, cfg->data_name ? cfg->data_name : "",
+           (long long)cfg->batch);
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (const char *p = buf; *p; p++) h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+  for (const char *p = m->spec; *p; p++) h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+  snprintf(out, 24, "%016llx", (unsigned long long)h);
+}
+
+/* OUT.train holds everything a resume needs -- the model (under "model.")
+ * and the momentum (under "momentum.", the same named views) at one epoch
+ * -- so it is consistent by construction.  It is written before OUT: a
+ * crash between the two leaves OUT one epoch behind OUT.train, which
+ * resume accepts (it continues from OUT.train). */
 static mc_status save_all(const mc_train_cfg *cfg, const mc_model *m, const float *theta,
                           const float *state, const float *mom, int64_t epoch) {
   if (!cfg->out) return MC_OK;
-  char seed[32], ep[32], lr[32];
+  char seed[32], ep[32], lr[32], run[24];
   snprintf(seed, sizeof seed, "%llu", (unsigned long long)cfg->seed);
   snprintf(ep, sizeof ep, "%lld", (long long)epoch);
   snprintf(lr, sizeof lr, "%g", cfg->sched.lr);
+  run_id(cfg, m, run);
   mc_kv extra[] = {{"modeconn.seed", seed}, {"modeconn.epochs", ep},
                    {"modeconn.dataset", cfg->data_name ? cfg->data_name : ""},
-                   {"modeconn.lr", lr}, {"modeconn.schedule", mc_schedule_name(cfg->sched.kind)}};
+                   {"modeconn.lr", lr}, {"modeconn.schedule", mc_schedule_name(cfg->sched.kind)},
+                   {"modeconn.run", run}};
   mc_ckpt_part part = {"", theta, state};
-  /* optimizer state first: a crash between the two writes leaves a newer
-   * .train next to an older model, which resume detects by the epoch */
+  mc_ckpt_part tparts[] = {{"model.", theta, state}, {"momentum.", mom, NULL}};
+  mc_kv tkv[] = {{"modeconn.epoch", ep}, {"modeconn.seed", seed}, {"modeconn.run", run}};
   char *tp = train_state_path(cfg->out);
-  mc_st_tensor t = {.name = "momentum", .dtype = MC_DT_F32, .dtype_name = "F32", .ndim = 1,
-                    .shape = {(int64_t)m->n_theta}, .nbytes = sizeof(float) * m->n_theta, .data = mom};
-  const char *k[] = {"modeconn.epoch", "modeconn.seed"};
-  const char *v[] = {ep, seed};
-  mc_status st = mc_st_write(tp, &t, 1, k, v, 2);
+  mc_status st = mc_ckpt_save(tp, m, tparts, 2, tkv, 3);
   free(tp);
   if (st) return st;
-  return mc_ckpt_save(cfg->out, m, &part, 1, extra, 5);
+  return mc_ckpt_save(cfg->out, m, &part, 1, extra, 6);
 }
 
 static mc_status load_resume(const mc_train_cfg *cfg, const mc_model *m, float *theta, float *state,
@@ -126,31 +192,40 @@ static mc_status load_resume(const mc_train_cfg *cfg, const mc_model *m, float *
   mc_st_file f, g;
   mc_status st = mc_st_read(cfg->resume, &f);
   if (st) return st;
-  st = mc_ckpt_get(&f, m, "", theta, state, 1);
-  const char *ep = mc_st_meta(&f, "modeconn.epochs");
-  char *tp = train_state_path(cfg->resume);
-  if (!st && !ep) st = mc_error(MC_EFORMAT, "%s: no modeconn.epochs metadata: not a modeconn training checkpoint", cfg->resume);
-  if (!st) st = mc_st_read(tp, &g);
-  else { free(tp); mc_st_free(&f); return st; }
-  if (st) {
-    free(tp);
-    mc_st_free(&f);
-    return mc_error(st, "%s (resume needs the optimizer state written next to the checkpoint)", mc_errmsg());
+  char *tp = train_state_path(cfg->resume), want[24];
+  run_id(cfg, m, want);
+  const char *ep = mc_st_meta(&f, "modeconn.epochs"), *run = mc_st_meta(&f, "modeconn.run");
+  if (!ep || !run) {
+    st = mc_error(MC_EFORMAT, "%s: no modeconn.epochs / modeconn.run metadata: not a checkpoint of a modeconn "
+                  "training run that can be resumed", cfg->resume);
+    goto out_f;
   }
-  const mc_st_tensor *t = mc_st_find(&g, "momentum");
-  const char *ep2 = mc_st_meta(&g, "modeconn.epoch");
-  if (!t || t->dtype != MC_DT_F32 || t->nbytes != sizeof(float) * m->n_theta)
-    st = mc_error(MC_EFORMAT, "%s: tensor 'momentum' missing or not F32 [%zu]", tp, m->n_theta);
-  else if (!ep2 || strcmp(ep, ep2))
-    st = mc_error(MC_EFORMAT, "%s: optimizer state is for epoch %s but %s is at epoch %s", tp,
-                  ep2 ? ep2 : "?", cfg->resume, ep);
-  else {
-    memcpy(mom, t->data, t->nbytes);
-    *epoch = atoll(ep);
+  if ((st = mc_st_read(tp, &g))) {
+    st = mc_error(st, "%s (resume needs the optimizer state written next to the checkpoint)", mc_errmsg());
+    goto out_f;
   }
+  const char *ep2 = mc_st_meta(&g, "modeconn.epoch"), *run2 = mc_st_meta(&g, "modeconn.run");
+  char *end;
+  long long em = strtoll(ep, &end, 10), et = ep2 ? strtoll(ep2, &end, 10) : -1;
+  if (!run2 || strcmp(run, run2))
+    st = mc_error(MC_EFORMAT, "%s: optimizer state of run %s, but %s is from run %s (another seed, architecture, "
+                  "data or batch size)", tp, run2 ? run2 : "(none)", cfg->resume, run);
+  else if (strcmp(run, want))
+    st = mc_error(MC_EARG, "%s is from run %s, but this command's seed, architecture, data and batch size make "
+                  "run %s: resume with the original run's flags", cfg->resume, run, want);
+  else if (!(et == em || et == em + 1) || em < 0)
+    st = mc_error(MC_EFORMAT, "%s: optimizer state is for epoch %s but %s is at epoch %s", tp, ep2 ? ep2 : "?",
+                  cfg->resume, ep);
+  else if (!(st = mc_ckpt_get(&g, m, "model.", theta, state, 0)) && !(st = mc_ckpt_get(&g, m, "momentum.", mom, NULL, 0))) {
+    if (et == em + 1)
+      fprintf(stderr, "%s is at epoch %lld, %s at %lld (a write was interrupted): continuing from the latter\n",
+              cfg->resume, em, tp, et);
+    *epoch = et;
+  }
+  mc_st_free(&g);
+out_f:
   free(tp);
   mc_st_free(&f);
-  mc_st_free(&g);
   return st;
 }
 
@@ -197,20 +272,14 @@ mc_status mc_train(const mc_train_cfg *cfg, mc_model *m, float *theta,
   float *x = mc_aligned_alloc(sizeof(float) * (size_t)(B * tr->c * tr->h * tr->w));
   int32_t *y = mc_malloc(sizeof(int32_t) * (size_t)B);
   int64_t *order = mc_malloc(sizeof(int64_t) * (size_t)tr->n);
-  FILE *log = NULL;
+  mc_log log = {0};
   int64_t start = 0;
   if (cfg->resume) {
     st = load_resume(cfg, m, theta, state, mom, &start);
     if (st) goto out;
     fprintf(stderr, "resuming %s at epoch %lld of %lld\n", cfg->resume, (long long)start, (long long)cfg->epochs);
   }
-  if (cfg->log_path) {
-    log = fopen(cfg->log_path, start > 0 ? "a" : "w");
-    if (!log) {
-      st = mc_error(MC_EIO, "%s: cannot open log file", cfg->log_path);
-      goto out;
-    }
-  }
+  if ((st = mc_log_begin(&log, cfg->log_path, start))) goto out;
   const mc_epoch_loop L = {"train", e, tr, &cfg->aug, B, cfg->seed, order, x, y};
   sgd_job job = {cfg, m, e, theta, state, grad, mom};
   for (int64_t ep = start; ep < cfg->epochs; ep++) {
@@ -225,11 +294,12 @@ mc_status mc_train(const mc_train_cfg *cfg, mc_model *m, float *theta,
       mc_exec_free(ev);
       if (st) goto out;
     }
-    mc_epoch_report(log, "epoch", ep + 1, cfg->epochs, "train", &es, lr, "test", "test", &te);
+    if ((st = mc_epoch_report(&log, "epoch", ep + 1, cfg->epochs, "train", &es, lr, "test", "test", &te))) goto out;
     if ((st = save_all(cfg, m, theta, state, mom, ep + 1))) goto out;
   }
-out:
-  if (log) fclose(log);
+out:;
+  mc_status st2 = mc_log_end(&log);
+  if (!st) st = st2;
   free(grad);
   free(mom);
   free(x);

@@ -108,9 +108,22 @@ mc_status mc_run_epoch(const mc_epoch_loop *L, int64_t epoch, double lr, mc_batc
 /* The epoch's line on stdout and JSON-lines record in log (if any): the
  * training figures, and te under test_label / "<test_key>_loss",
  * "<test_key>_accuracy" when it was evaluated (finite). */
-void mc_epoch_report(FILE *log, const char *label, int64_t epoch, int64_t epochs, const char *train_label,
-                     const mc_epoch_stats *s, double lr, const char *test_label, const char *test_key,
-                     const mc_metrics *te);
+/* A JSON-lines log with one record per completed epoch.  The file is
+ * created (or, for a fresh run, truncated) only when the first record is
+ * written, every record is flushed and a failed write is an error naming
+ * the file.  Resuming at epoch `start` first drops the records of later
+ * epochs (written before a crash cut the run short) and torn last lines,
+ * so every epoch appears exactly once across interruptions. */
+typedef struct {
+  const char *path; /* NULL: no log */
+  FILE *f;
+  int append;
+} mc_log;
+mc_status mc_log_begin(mc_log *L, const char *path, int64_t start);
+mc_status mc_log_end(mc_log *L);
+mc_status mc_epoch_report(mc_log *log, const char *label, int64_t epoch, int64_t epochs, const char *train_label,
+                          const mc_epoch_stats *s, double lr, const char *test_label, const char *test_key,
+                          const mc_metrics *te);
 
 /* Progress bar on stderr when it is a terminal. */
 void mc_progress(const char *what, int64_t done, int64_t total, double t0);
