@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs every Debian package modeconn needs to build, test, plot and
-# benchmark. Idempotent: packages already present are skipped.
+# benchmark, and fuzz (clang, libFuzzer, clang's OpenMP runtime: scripts/fuzz.sh).
+# Idempotent: packages already present are skipped.
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config
       libdnnl-dev libopenblas-openmp-dev zlib1g-dev libjansson-dev libcmocka-dev
       libplplot-dev plplot-driver-cairo
       dataset-fashion-mnist
       python3-torch python3-torchvision python3-numpy python3-scipy
-      libtcmalloc-minimal4)
+      libtcmalloc-minimal4
+      clang libclang-rt-14-dev libomp-14-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

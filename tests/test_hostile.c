@@ -329,6 +329,31 @@ static void test_cli_files(void **s) {
   assert_int_equal(tu_sh("grep -q keep %s/n.st.log.jsonl", dir), 0);
 }
 
+/* items 3 and 4 through `report`: a plane JSON inconsistent with its grid
+ * is an error naming the file; an --out with a quote is just a name */
+static void test_report(void **s) {
+  (void)s;
+  assert_int_equal(tu_sh("mkdir -p %s/run && cd %s/run && python3 - <<'EOF'\n"
+                         "import json\n"
+                         "w = lambda n, o: open(n, 'w').write(json.dumps(o))\n"
+                         "for n in ['a_eval', 'b_eval']: w(n + '.json', {'loss': 0.3, 'accuracy': 0.9})\n"
+                         "w('align.json', {'method': 'corr', 'groups': []})\n"
+                         "w('info.json', {'arch': 'mlp', 'data': 'fashion-mnist', 'settings': 'test'})\n"
+                         "for n in ['interp_unaligned', 'interp_aligned', 'curve_unaligned', 'curve_aligned']:\n"
+                         "    w(n + '.json', {'t': [0, 0.5, 1], 'test_accuracy': [0.9, 0.5, 0.9], 'test_loss': [0.3, 1, 0.3]})\n"
+                         "p = {'grid': 2, 'a': [0, 1], 'b': [0, 1], 'test_loss': [1, 2, 3, 4], 'test_accuracy': [.1, .2, .3, .4],\n"
+                         "     'x_norm': 1, 'y_perp_norm': 1, 'theta2_a': 0.5, 'curve_a': [0, 0.5, 1], 'curve_b': [0, 1]}\n"
+                         "w('plane_aligned.json', p)\n"
+                         "p['curve_b'] = [0, 1, 0]; w('plane_ok.json', p)\n"
+                         "EOF", dir, dir), 0);
+  assert_int_equal(tu_sh("%s report --run %s/run --out \"%s/rep'; touch %s/pwned2; '\" 2> %s/r.txt", bin, dir, dir, dir,
+                         dir), 1);
+  assert_int_equal(tu_sh("grep -q \"plane_aligned.json: 'curve_b' has 2 values, expected 3\" %s/r.txt", dir), 0);
+  assert_int_equal(tu_sh("test ! -e %s/pwned2 && test -d \"%s/rep'; touch %s/pwned2; '\"", dir, dir, dir), 0);
+  assert_int_equal(tu_sh("cd %s/run && mv plane_ok.json plane_aligned.json && %s report --run . --out ../rep2 > /dev/null "
+                         "2>&1 && test -s ../rep2/report.md", dir, bin), 0);
+}
+
 /* item 11: a dataset directory without read permission says so (needs
  * root to drop to another user; skipped otherwise) */
 static void test_permission_denied(void **s) {
@@ -352,7 +377,7 @@ int main(void) {
       cmocka_unit_test(test_plane_json),     cmocka_unit_test(test_mkdir_p),
       cmocka_unit_test(test_gzip_trailer),   cmocka_unit_test(test_memory_estimate),
       cmocka_unit_test(test_cli_flags),      cmocka_unit_test(test_cli_files),
-      cmocka_unit_test(test_permission_denied),
+      cmocka_unit_test(test_report),         cmocka_unit_test(test_permission_denied),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -74,6 +74,17 @@ int cli_parse(const cli_cmd *cmd, cli_opt *opts, int argc, char **argv) {
     int r = set_value(o, v, cmd->name);
     if (r) return r;
   }
+  /* the ranges every command shares: a batch sizes buffers (batch x
+   * per-sample sizes), counts of images are never negative */
+  for (cli_opt *o = opts; o->name; o++) {
+    if (o->type != OPT_INT) continue;
+    const int64_t x = *(int64_t *)o->ptr;
+    const size_t l = strlen(o->name);
+    if (!strcmp(o->name, "batch") && (x < 1 || x > CLI_MAX_BATCH))
+      return cli_usage(cmd->name, "--batch %lld: expected 1..%lld", (long long)x, (long long)CLI_MAX_BATCH);
+    if (((l >= 7 && !strcmp(o->name + l - 7, "samples")) || (l >= 6 && !strcmp(o->name + l - 6, "subset"))) && x < 0)
+      return cli_usage(cmd->name, "--%s %lld: expected >= 0", o->name, (long long)x);
+  }
   return -1;
 }
 

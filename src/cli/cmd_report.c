@@ -2,6 +2,8 @@
  * Markdown report with a Table-1-style summary and PNG/SVG figures. */
 #include "cli.h"
 
+#include "core/file.h"
+
 #include "eval/path.h"
 #include "io/plot.h"
 #include "io/results.h"
@@ -38,9 +40,18 @@ static void sbp(strbuf *b, const char *fmt, ...) {
 static json_t *load(const char *dir, const char *name, mc_status *st) {
   char p[1200];
   snprintf(p, sizeof p, "%s/%s", dir, name);
+  unsigned char *buf;
+  size_t n;
+  mc_status s = mc_read_file(p, "result file", (size_t)1 << 30, &buf, &n);
+  if (s) {
+    if (!*st) *st = s;
+    return NULL;
+  }
   json_error_t err;
-  json_t *j = json_load_file(p, 0, &err);
-  if (!j && !*st) *st = mc_error(MC_EIO, "%s: %s (line %d)", p, err.text, err.line);
+  json_t *j = json_loadb((const char *)buf, n, 0, &err);
+  free(buf);
+  if (!j && !*st) *st = mc_error(MC_EFORMAT, "%s: %s (line %d)", p, err.text, err.line);
+  if (j && !json_is_object(j) && !*st) *st = mc_error(MC_EFORMAT, "%s: not a JSON object", p);
   return j;
 }
 

@@ -163,8 +163,9 @@ static void run_id(const mc_train_cfg *cfg, const mc_model *m, char out[24]) {
 /* OUT.train holds everything a resume needs -- the model (under "model.")
  * and the momentum (under "momentum.", the same named views) at one epoch
  * -- so it is consistent by construction.  It is written before OUT: a
- * crash between the two leaves OUT one epoch behind OUT.train, which
- * resume accepts (it continues from OUT.train). */
+ * crash between the two leaves OUT behind OUT.train (by more than one
+ * epoch after repeated crashes), which resume accepts: it continues from
+ * OUT.train, the newest consistent state of the run. */
 static mc_status save_all(const mc_train_cfg *cfg, const mc_model *m, const float *theta,
                           const float *state, const float *mom, int64_t epoch) {
   if (!cfg->out) return MC_OK;
@@ -188,7 +189,7 @@ static mc_status save_all(const mc_train_cfg *cfg, const mc_model *m, const floa
 }
 
 static mc_status load_resume(const mc_train_cfg *cfg, const mc_model *m, float *theta, float *state,
-                             float *mom, int64_t *epoch) {
+                             float *mom, int64_t *epoch, int *behind) {
   mc_st_file f, g;
   mc_status st = mc_st_read(cfg->resume, &f);
   if (st) return st;
@@ -213,14 +214,15 @@ static mc_status load_resume(const mc_train_cfg *cfg, const mc_model *m, float *
   else if (strcmp(run, want))
     st = mc_error(MC_EARG, "%s is from run %s, but this command's seed, architecture, data and batch size make "
                   "run %s: resume with the original run's flags", cfg->resume, run, want);
-  else if (!(et == em || et == em + 1) || em < 0)
+  else if (et < em || em < 0)
     st = mc_error(MC_EFORMAT, "%s: optimizer state is for epoch %s but %s is at epoch %s", tp, ep2 ? ep2 : "?",
                   cfg->resume, ep);
   else if (!(st = mc_ckpt_get(&g, m, "model.", theta, state, 0)) && !(st = mc_ckpt_get(&g, m, "momentum.", mom, NULL, 0))) {
-    if (et == em + 1)
+    if (et > em)
       fprintf(stderr, "%s is at epoch %lld, %s at %lld (a write was interrupted): continuing from the latter\n",
               cfg->resume, em, tp, et);
     *epoch = et;
+    *behind = et > em;
   }
   mc_st_free(&g);
 out_f:
@@ -275,8 +277,12 @@ mc_status mc_train(const mc_train_cfg *cfg, mc_model *m, float *theta,
   mc_log log = {0};
   int64_t start = 0;
   if (cfg->resume) {
-    st = load_resume(cfg, m, theta, state, mom, &start);
+    int behind = 0;
+    st = load_resume(cfg, m, theta, state, mom, &start, &behind);
     if (st) goto out;
+    /* bring the model file up to its optimizer file now: no epoch may be
+     * left to run that would rewrite it */
+    if (behind && cfg->out && (st = save_all(cfg, m, theta, state, mom, start))) goto out;
     fprintf(stderr, "resuming %s at epoch %lld of %lld\n", cfg->resume, (long long)start, (long long)cfg->epochs);
   }
   if ((st = mc_log_begin(&log, cfg->log_path, start))) goto out;
