@@ -42,7 +42,7 @@ static int cmd_curve_train(int argc, char **argv) {
   cli_sgd_opts so;
   cli_opt opts[] = {{"a", OPT_STR, &pa, NULL, "endpoint A (t = 0)"},
                     {"b", OPT_STR, &pb, NULL, "endpoint B (t = 1)"},
-                    {"out", OPT_STR, &out, NULL, "curve file to write"},
+                    {"out", OPT_STR, &out, NULL, "curve file to write (atomically, at the end; OUT.lock guards it)"},
                     {"align", OPT_STR, &align_s, "corr", "align B to A first: corr, weights or none"},
                     {"samples", OPT_INT, &samples, "10000", "images for the alignment statistics"},
                     {"kind", OPT_STR, &kind_s, "bezier", "bezier (degree bends+1), chain (polygonal) or linear"},

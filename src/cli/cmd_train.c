@@ -12,8 +12,8 @@
 int cmd_train(int argc, char **argv) {
   static const cli_cmd cmd = {
       "train",
-      "Train a network with SGD (PyTorch semantics) on a dataset. After every epoch the model is written\n"
-      "atomically to --out and the optimizer state to OUT.train, so --resume OUT continues exactly.",
+      "Train a network with SGD (PyTorch semantics) on a dataset. After every epoch the resume state is written\n"
+      "atomically to OUT.train, then the model to --out, so --resume OUT continues exactly, even after a crash.",
       "--arch A --data D --epochs E --seed S [--out FILE] [options]", cmd_train};
   cli_model_opts mo;
   cli_data_opts dopt;
@@ -33,8 +33,8 @@ int cmd_train(int argc, char **argv) {
                     {"crop", OPT_INT, &so.crop, "-1", "random-crop padding in pixels (-1 = dataset default: 2 for 28x28, 4 for CIFAR)"},
                     {"flip", OPT_STR, &so.flip, "auto", "random horizontal flip: on, off, auto (on for CIFAR only)"},
                     {"eval-every", OPT_INT, &so.eval_every, "1", "evaluate on the test set every N epochs (the last always)"},
-                    {"out", OPT_STR, &out, NULL, "checkpoint to write (safetensors); OUT.train holds the optimizer state"},
-                    {"resume", OPT_STR, &resume, NULL, "continue a run from this checkpoint (and its .train file)"},
+                    {"out", OPT_STR, &out, NULL, "checkpoint to write (safetensors); OUT.train holds the resume state (model + momentum, written first), OUT.lock a lock against a second writer"},
+                    {"resume", OPT_STR, &resume, NULL, "continue a run from this checkpoint and its .train file (the same seed, architecture, data and batch)"},
                     {"log", OPT_STR, &log, NULL, "JSON-lines log, one record per epoch (default: OUT.log.jsonl)"},
                     CLI_RUNTIME_OPTS(mo),
                     {0}};

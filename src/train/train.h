@@ -50,10 +50,11 @@ typedef struct {
   int eval_every;       /* test evaluation every k epochs (last always) */
 } mc_train_cfg;
 
-/* Trains theta/state in place.  Writes OUT (model) and OUT.train (optimizer
- * state: momentum, epoch) atomically after every epoch, so an interrupted
- * run resumes to exactly the uninterrupted result.  A non-finite loss stops
- * with MC_ENAN and leaves the last good checkpoint intact. */
+/* Trains theta/state in place.  After every epoch writes OUT.train (the
+ * resume state: model and momentum, epoch, run id) and then OUT (model)
+ * atomically, so an interrupted run -- even one killed between the two
+ * writes -- resumes to exactly the uninterrupted result.  A non-finite loss
+ * stops with MC_ENAN and leaves the last good checkpoint intact. */
 mc_status mc_train(const mc_train_cfg *cfg, mc_model *m, float *theta,
                    float *state, const mc_data *d, mc_backend be);
 
