@@ -1,0 +1,152 @@
+/* Operations on a built model: forward FLOPs, PyTorch-style
+ * initialisation, applying a permutation to theta and state, and the
+ * `info` printout (graph, heads, parameters, groups).  Building the model
+ * from its spec is graph.c. */
+#include "modeconn.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+double mc_model_flops(const mc_model *m) {
+  double f = 0;
+  for (int i = 0; i < m->n_nodes; i++) {
+    const mc_node *nd = &m->nodes[i];
+    const mc_node *in0 = nd->n_in ? &m->nodes[nd->in[0]] : NULL;
+    if (nd->kind == MC_NODE_CONV)
+      f += 2.0 * (double)nd->C * (double)in0->C * nd->k * nd->k * (double)(nd->H * nd->W);
+    else if (nd->kind == MC_NODE_LINEAR)
+      f += 2.0 * (double)nd->C * (double)(in0->C * in0->H * in0->W);
+  }
+  return f;
+}
+
+/* --------------------------------------------------------- initialisation */
+void mc_model_init(const mc_model *m, float *theta, float *state,
+                   uint64_t seed) {
+  mc_rng r;
+  mc_rng_seed(&r, seed);
+  for (int i = 0; i < m->n_tensors; i++) {
+    const mc_tensor *t = &m->tensors[i];
+    const mc_node *nd = &m->nodes[t->node];
+    float *dst = (t->in_state ? state : theta) + t->off;
+    if (nd->kind == MC_NODE_BN) {
+      float v = (t->role == MC_ROLE_WEIGHT || t->role == MC_ROLE_RVAR) ? 1.f : 0.f;
+      for (size_t j = 0; j < t->numel; j++) dst[j] = v;
+      continue;
+    }
+    /* PyTorch's default: kaiming_uniform(a=sqrt(5)) => U(-1/sqrt(fan_in),
+     * 1/sqrt(fan_in)) for weights, the same bound for biases. */
+    const mc_tensor *w = &m->tensors[nd->t_weight];
+    double fan_in = (double)(w->numel / (size_t)w->shape[0]);
+    double bound = 1.0 / sqrt(fan_in);
+    for (size_t j = 0; j < t->numel; j++)
+      dst[j] = (float)((2.0 * mc_rng_uniform(&r) - 1.0) * bound);
+  }
+}
+
+/* ------------------------------------------------------------ permutation */
+/* Index map of one axis: map[i] = source index of destination index i. */
+static void axis_map(const mc_layout *l, int *const *perm, int64_t *map,
+                     int64_t len) {
+  int64_t off = 0;
+  for (int s = 0; s < l->n; s++) {
+    const mc_segment *sg = &l->seg[s];
+    for (int64_t c = 0; c < sg->count; c++) {
+      int64_t src = sg->group >= 0 ? perm[sg->group][c] : c;
+      for (int64_t j = 0; j < sg->repeat; j++)
+        map[off + c * sg->repeat + j] = off + src * sg->repeat + j;
+    }
+    off += sg->count * sg->repeat;
+  }
+  MC_ASSERT(off == len);
+}
+
+void mc_model_permute(const mc_model *m, int *const *perm, const float *theta,
+                      const float *state, float *theta_out, float *state_out) {
+  for (int i = 0; i < m->n_tensors; i++) {
+    const mc_tensor *t = &m->tensors[i];
+    const float *src = (t->in_state ? state : theta) + t->off;
+    float *dst = (t->in_state ? state_out : theta_out) + t->off;
+    int64_t d0 = t->shape[0];
+    int64_t d1 = t->ndim > 1 ? t->shape[1] : 1;
+    int64_t inner = (int64_t)t->numel / (d0 * d1);
+    int64_t *m0 = mc_malloc(sizeof(int64_t) * (size_t)d0);
+    int64_t *m1 = mc_malloc(sizeof(int64_t) * (size_t)d1);
+    if (t->axis[0]) axis_map(t->axis[0], perm, m0, d0);
+    else for (int64_t a = 0; a < d0; a++) m0[a] = a;
+    if (t->ndim > 1 && t->axis[1]) axis_map(t->axis[1], perm, m1, d1);
+    else for (int64_t b = 0; b < d1; b++) m1[b] = b;
+    for (int64_t a = 0; a < d0; a++)
+      for (int64_t b = 0; b < d1; b++)
+        memcpy(dst + (a * d1 + b) * inner, src + (m0[a] * d1 + m1[b]) * inner,
+               sizeof(float) * (size_t)inner);
+    free(m0);
+    free(m1);
+  }
+}
+
+/* ----------------------------------------------------------------- print */
+void mc_model_print(const mc_model *m, FILE *f) {
+  fprintf(f, "architecture %s: input %lldx%lldx%lld, %lld classes", m->arch,
+          (long long)m->in_c, (long long)m->in_h, (long long)m->in_w,
+          (long long)m->classes);
+  if (m->width != 1.0) fprintf(f, ", width x%g", m->width);
+  fprintf(f, "\n\ngraph (%d nodes):\n", m->n_nodes);
+  for (int i = 0; i < m->n_nodes; i++) {
+    const mc_node *nd = &m->nodes[i];
+    fprintf(f, "  %3d %-22s %-9s", i, nd->name, mc_node_kind_name(nd->kind));
+    if (nd->flat) fprintf(f, " -> %lld", (long long)nd->C);
+    else fprintf(f, " -> %lldx%lldx%lld", (long long)nd->C, (long long)nd->H, (long long)nd->W);
+    if (nd->n_in) {
+      fprintf(f, "  from ");
+      for (int j = 0; j < nd->n_in; j++) fprintf(f, "%s%s", j ? "," : "", m->nodes[nd->in[j]].name);
+    }
+    fprintf(f, "  groups [");
+    for (int s = 0; s < nd->layout.n; s++) {
+      if (nd->layout.seg[s].group < 0) fprintf(f, "%sfixed", s ? " " : "");
+      else fprintf(f, "%sG%d", s ? " " : "", nd->layout.seg[s].group);
+    }
+    fprintf(f, "]\n");
+  }
+  fprintf(f, "\noutput heads (training loss = sum of weight x cross-entropy):\n");
+  for (int k = 0; k < m->n_heads; k++)
+    fprintf(f, "  head %d: %-22s weight %g%s\n", k, m->nodes[m->heads[k].node].name, (double)m->heads[k].weight,
+            k == 0 ? " (main: predictions)" : m->heads[k].train_only ? " (train-only)" : "");
+  fprintf(f, "\nparameters (theta, %zu floats):\n", m->n_theta);
+  for (int pass = 0; pass < 2; pass++) {
+    if (pass == 1) fprintf(f, "\nBN running statistics (state, %zu floats):\n", m->n_state);
+    for (int i = 0; i < m->n_tensors; i++) {
+      const mc_tensor *t = &m->tensors[i];
+      if (t->in_state != pass) continue;
+      fprintf(f, "  %-36s [", t->name);
+      for (int d = 0; d < t->ndim; d++) fprintf(f, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+      fprintf(f, "]  offset %zu\n", t->off);
+    }
+  }
+  fprintf(f, "\ntotal trainable parameters: %zu\n", m->n_theta);
+  fprintf(f, "forward FLOPs per sample: %.4g\n", mc_model_flops(m));
+  fprintf(f, "\npermutation groups (%d):\n", m->n_groups);
+  for (int g = 0; g < m->n_groups; g++) {
+    fprintf(f, "  G%-3d %-22s size %-5lld %s axes:", g, m->groups[g].name,
+            (long long)m->groups[g].size,
+            m->groups[g].n_members > 1 ? "stream of layers joined by add," : "");
+    int first = 1;
+    for (int i = 0; i < m->n_tensors; i++) {
+      const mc_tensor *t = &m->tensors[i];
+      for (int a = 0; a < 2; a++) {
+        const mc_layout *l = t->axis[a];
+        if (!l) continue;
+        for (int s = 0; s < l->n; s++)
+          if (l->seg[s].group == g) {
+            fprintf(f, "%s%s[%d]", first ? " " : ", ", t->name, a);
+            first = 0;
+            break;
+          }
+      }
+    }
+    fprintf(f, "\n");
+  }
+}
