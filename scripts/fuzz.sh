@@ -26,14 +26,16 @@ flags=(-std=c17 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sa
 obpc="/usr/lib/$(gcc -print-multiarch)/openblas-openmp/pkgconfig"
 libs=($(PKG_CONFIG_PATH="$obpc" pkg-config --libs openblas jansson plplot) -ldnnl -lz -lm -Wl,-rpath,"$obpc/..")
 flags+=($(pkg-config --cflags plplot))
-libsrc=("$root"/src/{core,nn,model,data,train,align,curve,eval,io}/*.c)
+libsrc=("$root"/src/{core,nn,model,data,train,align,curve,eval,io}/*.c "$root"/src/nn/*/*.c)
 archive="$out/libmodeconn_fuzz.a"
 if [ ! -f "$archive" ] || [ -n "$(find "$root/src" "$root/include" -newer "$archive" -name '*.[ch]' | head -1)" ]; then
   echo "fuzz.sh: building $archive"
   rm -rf "$out/obj" && mkdir -p "$out/obj"
   for f in "${libsrc[@]}"; do
     o="$out/obj/$(basename "$(dirname "$f")")_$(basename "${f%.c}").o"
-    "$CC" "${flags[@]/-fsanitize=fuzzer,/-fsanitize=fuzzer-no-link,}" -march=native -c "$f" -o "$o" &
+    isa=() # as CMakeLists.txt: only the kernel variant files get their instruction set
+    case "$f" in *_avx2.c) isa=(-mavx2 -mfma) ;; esac
+    "$CC" "${flags[@]/-fsanitize=fuzzer,/-fsanitize=fuzzer-no-link,}" "${isa[@]}" -c "$f" -o "$o" &
     while [ "$(jobs -rp | wc -l)" -ge 2 ]; do wait -n; done
   done
   wait
