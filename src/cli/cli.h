@@ -6,6 +6,7 @@
 
 #include "modeconn.h"
 #include "data/data.h"
+#include "eval/attack.h"
 #include "eval/path.h"
 
 #include <jansson.h>
@@ -125,6 +126,43 @@ typedef struct {
 } cli_sgd_opts;
 mc_status cli_sgd_check(const cli_sgd_opts *o, int preset);
 
+/* The PGD flags (SPEC section 4) of every command that attacks. */
+typedef struct {
+  const char *adv, *eps, *alpha, *random_start, *bn_adv;
+  int64_t steps, seed;
+} cli_adv_opts;
+#define CLI_ADV_OPTS(o)                                                                                   \
+  {"adv", OPT_STR, &(o).adv, "none", "adversarial mode: none, or pgd (L-infinity PGD of SPEC section 4)"}, \
+  CLI_PGD_OPTS(o)
+#define CLI_PGD_OPTS(o)                                                                                   \
+  {"eps", OPT_STR, &(o).eps, "auto",                                                                      \
+   "PGD radius, a number or a fraction such as 8/255 (auto: 0.1 for 1-channel data such as "               \
+   "Fashion-MNIST and MNIST, 8/255 for 3-channel CIFAR data)"},                                           \
+  {"alpha", OPT_STR, &(o).alpha, "auto", "PGD step size (auto: 0.025 for 1-channel data, 2/255 for CIFAR)"}, \
+  {"steps", OPT_INT, &(o).steps, "5", "PGD steps k (0: the clean inputs)"},                               \
+  {"random-start", OPT_STR, &(o).random_start, "yes",                                                     \
+   "PGD start: yes (x + U(-eps, eps), not clipped, as the official code) or no (x itself)"},             \
+  {"attack-seed", OPT_INT, &(o).seed, "1", "seed of the PGD random starts (keyed by image index)"}
+/* ... and of the commands that recompute BN along a path */
+#define CLI_BN_ADV_OPT(o)                                                                                 \
+  {"bn-adv", OPT_STR, &(o).bn_adv, "yes",                                                                 \
+   "with --adv pgd: recompute BN on PGD examples of the training images generated at each point (yes, "    \
+   "as the official code) or on the clean images (no)"}
+/* Validates the flags; *on = 0 for --adv none (p then untouched, except
+ * defaults).  channels picks the auto eps/alpha. */
+mc_status cli_adv_setup(const cli_adv_opts *o, int64_t channels, mc_pgd *p, int *on);
+/* --FLAG yes|no into *out (1/0). */
+mc_status cli_yes_no(const char *flag, const char *s, int *out);
+/* "pgd eps=... alpha=... steps=... start=random|zero seed=..." */
+void cli_adv_describe(const mc_pgd *p, char *buf, size_t n);
+/* The attack parameters as a JSON object (keys eps, alpha, steps,
+ * random_start, attack_seed). */
+json_t *cli_adv_json(const mc_pgd *p);
+/* The flags of a path or plane evaluation into po (po->adv = p or NULL,
+ * po->bn_adv); with --adv pgd prints the attack and, when extra is not
+ * NULL, records it there under "adversarial". */
+mc_status cli_path_adv(const cli_adv_opts *o, int64_t channels, mc_pgd *p, mc_path_opts *po, json_t *extra);
+
 /* Claims an output file before any work: takes an advisory lock
  * (flock on OUT.lock, kept until exit) so two processes cannot write the
  * same OUT, which also proves its directory writable; then removes stale
@@ -147,6 +185,7 @@ int cmd_report(int argc, char **argv);
 
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_attack(int argc, char **argv);
 
 /* Progress of path and plane evaluations on stderr: a bar on a terminal,
  * else one line per point (for logs). */

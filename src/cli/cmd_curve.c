@@ -30,7 +30,10 @@ static int cmd_curve_train(int argc, char **argv) {
       "the same for every candidate, wins; ties keep the previous one); then a phi-step: the control point\n"
       "theta_c = A/2 + P(B)/2 + phi trained as a Bezier bend with the same pull on phi. The curve file's B is B\n"
       "permuted by the final permutation (composed with the alignment), so curve eval, plane and report work\n"
-      "unchanged. Per-epoch progress lines for both phases; the JSON log gets {\"phase\": ...} markers.",
+      "unchanged. Per-epoch progress lines for both phases; the JSON log gets {\"phase\": ...} markers.\n"
+      "--adv pgd: a robust curve: per batch PGD examples against theta(t) (BN in train mode), CE on them +\n"
+      "1/2 wd ||theta(t)||^2; the t = 0.5 evaluations recompute BN on PGD training examples and add the robust\n"
+      "test metrics. Align robust endpoints on clean inputs (default) or, with --align-adv, on PGD inputs.",
       "--a A --b B --out CURVE [--align corr|weights|none] [--kind bezier|chain|linear] [--bends K]\n"
       "       [--method bezier|pam [--p-epochs N] [--p-lr X] [--nu X|inf] [--phi-epochs N] ...] [options]",
       cmd_curve_train};
@@ -40,6 +43,7 @@ static int cmd_curve_train(int argc, char **argv) {
   cli_pam_opts po;
   int64_t bends, samples, bn_samples;
   cli_sgd_opts so;
+  cli_adv_opts ao;
   cli_opt opts[] = {{"a", OPT_STR, &pa, NULL, "endpoint A (t = 0)"},
                     {"b", OPT_STR, &pb, NULL, "endpoint B (t = 1)"},
                     {"out", OPT_STR, &out, NULL, "curve file to write (atomically, at the end; OUT.lock guards it)"},
@@ -75,6 +79,7 @@ static int cmd_curve_train(int argc, char **argv) {
                     {"select-samples", OPT_INT, &po.select_samples, "10000", "pam: training images of the rounding's selection loss (0 = all)"},
                     {"outer", OPT_INT, &po.outer, "1", "pam: outer iterations (P-step, rounding, phi-step)"},
                     {"phi-epochs", OPT_INT, &po.phi_epochs, "0", "pam: phi-step epochs per outer iteration (0 = --epochs / preset)"},
+                    CLI_ADV_OPTS(ao),
                     CLI_ALL_OPTS(dopt, mo),
                     {0}};
   int r = cli_parse(&cmd, opts, argc, argv);
@@ -106,7 +111,18 @@ static int cmd_curve_train(int argc, char **argv) {
   mc_data d;
   if ((st = cli_load_data(&dopt, &d))) return cli_fail(st);
   int cifar = !strcmp(preset, "cifar") || (!strcmp(preset, "auto") && !strncmp(d.name, "cifar", 5));
+  mc_pgd pgd;
+  int adv_on;
+  if ((st = cli_adv_setup(&ao, d.train.c, &pgd, &adv_on))) {
+    mc_data_free(&d);
+    return cli_fail(st);
+  }
+  if (adv_on && pam) {
+    mc_data_free(&d);
+    return cli_usage("curve train", "--adv pgd is not supported with --method pam");
+  }
   mc_curve_train_cfg cfg = {0};
+  cfg.adv = adv_on ? &pgd : NULL;
   cfg.epochs = so.epochs > 0 ? so.epochs : cifar ? 250 : 20;
   cfg.batch = so.batch;
   cfg.momentum = so.momentum;
@@ -159,6 +175,11 @@ static int cmd_curve_train(int argc, char **argv) {
     fprintf(stderr, "training a %s curve (%lld bend%s) between %s and %s%s: %lld epochs, lr %g (%s), %lld images\n",
             kind_s, (long long)bends, bends == 1 ? "" : "s", pa, pb, no_align ? " (unaligned)" : " (aligned)",
             (long long)cfg.epochs, cfg.sched.lr, mc_schedule_name(cfg.sched.kind), (long long)d.train.n);
+    if (cfg.adv) {
+      char desc[256];
+      cli_adv_describe(&pgd, desc, sizeof desc);
+      fprintf(stderr, "robust curve training on %s examples against theta(t)\n", desc);
+    }
     st = mc_curve_train(&cfg, cf.m, &cf.c, &d, be);
     if (!st && perm_out) st = cli_write_json(perm_out, mc_alignment_json(cf.m, &al, align_s));
   }
@@ -166,9 +187,12 @@ static int cmd_curve_train(int argc, char **argv) {
   {
     char ep[32];
     snprintf(ep, sizeof ep, "%lld", (long long)(pam && po.phi_epochs > 0 ? po.phi_epochs : cfg.epochs));
+    char adv[256] = "none";
+    if (cfg.adv) cli_adv_describe(&pgd, adv, sizeof adv);
     mc_kv extra[] = {{"modeconn.curve.a", pa}, {"modeconn.curve.b", pb}, {"modeconn.epochs", ep},
-                     {"modeconn.dataset", dopt.data}, {"modeconn.curve.method", method_s}};
-    st = mc_curve_save(out, &cf, extra, 5);
+                     {"modeconn.dataset", dopt.data}, {"modeconn.curve.method", method_s},
+                     {"modeconn.adversarial", adv}};
+    st = mc_curve_save(out, &cf, extra, 6);
     if (!st) fprintf(stderr, "wrote %s\n", out);
   }
 done:

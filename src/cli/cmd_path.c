@@ -63,12 +63,15 @@ int cmd_interp(int argc, char **argv) {
   const char *pa, *pb, *json, *csv;
   int64_t points, bn_samples, batch;
   int no_bn, with_train;
+  cli_adv_opts ao;
   cli_opt opts[] = {{"a", OPT_STR, &pa, NULL, "model A (t = 0)"},
                     {"b", OPT_STR, &pb, NULL, "model B (t = 1)"},
                     {"points", OPT_INT, &points, "25", "number of equally spaced t in [0,1]"},
                     {"no-bn-recompute", OPT_FLAG, &no_bn, NULL,
                      "interpolate the BN running statistics instead of recomputing them"},
                     PATH_OPTS(bn_samples, batch, json, csv, with_train),
+                    CLI_ADV_OPTS(ao),
+                    CLI_BN_ADV_OPT(ao),
                     CLI_ALL_OPTS(dopt, mo),
                     {0}};
   int r = cli_parse(&cmd, opts, argc, argv);
@@ -81,10 +84,16 @@ int cmd_interp(int argc, char **argv) {
   cli_pair P;
   if ((st = cli_pair_load(pa, pb, &mo, &dopt, &P))) return cli_fail(st);
   mc_curve c = {MC_CURVE_LINEAR, 0, P.m->n_theta, P.ta, P.tb, NULL};
-  mc_path_opts po = {bn_samples, dopt.test_subset, with_train, !no_bn, batch, cli_point_progress, NULL};
+  mc_path_opts po = {bn_samples, dopt.test_subset, with_train, !no_bn, batch, cli_point_progress, NULL, NULL, 0};
   char title[1200];
   snprintf(title, sizeof title, "linear path %s -> %s (%s)", pa, pb, no_bn ? "BN statistics interpolated" : "BN recomputed");
   json_t *extra = json_pack("{s:s, s:s, s:s}", "kind", "linear", "a", pa, "b", pb);
+  mc_pgd pgd;
+  if ((st = cli_path_adv(&ao, P.m->in_c, &pgd, &po, extra))) {
+    json_decref(extra);
+    cli_pair_free(&P);
+    return cli_fail(st);
+  }
   r = finish(title, P.m, &c, P.sa, P.sb, &P.d, (int)points, &po, be, json, csv, extra);
   cli_pair_free(&P);
   return r;
@@ -101,9 +110,12 @@ int cmd_curve_eval(int argc, char **argv) {
   const char *path, *json, *csv;
   int64_t points, bn_samples, batch;
   int with_train;
+  cli_adv_opts ao;
   cli_opt opts[] = {{"curve", OPT_STR, &path, NULL, "curve file written by 'curve train'"},
                     {"points", OPT_INT, &points, "65", "number of equally spaced t in [0,1]"},
                     PATH_OPTS(bn_samples, batch, json, csv, with_train),
+                    CLI_ADV_OPTS(ao),
+                    CLI_BN_ADV_OPT(ao),
                     CLI_DATA_OPTS(dopt),
                     CLI_RUNTIME_OPTS(mo),
                     {0}};
@@ -121,12 +133,19 @@ int cmd_curve_eval(int argc, char **argv) {
     mc_curve_file_free(&cf);
     return cli_fail(st);
   }
-  mc_path_opts po = {bn_samples, dopt.test_subset, with_train, 1, batch, cli_point_progress, NULL};
+  mc_path_opts po = {bn_samples, dopt.test_subset, with_train, 1, batch, cli_point_progress, NULL, NULL, 0};
   char title[1200];
   snprintf(title, sizeof title, "%s curve (%d bend%s, alignment: %s) from %s", mc_curve_kind_name(cf.c.kind),
            cf.c.n_bends, cf.c.n_bends == 1 ? "" : "s", cf.align, path);
   json_t *extra = json_pack("{s:s, s:s, s:i, s:s}", "kind", mc_curve_kind_name(cf.c.kind), "curve", path, "bends",
                             cf.c.n_bends, "align", cf.align);
+  mc_pgd pgd;
+  if ((st = cli_path_adv(&ao, cf.m->in_c, &pgd, &po, extra))) {
+    json_decref(extra);
+    mc_curve_file_free(&cf);
+    mc_data_free(&d);
+    return cli_fail(st);
+  }
   r = finish(title, cf.m, &cf.c, cf.sa, cf.sb, &d, (int)points, &po, be, json, csv, extra);
   mc_curve_file_free(&cf);
   mc_data_free(&d);

@@ -58,6 +58,7 @@ int cmd_plane(int argc, char **argv) {
   cli_data_opts dopt;
   const char *curve, *models, *range_s, *json, *plot;
   int64_t grid, bn_samples, batch;
+  cli_adv_opts ao;
   cli_opt opts[] = {{"curve", OPT_STR, &curve, NULL, "curve file: the plane of A, B and its first bend"},
                     {"models", OPT_STR, &models, NULL, "three checkpoints M0,M1,M2 (comma separated)"},
                     {"grid", OPT_INT, &grid, "17", "grid points per axis"},
@@ -65,7 +66,10 @@ int cmd_plane(int argc, char **argv) {
                     {"bn-samples", OPT_INT, &bn_samples, "0", "training images for each BN recompute (0 = all)"},
                     {"batch", OPT_INT, &batch, "500", "BN-recompute batch (train mode: its statistics depend on it); eval passes use slices of at most 64 rows per thread"},
                     {"json", OPT_STR, &json, NULL, "write the grids as JSON"},
-                    {"plot", OPT_STR, &plot, NULL, "write PREFIX_loss.png/.svg and PREFIX_acc.png/.svg"},
+                    {"plot", OPT_STR, &plot, NULL, "write PREFIX_loss.png/.svg and PREFIX_acc.png/.svg (with --adv "
+                     "pgd also PREFIX_robust_loss and PREFIX_robust_acc)"},
+                    CLI_ADV_OPTS(ao),
+                    CLI_BN_ADV_OPT(ao),
                     CLI_ALL_OPTS(dopt, mo),
                     {0}};
   int r = cli_parse(&cmd, opts, argc, argv);
@@ -114,7 +118,14 @@ int cmd_plane(int argc, char **argv) {
   }
   mc_data d;
   if ((st = cli_load_data(&dopt, &d))) goto done;
-  mc_path_opts po = {bn_samples, dopt.test_subset, 0, 1, batch, cli_point_progress, NULL};
+  mc_path_opts po = {bn_samples, dopt.test_subset, 0, 1, batch, cli_point_progress, NULL, NULL, 0};
+  mc_pgd pgd;
+  json_t *adv = json_object();
+  if ((st = cli_path_adv(&ao, m->in_c, &pgd, &po, adv))) {
+    json_decref(adv);
+    mc_data_free(&d);
+    goto done;
+  }
   mc_plane_result pr;
   double t0 = omp_get_wtime();
   fprintf(stderr, "evaluating a %lldx%lld plane (%lld points, BN recompute on %lld images each)\n", (long long)grid,
@@ -147,13 +158,24 @@ int cmd_plane(int argc, char **argv) {
       json_object_set_new(j, "curve_a", ja);
       json_object_set_new(j, "curve_b", jb);
       json_object_set_new(j, "seconds", json_real(secs));
+      json_object_update(j, adv);
       st = cli_write_json(json, j);
     }
     if (!st && plot) st = cli_plot_plane(plot, curve ? "plane of A, B, bend" : "plane of M0, M1, M2", &pr, ca, cb, nc);
+    if (!st && plot && pr.racc) { /* the same figures of the PGD metrics */
+      mc_plane_result rp = pr;
+      rp.loss = pr.rloss;
+      rp.acc = pr.racc;
+      char *pre = mc_malloc(strlen(plot) + 16);
+      sprintf(pre, "%s_robust", plot);
+      st = cli_plot_plane(pre, curve ? "plane of A, B, bend (PGD)" : "plane of M0, M1, M2 (PGD)", &rp, ca, cb, nc);
+      free(pre);
+    }
     free(ca);
     free(cb);
     mc_plane_result_free(&pr);
   }
+  json_decref(adv);
   mc_data_free(&d);
 done:
   if (curve) mc_curve_file_free(&cf);

@@ -12,6 +12,7 @@ static const struct {
     {"info", "print an architecture's graph, parameters and permutation groups", cmd_info},
     {"train", "train a network with SGD and write a safetensors checkpoint", cmd_train},
     {"eval", "evaluate a checkpoint's loss and accuracy on a dataset split", cmd_eval},
+    {"attack", "clean and PGD (robust) loss and accuracy of a checkpoint", cmd_attack},
     {"align", "permute model B's neurons to match model A's (correlation or weight matching)", cmd_align},
     {"interp", "evaluate the straight line between two models, BN recomputed at every point", cmd_interp},
     {"curve", "train (curve train) or evaluate (curve eval) a low-loss curve between two models", cmd_curve},

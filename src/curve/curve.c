@@ -102,6 +102,7 @@ typedef struct {
   mc_curve *c;
   mc_exec *e;
   float *theta, *grad, *state, **gb, **mom;
+  float *xadv, *dx; /* robust training */
 } curve_job;
 
 /* One minibatch of curve training: t ~ U(0,1) from the epoch's spare
@@ -115,7 +116,9 @@ static mc_status curve_batch(void *arg, const mc_batch_ctx *b, double *loss, int
   const double t = mc_rng_uniform(&b->plan->extra);
   mc_curve_point(c, t, j->theta);
   memset(j->grad, 0, sizeof(float) * n);
-  mc_status st = mc_exec_forward(j->e, j->theta, j->state, b->x, b->k, MC_MODE_TRAIN);
+  const float *x;
+  mc_status st = mc_batch_adv(cfg->adv, j->e, j->theta, j->state, b, j->xadv, j->dx, &x);
+  if (!st) st = mc_exec_forward(j->e, j->theta, j->state, x, b->k, MC_MODE_TRAIN);
   double l = 0;
   if (st || (st = mc_exec_loss(j->e, b->y, 1.f, &l, hits))) return st;
   if (!isfinite(l))
@@ -159,24 +162,28 @@ mc_status mc_curve_train(const mc_curve_train_cfg *cfg, const mc_model *m, mc_cu
   float *x = mc_aligned_alloc(sizeof(float) * (size_t)(B * tr->c * tr->h * tr->w));
   int32_t *y = mc_malloc(sizeof(int32_t) * (size_t)B);
   int64_t *order = mc_malloc(sizeof(int64_t) * (size_t)tr->n);
+  float *xadv = cfg->adv ? mc_aligned_alloc(sizeof(float) * (size_t)(B * tr->c * tr->h * tr->w)) : NULL;
+  float *dx = cfg->adv ? mc_aligned_alloc(sizeof(float) * (size_t)(B * tr->c * tr->h * tr->w)) : NULL;
   mc_log log;
   if ((st = mc_log_begin(&log, cfg->log_path, 0))) goto out;
   log.append = cfg->log_append; /* PAM: the phi-step's records follow the P-step's */
   const mc_epoch_loop L = {"curve", e, tr, &cfg->aug, B, cfg->seed, order, x, y};
-  curve_job job = {cfg, m, c, e, theta, grad, state, gb, mom};
+  curve_job job = {cfg, m, c, e, theta, grad, state, gb, mom, xadv, dx};
   for (int64_t ep = 0; ep < cfg->epochs; ep++) {
     const double lr = mc_schedule_lr(&cfg->sched, ep);
     mc_epoch_stats es;
     if ((st = mc_run_epoch(&L, ep, lr, curve_batch, &job, &es))) goto out;
-    mc_metrics mid = {NAN, NAN, 0};
+    mc_named_metrics mid[2] = {{"t=0.5 test", "mid_test", {NAN, NAN, 0}},
+                               {"t=0.5 robust test", "mid_robust_test", {NAN, NAN, 0}}};
     if (ep == cfg->epochs - 1 || (cfg->eval_every > 0 && (ep + 1) % cfg->eval_every == 0)) {
       if (!ev && (st = mc_exec_create(&ev, m, 500, be))) goto out;
       mc_curve_point(c, 0.5, theta);
-      if ((st = mc_bn_recompute(ev, theta, state, tr, cfg->bn_samples))) goto out;
-      if ((st = mc_evaluate(ev, theta, state, &d->test, cfg->test_samples, &mid))) goto out;
+      if ((st = mc_bn_recompute_pgd(ev, theta, state, tr, cfg->bn_samples, cfg->adv))) goto out;
+      if ((st = mc_evaluate(ev, theta, state, &d->test, cfg->test_samples, &mid[0].m))) goto out;
+      if (cfg->adv && (st = mc_evaluate_pgd(ev, theta, state, &d->test, cfg->test_samples, cfg->adv, &mid[1].m, NULL)))
+        goto out;
     }
-    if ((st = mc_epoch_report(&log, "curve epoch", ep + 1, cfg->epochs, "train (random t)", &es, lr, "t=0.5 test",
-                              "mid_test", &mid)))
+    if ((st = mc_epoch_report(&log, "curve epoch", ep + 1, cfg->epochs, "train (random t)", &es, lr, mid, 2)))
       goto out;
   }
 out:;
@@ -186,7 +193,7 @@ out:;
     free(gb[k]);
     free(mom[k]);
   }
-  free(gb); free(mom); free(theta); free(grad); free(state); free(x); free(y); free(order);
+  free(gb); free(mom); free(theta); free(grad); free(state); free(x); free(y); free(order); free(xadv); free(dx);
   mc_exec_free(e);
   mc_exec_free(ev);
   return st;

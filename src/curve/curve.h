@@ -45,6 +45,11 @@ typedef struct {
   /* optional, after every SGD step of the bends (PAM's proximal pull) */
   void (*after_step)(void *arg, mc_curve *c, double lr);
   void *after_arg;
+  /* robust curve training: NULL = clean.  Per batch, PGD examples against
+   * theta(t) (BN in train mode, as the official attack_curve.py), CE on them
+   * + 1/2 wd ||theta(t)||^2.  The midpoint evaluation then recomputes BN on
+   * PGD training examples and adds the robust test metrics. */
+  const mc_pgd *adv;
 } mc_curve_train_cfg;
 
 /* Trains the bends: per batch one t ~ U(0,1), CE at theta(t) (BN in train

@@ -356,10 +356,9 @@ mc_status mc_pam_run(const mc_pam_cfg *cfg, const mc_model *m, const float *a, c
         const double lr = mc_schedule_lr(&ps, ep);
         mc_epoch_stats es;
         if ((st = mc_run_epoch(&L, ep, lr, pstep_batch, &job, &es))) break;
-        mc_metrics none = {NAN, NAN, 0};
         mc_log lg = {log ? cfg->log_path : NULL, log, 1}; /* the open file; closed below */
-        if ((st = mc_epoch_report(&lg, "pam P-step epoch", ep + 1, cfg->p_epochs, "train (random t)", &es, lr, "", "",
-                                  &none)))
+        if ((st = mc_epoch_report(&lg, "pam P-step epoch", ep + 1, cfg->p_epochs, "train (random t)", &es, lr, NULL,
+                                  0)))
           break;
         double dist = 0, offmass = 0;
         int64_t units = 0;

@@ -1,6 +1,8 @@
 /* Loss/accuracy passes and BN recompute (see eval.h). */
 #include "eval/eval.h"
 
+#include "eval/attack.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,15 +64,46 @@ typedef struct {
   double *loss; /* per slice */
   int64_t *hits;
   float *logits; /* n x classes, or NULL */
+  const mc_pgd *pgd; /* NULL: clean inputs */
+  float *xadv;       /* n x C x H x W PGD examples out, or NULL */
 } eval_job;
+
+/* A thread's buffers for the PGD examples of one slice (none without pgd). */
+typedef struct {
+  float *x, *dx;
+} pgd_buf;
+
+static void pgd_buf_init(pgd_buf *p, const mc_pgd *pgd, const mc_dataset *ds, int64_t rows) {
+  const size_t sz = sizeof(float) * (size_t)(rows * ds->c * ds->h * ds->w);
+  p->x = pgd ? mc_aligned_alloc(sz) : NULL;
+  p->dx = pgd ? mc_aligned_alloc(sz) : NULL;
+}
+
+static void pgd_buf_free(pgd_buf *p) {
+  free(p->x);
+  free(p->dx);
+}
 
 static mc_status eval_slices(mc_exec **w, int tid, int nthr, void *arg) {
   eval_job *j = arg;
   mc_batches b;
   mc_status st = MC_OK;
+  pgd_buf pb;
   mc_batches_init_part(&b, j->ds, j->n, j->rows, tid, nthr);
+  pgd_buf_init(&pb, j->pgd, j->ds, j->rows);
   for (int64_t k; !st && (k = mc_batches_next(&b)) > 0;) {
-    if ((st = mc_exec_forward(w[0], j->theta, j->state, b.x, k, MC_MODE_EVAL))) break;
+    const float *x = b.x;
+    if (j->pgd) {
+      if ((st = mc_pgd_run(w[0], j->theta, j->state, MC_MODE_EVAL, j->pgd, b.x, b.y, k, b.idx, MC_PGD_SALT_TEST,
+                           pb.x, pb.dx)))
+        break;
+      x = pb.x;
+      if (j->xadv) {
+        const int64_t D = j->ds->c * j->ds->h * j->ds->w;
+        memcpy(j->xadv + b.start * D, x, sizeof(float) * (size_t)(k * D));
+      }
+    }
+    if ((st = mc_exec_forward(w[0], j->theta, j->state, x, k, MC_MODE_EVAL))) break;
     const int64_t s = b.start / j->rows;
     const float *logits = mc_exec_output(w[0], 0);
     if (j->logits)
@@ -78,24 +111,38 @@ static mc_status eval_slices(mc_exec **w, int tid, int nthr, void *arg) {
     j->loss[s] = mc_softmax_xent(logits, b.y, k, j->classes, NULL, 1.f, &j->hits[s]) * (double)k;
   }
   mc_batches_free(&b);
+  pgd_buf_free(&pb);
   return st;
 }
 
+static mc_status evaluate(mc_exec *e, const float *theta, float *state, const mc_dataset *ds, int64_t n,
+                          const mc_pgd *pgd, mc_metrics *out, float *logits, float *xadv);
+
 mc_status mc_evaluate(mc_exec *e, const float *theta, float *state,
                       const mc_dataset *ds, int64_t n, mc_metrics *out) {
-  return mc_evaluate_logits(e, theta, state, ds, n, out, NULL);
+  return evaluate(e, theta, state, ds, n, NULL, out, NULL, NULL);
 }
 
 mc_status mc_evaluate_logits(mc_exec *e, const float *theta, float *state,
                              const mc_dataset *ds, int64_t n, mc_metrics *out,
                              float *logits) {
+  return evaluate(e, theta, state, ds, n, NULL, out, logits, NULL);
+}
+
+mc_status mc_evaluate_pgd(mc_exec *e, const float *theta, float *state, const mc_dataset *ds, int64_t n,
+                          const mc_pgd *p, mc_metrics *out, float *xadv) {
+  return evaluate(e, theta, state, ds, n, p, out, NULL, xadv);
+}
+
+static mc_status evaluate(mc_exec *e, const float *theta, float *state, const mc_dataset *ds, int64_t n,
+                          const mc_pgd *pgd, mc_metrics *out, float *logits, float *xadv) {
   const mc_model *m = mc_exec_model(e);
   mc_status st = mc_check_data_shape(m, ds);
   if (st) return st;
   if (n <= 0 || n > ds->n) n = ds->n;
   const int64_t rows = mc_eval_rows(e), slices = (n + rows - 1) / rows;
   eval_job j = {theta, state, ds, n, rows, m->classes, mc_calloc((size_t)slices, sizeof(double)),
-                mc_calloc((size_t)slices, sizeof(int64_t)), logits};
+                mc_calloc((size_t)slices, sizeof(int64_t)), logits, pgd, xadv};
   st = mc_exec_parallel(&e, 1, rows, eval_slices, &j);
   double total = 0;
   int64_t hits = 0;
@@ -117,6 +164,8 @@ typedef struct {
   int64_t n, batch;
   float **state;  /* per thread */
   int64_t *count; /* batches per thread */
+  const mc_pgd *pgd; /* NULL: clean inputs */
+  const mc_model *m;
 } bn_job;
 
 /* Thread tid's share of the BN-recompute batches (tid, tid + nthr, ...),
@@ -125,19 +174,39 @@ static mc_status bn_slices(mc_exec **w, int tid, int nthr, void *arg) {
   bn_job *j = arg;
   mc_batches b;
   mc_status st = MC_OK;
+  pgd_buf pb;
   mc_batches_init_part(&b, j->ds, j->n, j->batch, tid, nthr);
+  pgd_buf_init(&pb, j->pgd, j->ds, j->batch);
+  /* the attack's train-mode forwards update running statistics by
+   * momentum: into scratch, so that the recompute averages the forwards
+   * of the PGD examples alone */
+  float *scratch = j->pgd ? mc_calloc(j->m->n_state + 1, sizeof(float)) : NULL;
   mc_exec_bn_reset(w[0], j->state[tid]);
   for (int64_t k; (k = mc_batches_next(&b)) > 0;) {
     if (k < 2 && b.start > 0) break; /* a 1-sample batch has no variance */
-    if ((st = mc_exec_forward(w[0], j->theta, j->state[tid], b.x, k, MC_MODE_BN_RECOMPUTE))) break;
+    const float *x = b.x;
+    if (j->pgd) {
+      if ((st = mc_pgd_run(w[0], j->theta, scratch, MC_MODE_TRAIN, j->pgd, b.x, b.y, k, b.idx, MC_PGD_SALT_BN,
+                           pb.x, pb.dx)))
+        break;
+      x = pb.x;
+    }
+    if ((st = mc_exec_forward(w[0], j->theta, j->state[tid], x, k, MC_MODE_BN_RECOMPUTE))) break;
     j->count[tid]++;
   }
   mc_batches_free(&b);
+  pgd_buf_free(&pb);
+  free(scratch);
   return st;
 }
 
 mc_status mc_bn_recompute(mc_exec *e, const float *theta, float *state,
                           const mc_dataset *ds, int64_t n) {
+  return mc_bn_recompute_pgd(e, theta, state, ds, n, NULL);
+}
+
+mc_status mc_bn_recompute_pgd(mc_exec *e, const float *theta, float *state, const mc_dataset *ds, int64_t n,
+                              const mc_pgd *pgd) {
   const mc_model *m = mc_exec_model(e);
   if (!mc_model_has_bn(m)) return MC_OK;
   mc_status st = mc_check_data_shape(m, ds);
@@ -145,7 +214,8 @@ mc_status mc_bn_recompute(mc_exec *e, const float *theta, float *state,
   if (n <= 0 || n > ds->n) n = ds->n;
   const int64_t batch = mc_exec_batch(e);
   const int T = n > batch ? mc_get_threads() : 1;
-  bn_job j = {theta, ds, n, batch, mc_calloc((size_t)T, sizeof(float *)), mc_calloc((size_t)T, sizeof(int64_t))};
+  bn_job j = {theta, ds, n, batch, mc_calloc((size_t)T, sizeof(float *)), mc_calloc((size_t)T, sizeof(int64_t)),
+              pgd, m};
   if (T == 1) {
     j.state[0] = state;
     st = bn_slices(&e, 0, 1, &j);

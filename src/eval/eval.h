@@ -4,6 +4,7 @@
 #define MC_EVAL_H
 
 #include "data/data.h"
+#include "eval/attack.h"
 #include "modeconn.h"
 
 typedef struct {
@@ -28,12 +29,27 @@ mc_status mc_evaluate_logits(mc_exec *e, const float *theta, float *state,
                              const mc_dataset *ds, int64_t n, mc_metrics *out,
                              float *logits);
 
+/* The same pass on PGD examples of the images (p: attack.h): BN in eval
+ * mode both for the attack and for the evaluation; row i's random start
+ * keyed by its index in ds (salt MC_PGD_SALT_TEST).  xadv (may be NULL)
+ * receives the n PGD examples (n x C x H x W, dataset order). */
+mc_status mc_evaluate_pgd(mc_exec *e, const float *theta, float *state, const mc_dataset *ds, int64_t n,
+                          const mc_pgd *p, mc_metrics *out, float *xadv);
 /* Resets BN running statistics and recomputes them as the exact average
  * over one pass (train mode, no augmentation) over the first n examples of
  * ds (n <= 0: all).  No-op for models without BN. */
 mc_status mc_bn_recompute(mc_exec *e, const float *theta, float *state,
                           const mc_dataset *ds, int64_t n);
 
+/* The same recompute over PGD examples of the images, generated at theta
+ * with BN in train mode (batch statistics), as the official code's
+ * update_bn on its AttackPGD wrapper.  The running statistics are the exact
+ * average over the forwards of the PGD examples; the official code's
+ * attack steps also fold their own forwards into the running average by
+ * momentum, a side effect this does not reproduce.  p = NULL: the clean
+ * recompute above. */
+mc_status mc_bn_recompute_pgd(mc_exec *e, const float *theta, float *state, const mc_dataset *ds, int64_t n,
+                              const mc_pgd *p);
 int mc_model_has_bn(const mc_model *m);
 /* MC_ESHAPE unless ds's images have m's input shape and at most its classes. */
 mc_status mc_check_data_shape(const mc_model *m, const mc_dataset *ds);

@@ -21,22 +21,24 @@ static double dist(const float *x, const float *y, size_t n) {
 }
 
 mc_status mc_point_eval(mc_exec *e, const float *theta, float *state, const mc_data *d, const mc_path_opts *o,
-                        mc_metrics *te, mc_metrics *tr) {
+                        mc_metrics *te, mc_metrics *tr, mc_metrics *rob) {
   mc_status st;
-  if (o->bn_recompute && (st = mc_bn_recompute(e, theta, state, &d->train, o->bn_samples))) return st;
+  const mc_pgd *bn_pgd = o->adv && o->bn_adv ? o->adv : NULL;
+  if (o->bn_recompute && (st = mc_bn_recompute_pgd(e, theta, state, &d->train, o->bn_samples, bn_pgd))) return st;
   if ((st = mc_evaluate(e, theta, state, &d->test, o->test_samples, te))) return st;
-  if (tr) st = mc_evaluate(e, theta, state, &d->train, 0, tr);
+  if (tr && (st = mc_evaluate(e, theta, state, &d->train, 0, tr))) return st;
+  if (o->adv && rob) st = mc_evaluate_pgd(e, theta, state, &d->test, o->test_samples, o->adv, rob, NULL);
   return st;
 }
 
 /* A path point: BN state recomputed, or interpolated between endpoints. */
 static mc_status point_eval(mc_exec *e, const float *theta, float *state, double t, const float *sa,
                             const float *sb, const mc_data *d, const mc_path_opts *o, mc_metrics *te,
-                            mc_metrics *tr) {
+                            mc_metrics *tr, mc_metrics *rob) {
   const mc_model *m = mc_exec_model(e);
   if (!o->bn_recompute)
     for (size_t i = 0; i < m->n_state; i++) state[i] = (float)((1 - t) * sa[i] + t * sb[i]);
-  return mc_point_eval(e, theta, state, d, o, te, tr);
+  return mc_point_eval(e, theta, state, d, o, te, tr, rob);
 }
 
 static void report(const mc_path_opts *o, const char *what, int64_t done, int64_t total, double t, double a,
@@ -62,6 +64,10 @@ mc_status mc_path_eval(const mc_model *m, const mc_curve *c, const float *state_
     out->train_loss = mc_calloc((size_t)T, sizeof(double));
     out->train_acc = mc_calloc((size_t)T, sizeof(double));
   }
+  if (o->adv) {
+    out->robust_loss = mc_calloc((size_t)T, sizeof(double));
+    out->robust_acc = mc_calloc((size_t)T, sizeof(double));
+  }
   float *theta = mc_aligned_alloc(sizeof(float) * m->n_theta);
   float *prev = mc_aligned_alloc(sizeof(float) * m->n_theta);
   float *state = mc_aligned_alloc(sizeof(float) * (m->n_state + 1));
@@ -73,9 +79,13 @@ mc_status mc_path_eval(const mc_model *m, const mc_curve *c, const float *state_
     mc_curve_point(c, t, theta);
     if (i > 0) out->seg_len[i - 1] = dist(theta, prev, m->n_theta);
     memcpy(prev, theta, sizeof(float) * m->n_theta);
-    mc_metrics te, tr;
-    st = point_eval(e, theta, state, t, state_a, state_b, d, o, &te, o->with_train ? &tr : NULL);
+    mc_metrics te, tr, rob;
+    st = point_eval(e, theta, state, t, state_a, state_b, d, o, &te, o->with_train ? &tr : NULL, &rob);
     if (st) break;
+    if (o->adv) {
+      out->robust_loss[i] = rob.loss;
+      out->robust_acc[i] = rob.accuracy;
+    }
     out->test_loss[i] = te.loss;
     out->test_acc[i] = te.accuracy;
     if (o->with_train) {
@@ -92,7 +102,7 @@ mc_status mc_path_eval(const mc_model *m, const mc_curve *c, const float *state_
   if (!st && !have_mid) { /* T even: evaluate t = 1/2 itself */
     mc_curve_point(c, 0.5, theta);
     mc_metrics te;
-    st = point_eval(e, theta, state, 0.5, state_a, state_b, d, o, &te, NULL);
+    st = point_eval(e, theta, state, 0.5, state_a, state_b, d, o, &te, NULL, NULL);
     out->mid_loss = te.loss;
     out->mid_acc = te.accuracy;
   }
@@ -106,6 +116,7 @@ mc_status mc_path_eval(const mc_model *m, const mc_curve *c, const float *state_
 
 void mc_path_result_free(mc_path_result *r) {
   free(r->t); free(r->test_loss); free(r->test_acc); free(r->train_loss); free(r->train_acc); free(r->seg_len);
+  free(r->robust_loss); free(r->robust_acc);
   memset(r, 0, sizeof *r);
 }
 
@@ -136,6 +147,20 @@ void mc_path_metrics_compute(const mc_path_result *r, mc_path_metrics *pm) {
   pm->mid_barrier = r->mid_loss - le;
   pm->length = 0;
   for (int i = 0; i + 1 < T; i++) pm->length += r->seg_len[i];
+  pm->robust = r->robust_acc != NULL;
+  if (!pm->robust) return;
+  summarize(r->robust_loss, r->seg_len, T, &pm->rloss);
+  summarize(r->robust_acc, r->seg_len, T, &pm->racc);
+  pm->rloss_barrier = pm->rloss.max - 0.5 * (r->robust_loss[0] + r->robust_loss[T - 1]);
+  pm->racc_barrier = 0.5 * (r->robust_acc[0] + r->robust_acc[T - 1]) - pm->racc.min;
+  pm->i_rmax = pm->i_rmin = 0;
+  pm->n_better = 0;
+  const double ra = fmax(r->robust_acc[0], r->robust_acc[T - 1]), ca = fmax(r->test_acc[0], r->test_acc[T - 1]);
+  for (int i = 0; i < T; i++) {
+    if (r->robust_acc[i] > r->robust_acc[pm->i_rmax]) pm->i_rmax = i;
+    if (r->robust_acc[i] < r->robust_acc[pm->i_rmin]) pm->i_rmin = i;
+    pm->n_better += r->robust_acc[i] > ra && r->test_acc[i] > ca;
+  }
 }
 
 static const char *const DEF_AVG = "arc-length-weighted mean over the points (trapezoid rule, segment length ||theta(t_i+1)-theta(t_i)||)";
@@ -143,14 +168,20 @@ static const char *const DEF_LB = "max_t L(theta(t)) - (L_A + L_B)/2, test loss"
 static const char *const DEF_AB = "(Acc_A + Acc_B)/2 - min_t Acc(theta(t)), test accuracy";
 static const char *const DEF_MB = "L(theta(1/2)) - (L_A + L_B)/2, test loss";
 static const char *const DEF_LEN = "sum_i ||theta(t_i+1) - theta(t_i)|| over the evaluated points";
+static const char *const DEF_RLB = "max_t L_rob(theta(t)) - (L_rob(A) + L_rob(B))/2, PGD test loss";
+static const char *const DEF_RAB = "(Acc_rob(A) + Acc_rob(B))/2 - min_t Acc_rob(theta(t)), PGD test accuracy";
+static const char *const DEF_BETTER = "points whose PGD accuracy exceeds both endpoints' and whose clean accuracy "
+                                      "exceeds both endpoints'";
 
 void mc_path_print(FILE *f, const char *title, const mc_path_result *r, const mc_path_metrics *pm) {
   fprintf(f, "%s\n%8s %12s %10s", title, "t", "test loss", "test acc");
   if (r->train_loss) fprintf(f, " %12s %10s", "train loss", "train acc");
+  if (r->robust_acc) fprintf(f, " %12s %10s", "robust loss", "robust acc");
   fprintf(f, "\n");
   for (int i = 0; i < r->T; i++) {
     fprintf(f, "%8.4f %12.5f %9.2f%%", r->t[i], r->test_loss[i], 100 * r->test_acc[i]);
     if (r->train_loss) fprintf(f, " %12.5f %9.2f%%", r->train_loss[i], 100 * r->train_acc[i]);
+    if (r->robust_acc) fprintf(f, " %12.5f %9.2f%%", r->robust_loss[i], 100 * r->robust_acc[i]);
     fprintf(f, "\n");
   }
   fprintf(f, "endpoints: test acc A %.2f%%, B %.2f%%; test loss A %.4f, B %.4f\n", 100 * r->test_acc[0],
@@ -164,6 +195,21 @@ void mc_path_print(FILE *f, const char *title, const mc_path_result *r, const mc
   fprintf(f, "accuracy barrier %.2f%%  = %s\n", 100 * pm->acc_barrier, DEF_AB);
   fprintf(f, "midpoint barrier %.4f   = %s\n", pm->mid_barrier, DEF_MB);
   fprintf(f, "curve length     %.4f   = %s\n", pm->length, DEF_LEN);
+  if (!pm->robust) return;
+  const int T = r->T;
+  fprintf(f, "robust (PGD) test accuracy: min %.2f%%  max %.2f%%  mean %.2f%%  avg %.2f%%; endpoints A %.2f%%, B %.2f%%\n",
+          100 * pm->racc.min, 100 * pm->racc.max, 100 * pm->racc.mean, 100 * pm->racc.avg, 100 * r->robust_acc[0],
+          100 * r->robust_acc[T - 1]);
+  fprintf(f, "robust (PGD) test loss:     min %.4f  max %.4f  mean %.4f  avg %.4f\n", pm->rloss.min, pm->rloss.max,
+          pm->rloss.mean, pm->rloss.avg);
+  fprintf(f, "robust loss barrier     %.4f   = %s\n", pm->rloss_barrier, DEF_RLB);
+  fprintf(f, "robust accuracy barrier %.2f%%  = %s\n", 100 * pm->racc_barrier, DEF_RAB);
+  fprintf(f, "most robust point  t = %.4f: robust acc %.2f%%, clean acc %.2f%%\n", r->t[pm->i_rmax],
+          100 * r->robust_acc[pm->i_rmax], 100 * r->test_acc[pm->i_rmax]);
+  fprintf(f, "least robust point t = %.4f: robust acc %.2f%%, clean acc %.2f%%\n", r->t[pm->i_rmin],
+          100 * r->robust_acc[pm->i_rmin], 100 * r->test_acc[pm->i_rmin]);
+  fprintf(f, "more robust and more accurate than both endpoints: %d of %d points (%s)\n", pm->n_better, T,
+          pm->n_better ? "yes" : "no");
 }
 
 static json_t *arr(const double *v, int n) {
@@ -185,6 +231,10 @@ json_t *mc_path_json(const mc_path_result *r, const mc_path_metrics *pm) {
     json_object_set_new(j, "train_loss", arr(r->train_loss, r->T));
     json_object_set_new(j, "train_accuracy", arr(r->train_acc, r->T));
   }
+  if (r->robust_acc) {
+    json_object_set_new(j, "robust_loss", arr(r->robust_loss, r->T));
+    json_object_set_new(j, "robust_accuracy", arr(r->robust_acc, r->T));
+  }
   json_object_set_new(j, "segment_length", arr(r->seg_len, r->T - 1));
   json_t *mt = json_object();
   json_object_set_new(mt, "test_loss", summary_json(&pm->loss));
@@ -195,21 +245,38 @@ json_t *mc_path_json(const mc_path_result *r, const mc_path_metrics *pm) {
   json_object_set_new(mt, "midpoint_test_loss", json_real(r->mid_loss));
   json_object_set_new(mt, "midpoint_test_accuracy", json_real(r->mid_acc));
   json_object_set_new(mt, "length", json_real(pm->length));
+  json_t *defs = json_pack("{s:s, s:s, s:s, s:s, s:s}", "avg", DEF_AVG, "loss_barrier", DEF_LB, "accuracy_barrier",
+                           DEF_AB, "midpoint_barrier", DEF_MB, "length", DEF_LEN);
+  if (pm->robust) {
+    json_object_set_new(mt, "robust_loss", summary_json(&pm->rloss));
+    json_object_set_new(mt, "robust_accuracy", summary_json(&pm->racc));
+    json_object_set_new(mt, "robust_loss_barrier", json_real(pm->rloss_barrier));
+    json_object_set_new(mt, "robust_accuracy_barrier", json_real(pm->racc_barrier));
+    json_object_set_new(mt, "most_robust", json_pack("{s:f, s:f, s:f}", "t", r->t[pm->i_rmax], "robust_accuracy",
+                                                     r->robust_acc[pm->i_rmax], "test_accuracy", r->test_acc[pm->i_rmax]));
+    json_object_set_new(mt, "least_robust", json_pack("{s:f, s:f, s:f}", "t", r->t[pm->i_rmin], "robust_accuracy",
+                                                      r->robust_acc[pm->i_rmin], "test_accuracy", r->test_acc[pm->i_rmin]));
+    json_object_set_new(mt, "points_more_robust_and_accurate", json_integer(pm->n_better));
+    json_object_set_new(defs, "robust_loss_barrier", json_string(DEF_RLB));
+    json_object_set_new(defs, "robust_accuracy_barrier", json_string(DEF_RAB));
+    json_object_set_new(defs, "points_more_robust_and_accurate", json_string(DEF_BETTER));
+  }
   json_object_set_new(j, "metrics", mt);
-  json_object_set_new(j, "definitions",
-                      json_pack("{s:s, s:s, s:s, s:s, s:s}", "avg", DEF_AVG, "loss_barrier", DEF_LB,
-                                "accuracy_barrier", DEF_AB, "midpoint_barrier", DEF_MB, "length", DEF_LEN));
+  json_object_set_new(j, "definitions", defs);
   return j;
 }
 
 mc_status mc_path_csv(const char *path, const mc_path_result *r) {
-  size_t cap = 128 + (size_t)r->T * 96, len = 0;
+  size_t cap = 160 + (size_t)r->T * 160, len = 0;
   char *buf = mc_malloc(cap);
-  len += (size_t)snprintf(buf + len, cap - len, "t,test_loss,test_accuracy%s\n",
-                          r->train_loss ? ",train_loss,train_accuracy" : "");
+  len += (size_t)snprintf(buf + len, cap - len, "t,test_loss,test_accuracy%s%s\n",
+                          r->train_loss ? ",train_loss,train_accuracy" : "",
+                          r->robust_acc ? ",robust_loss,robust_accuracy" : "");
   for (int i = 0; i < r->T; i++) {
     len += (size_t)snprintf(buf + len, cap - len, "%.6f,%.8g,%.8g", r->t[i], r->test_loss[i], r->test_acc[i]);
     if (r->train_loss) len += (size_t)snprintf(buf + len, cap - len, ",%.8g,%.8g", r->train_loss[i], r->train_acc[i]);
+    if (r->robust_acc)
+      len += (size_t)snprintf(buf + len, cap - len, ",%.8g,%.8g", r->robust_loss[i], r->robust_acc[i]);
     len += (size_t)snprintf(buf + len, cap - len, "\n");
   }
   mc_status st = mc_atomic_write(path, buf, len);
@@ -272,6 +339,10 @@ mc_status mc_plane_eval(const mc_model *m, const float *t0, const float *t1, con
   out->b = mc_calloc((size_t)G, sizeof(double));
   out->loss = mc_calloc((size_t)(G * G), sizeof(double));
   out->acc = mc_calloc((size_t)(G * G), sizeof(double));
+  if (o->adv) {
+    out->rloss = mc_calloc((size_t)(G * G), sizeof(double));
+    out->racc = mc_calloc((size_t)(G * G), sizeof(double));
+  }
   for (int i = 0; i < G; i++) {
     out->a[i] = range[0] + (range[1] - range[0]) * i / (G - 1);
     out->b[i] = range[2] + (range[3] - range[2]) * i / (G - 1);
@@ -282,11 +353,17 @@ mc_status mc_plane_eval(const mc_model *m, const float *t0, const float *t1, con
     for (int i = 0; i < G && !st; i++) {
       const float fa = (float)out->a[i], fb = (float)out->b[j];
       for (size_t q = 0; q < n; q++) theta[q] = t0[q] + fa * x[q] + fb * yp[q];
-      mc_metrics te;
-      const mc_path_opts po = {o->bn_samples, o->test_samples, 0, 1, o->batch, NULL, NULL};
-      if ((st = mc_point_eval(e, theta, state, d, &po, &te, NULL))) break;
+      mc_metrics te, rob;
+      mc_path_opts po = *o; /* BN recomputed at every grid point */
+      po.with_train = 0;
+      po.bn_recompute = 1;
+      if ((st = mc_point_eval(e, theta, state, d, &po, &te, NULL, &rob))) break;
       out->loss[j * G + i] = te.loss;
       out->acc[j * G + i] = te.accuracy;
+      if (o->adv) {
+        out->rloss[j * G + i] = rob.loss;
+        out->racc[j * G + i] = rob.accuracy;
+      }
       report(o, "plane", j * G + i + 1, G * G, 0, out->a[i], out->b[j], &te, tstart);
     }
   free(theta); free(state); free(x); free(yp);
@@ -296,7 +373,7 @@ mc_status mc_plane_eval(const mc_model *m, const float *t0, const float *t1, con
 }
 
 void mc_plane_result_free(mc_plane_result *r) {
-  free(r->a); free(r->b); free(r->loss); free(r->acc);
+  free(r->a); free(r->b); free(r->loss); free(r->acc); free(r->rloss); free(r->racc);
   memset(r, 0, sizeof *r);
 }
 
@@ -310,6 +387,10 @@ json_t *mc_plane_json(const mc_plane_result *r) {
   json_object_set_new(j, "theta2_a", json_real(r->p2a));
   json_object_set_new(j, "test_loss", arr(r->loss, r->G * r->G));
   json_object_set_new(j, "test_accuracy", arr(r->acc, r->G * r->G));
+  if (r->racc) {
+    json_object_set_new(j, "robust_loss", arr(r->rloss, r->G * r->G));
+    json_object_set_new(j, "robust_accuracy", arr(r->racc, r->G * r->G));
+  }
   json_object_set_new(j, "definition",
                       json_string("theta(a,b) = theta0 + a*x + b*y_perp, x = theta1 - theta0, y_perp = "
                                   "Gram-Schmidt of theta2 - theta0 against x; values row-major [b index][a index]; "

@@ -15,6 +15,7 @@ typedef struct {
   double *test_loss, *test_acc;
   double *train_loss, *train_acc; /* NULL unless requested */
   double *seg_len;                /* T-1: ||theta(t_i+1) - theta(t_i)|| */
+  double *robust_loss, *robust_acc; /* PGD test metrics; NULL unless opts.adv */
   double mid_loss, mid_acc;       /* at t = 1/2 exactly */
 } mc_path_result;
 
@@ -28,6 +29,13 @@ typedef struct {
   double acc_barrier;   /* (Acc_A + Acc_B)/2 - min_t Acc */
   double mid_barrier;   /* L(1/2) - (L_A + L_B)/2 */
   double length;        /* sum of segment lengths */
+  /* robust (PGD) metrics, when the result has them (SPEC section 4) */
+  int robust;
+  mc_summary rloss, racc;
+  double rloss_barrier;  /* max_t L_rob - (L_rob(A) + L_rob(B))/2 */
+  double racc_barrier;   /* (Acc_rob(A) + Acc_rob(B))/2 - min_t Acc_rob */
+  int i_rmax, i_rmin;    /* points of the highest and lowest robust accuracy */
+  int n_better;          /* points more robust AND more accurate than both endpoints */
 } mc_path_metrics;
 
 /* Progress of a path or plane: called after each point with its index
@@ -50,16 +58,23 @@ typedef struct {
   int64_t batch;
   mc_progress_fn progress; /* may be NULL */
   void *progress_arg;
+  /* robust evaluation (attack.h): NULL = clean only.  With bn_adv, BN is
+   * recomputed on PGD examples of the training images generated at the
+   * point (as the official eval_adversarial_curve.py), else on the clean
+   * images; then clean and PGD test metrics with those statistics. */
+  const mc_pgd *adv;
+  int bn_adv;
 } mc_path_opts;
 
 /* One point of a path, a plane or anything else: with o->bn_recompute,
  * state receives BN statistics recomputed at theta over o->bn_samples
- * training images (exact average, train-mode passes); else state is used
- * as given.  Then test metrics (all of d->test unless o->test_samples) and,
- * when train is not NULL, training-set metrics.  Paths, planes, MPI ranks
- * and robust evaluation are loops over this. */
+ * training images (exact average, train-mode passes; on their PGD examples
+ * when o->adv and o->bn_adv); else state is used as given.  Then test
+ * metrics (all of d->test unless o->test_samples), when train is not NULL
+ * training-set metrics, and when o->adv and robust is not NULL the PGD test
+ * metrics.  Paths, planes and MPI ranks are loops over this. */
 mc_status mc_point_eval(mc_exec *e, const float *theta, float *state, const mc_data *d, const mc_path_opts *o,
-                        mc_metrics *test, mc_metrics *train);
+                        mc_metrics *test, mc_metrics *train, mc_metrics *robust);
 
 /* state_a/state_b: endpoint running statistics (used when !bn_recompute). */
 mc_status mc_path_eval(const mc_model *m, const mc_curve *c, const float *state_a, const float *state_b,
@@ -75,6 +90,7 @@ typedef struct {
   int G;
   double *a, *b;          /* grid coordinates (G each) in units of x and y_perp */
   double *loss, *acc;     /* G*G, row-major [j*G + i] at (a[i], b[j]) */
+  double *rloss, *racc;   /* the same for PGD test metrics; NULL unless opts.adv */
   double xnorm, ynorm;    /* ||x||, ||y_perp|| */
   double p2a;             /* theta2 = theta0 + p2a*x + 1*y_perp */
 } mc_plane_result;

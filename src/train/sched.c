@@ -5,14 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *names[] = {"const", "step", "cosine", "paper", "garipov"};
+static const char *names[] = {"const", "step", "cosine", "paper", "garipov", "robust"};
 
 const char *mc_schedule_name(mc_sched_kind k) { return names[k]; }
 
 mc_status mc_schedule_parse(const char *s, mc_schedule *out) {
   out->step = 30;
   out->gamma = 0.1;
-  for (int k = 0; k < 5; k++) {
+  for (int k = 0; k < (int)(sizeof names / sizeof *names); k++) {
     size_t l = strlen(names[k]);
     if (strncmp(s, names[k], l) || (s[l] && s[l] != ':')) continue;
     out->kind = (mc_sched_kind)k;
@@ -30,7 +30,7 @@ mc_status mc_schedule_parse(const char *s, mc_schedule *out) {
     }
     return MC_OK;
   }
-  return mc_error(MC_EARG, "--schedule %s: expected const, step[:EPOCHS[:GAMMA]], cosine, paper or garipov", s);
+  return mc_error(MC_EARG, "--schedule %s: expected const, step[:EPOCHS[:GAMMA]], cosine, paper, garipov or robust", s);
 }
 
 double mc_schedule_lr(const mc_schedule *s, int64_t e) {
@@ -40,7 +40,8 @@ double mc_schedule_lr(const mc_schedule *s, int64_t e) {
   case MC_SCHED_STEP: return s->lr * pow(s->gamma, (double)(e / s->step));
   case MC_SCHED_COSINE: return s->lr * 0.5 * (1.0 + cos(M_PI * (double)e / E));
   case MC_SCHED_PAPER: return s->lr * pow(0.5, (double)(e / 20)) * pow(0.9996, (double)e);
-  case MC_SCHED_GARIPOV: {
+  case MC_SCHED_GARIPOV:
+  case MC_SCHED_ROBUST: {
     double t = (double)e / E;
     double f = t <= 0.5 ? 1.0 : t <= 0.9 ? 1.0 - (t - 0.5) / 0.4 * 0.99 : 0.01;
     return s->lr * f;

@@ -107,19 +107,22 @@ mc_status mc_log_end(mc_log *L) {
 }
 
 mc_status mc_epoch_report(mc_log *log, const char *label, int64_t epoch, int64_t epochs, const char *train_label,
-                          const mc_epoch_stats *s, double lr, const char *test_label, const char *test_key,
-                          const mc_metrics *te) {
+                          const mc_epoch_stats *s, double lr, const mc_named_metrics *tests, int n_tests) {
   const double ips = (double)s->seen / s->seconds;
-  const int has_test = isfinite(te->loss);
   printf("%s %3lld/%lld  %s loss %.4f acc %.2f%%", label, (long long)epoch, (long long)epochs, train_label, s->loss,
          100 * s->accuracy);
-  if (has_test) printf("  %s loss %.4f acc %.2f%%", test_label, te->loss, 100 * te->accuracy);
+  char rec[1536], tst[1024] = "";
+  size_t tl = 0;
+  for (int i = 0; i < n_tests; i++) {
+    const mc_named_metrics *t = &tests[i];
+    if (!isfinite(t->m.loss)) continue; /* not evaluated this epoch */
+    printf("  %s loss %.4f acc %.2f%%", t->label, t->m.loss, 100 * t->m.accuracy);
+    if (tl < sizeof tst)
+      tl += (size_t)snprintf(tst + tl, sizeof tst - tl, "\"%s_loss\": %.6f, \"%s_accuracy\": %.6f, ", t->key,
+                             t->m.loss, t->key, t->m.accuracy);
+  }
   printf("  lr %.4g  %.1fs  %.0f img/s\n", lr, s->seconds, ips);
   fflush(stdout);
-  char rec[1024], tst[256] = "";
-  if (has_test)
-    snprintf(tst, sizeof tst, "\"%s_loss\": %.6f, \"%s_accuracy\": %.6f, ", test_key, te->loss, test_key,
-             te->accuracy);
   snprintf(rec, sizeof rec,
            "{\"epoch\": %lld, \"train_loss\": %.6f, \"train_accuracy\": %.6f, %s\"lr\": %.6g, \"seconds\": %.3f, "
            "\"images_per_second\": %.1f}\n",
@@ -154,6 +157,12 @@ static void run_id(const mc_train_cfg *cfg, const mc_model *m, char out[24]) {
   snprintf(buf, sizeof buf, "%llu|%lldx%lldx%lld|%lld|%s|%lld", (unsigned long long)cfg->seed, (long long)m->in_c,
            (long long)m->in_h, (long long)m->in_w, (long long)m->classes, cfg->data_name ? cfg->data_name : "",
            (long long)cfg->batch);
+  if (cfg->adv) { /* an adversarial run resumes only as the same attack */
+    const mc_pgd *a = cfg->adv;
+    const size_t l = strlen(buf);
+    snprintf(buf + l, sizeof buf - l, "|pgd:%.17g:%.17g:%d:%d:%llu", a->eps, a->alpha, a->steps, a->random_start,
+             (unsigned long long)a->seed);
+  }
   uint64_t h = 0xcbf29ce484222325ULL;
   for (const char *p = buf; *p; p++) h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
   for (const char *p = m->spec; *p; p++) h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
@@ -174,10 +183,14 @@ static mc_status save_all(const mc_train_cfg *cfg, const mc_model *m, const floa
   snprintf(ep, sizeof ep, "%lld", (long long)epoch);
   snprintf(lr, sizeof lr, "%g", cfg->sched.lr);
   run_id(cfg, m, run);
+  char adv[160] = "none";
+  if (cfg->adv)
+    snprintf(adv, sizeof adv, "pgd eps=%.9g alpha=%.9g steps=%d random_start=%d seed=%llu", cfg->adv->eps,
+             cfg->adv->alpha, cfg->adv->steps, cfg->adv->random_start, (unsigned long long)cfg->adv->seed);
   mc_kv extra[] = {{"modeconn.seed", seed}, {"modeconn.epochs", ep},
                    {"modeconn.dataset", cfg->data_name ? cfg->data_name : ""},
                    {"modeconn.lr", lr}, {"modeconn.schedule", mc_schedule_name(cfg->sched.kind)},
-                   {"modeconn.run", run}};
+                   {"modeconn.run", run}, {"modeconn.adversarial", adv}};
   mc_ckpt_part part = {"", theta, state};
   mc_ckpt_part tparts[] = {{"model.", theta, state}, {"momentum.", mom, NULL}};
   mc_kv tkv[] = {{"modeconn.epoch", ep}, {"modeconn.seed", seed}, {"modeconn.run", run}};
@@ -185,7 +198,7 @@ static mc_status save_all(const mc_train_cfg *cfg, const mc_model *m, const floa
   mc_status st = mc_ckpt_save(tp, m, tparts, 2, tkv, 3);
   free(tp);
   if (st) return st;
-  return mc_ckpt_save(cfg->out, m, &part, 1, extra, 6);
+  return mc_ckpt_save(cfg->out, m, &part, 1, extra, 7);
 }
 
 static mc_status load_resume(const mc_train_cfg *cfg, const mc_model *m, float *theta, float *state,
@@ -236,14 +249,28 @@ typedef struct {
   const mc_model *m;
   mc_exec *e;
   float *theta, *state, *grad, *mom;
+  float *xadv, *dx; /* adversarial training */
 } sgd_job;
+
+mc_status mc_batch_adv(const mc_pgd *adv, mc_exec *e, const float *theta, float *state, const mc_batch_ctx *b,
+                       float *xadv, float *dx, const float **x) {
+  *x = b->x;
+  if (!adv) return MC_OK;
+  const int64_t *idx = b->plan->order + b->step * b->plan->batch;
+  mc_status st = mc_pgd_run(e, theta, state, MC_MODE_TRAIN, adv, b->x, b->y, b->k, idx, (uint64_t)b->epoch + 1,
+                            xadv, dx);
+  if (!st) *x = xadv;
+  return st;
+}
 
 /* One minibatch of plain training: forward, CE, backward, SGD on theta. */
 static mc_status sgd_batch(void *arg, const mc_batch_ctx *b, double *loss, int64_t *hits) {
   sgd_job *j = arg;
   const mc_train_cfg *cfg = j->cfg;
   memset(j->grad, 0, sizeof(float) * j->m->n_theta);
-  mc_status st = mc_exec_forward(j->e, j->theta, j->state, b->x, b->k, MC_MODE_TRAIN);
+  const float *x;
+  mc_status st = mc_batch_adv(cfg->adv, j->e, j->theta, j->state, b, j->xadv, j->dx, &x);
+  if (!st) st = mc_exec_forward(j->e, j->theta, j->state, x, b->k, MC_MODE_TRAIN);
   double l = 0;
   if (st || (st = mc_exec_loss(j->e, b->y, 1.f, &l, hits))) return st;
   if (!isfinite(l))
@@ -274,6 +301,8 @@ mc_status mc_train(const mc_train_cfg *cfg, mc_model *m, float *theta,
   float *x = mc_aligned_alloc(sizeof(float) * (size_t)(B * tr->c * tr->h * tr->w));
   int32_t *y = mc_malloc(sizeof(int32_t) * (size_t)B);
   int64_t *order = mc_malloc(sizeof(int64_t) * (size_t)tr->n);
+  float *xadv = cfg->adv ? mc_aligned_alloc(sizeof(float) * (size_t)(B * tr->c * tr->h * tr->w)) : NULL;
+  float *dx = cfg->adv ? mc_aligned_alloc(sizeof(float) * (size_t)(B * tr->c * tr->h * tr->w)) : NULL;
   mc_log log = {0};
   int64_t start = 0;
   if (cfg->resume) {
@@ -287,20 +316,21 @@ mc_status mc_train(const mc_train_cfg *cfg, mc_model *m, float *theta,
   }
   if ((st = mc_log_begin(&log, cfg->log_path, start))) goto out;
   const mc_epoch_loop L = {"train", e, tr, &cfg->aug, B, cfg->seed, order, x, y};
-  sgd_job job = {cfg, m, e, theta, state, grad, mom};
+  sgd_job job = {cfg, m, e, theta, state, grad, mom, xadv, dx};
   for (int64_t ep = start; ep < cfg->epochs; ep++) {
     const double lr = mc_schedule_lr(&cfg->sched, ep);
     mc_epoch_stats es;
     if ((st = mc_run_epoch(&L, ep, lr, sgd_batch, &job, &es))) goto out;
-    mc_metrics te = {NAN, NAN, 0};
+    mc_named_metrics te[2] = {{"test", "test", {NAN, NAN, 0}}, {"robust test", "robust_test", {NAN, NAN, 0}}};
     if (ep == cfg->epochs - 1 || (cfg->eval_every > 0 && (ep + 1) % cfg->eval_every == 0)) {
       mc_exec *ev;
       if ((st = mc_exec_create(&ev, m, 500, be))) goto out;
-      st = mc_evaluate(ev, theta, state, &d->test, 0, &te);
+      st = mc_evaluate(ev, theta, state, &d->test, 0, &te[0].m);
+      if (!st && cfg->adv) st = mc_evaluate_pgd(ev, theta, state, &d->test, 0, cfg->adv, &te[1].m, NULL);
       mc_exec_free(ev);
       if (st) goto out;
     }
-    if ((st = mc_epoch_report(&log, "epoch", ep + 1, cfg->epochs, "train", &es, lr, "test", "test", &te))) goto out;
+    if ((st = mc_epoch_report(&log, "epoch", ep + 1, cfg->epochs, "train", &es, lr, te, 2))) goto out;
     if ((st = save_all(cfg, m, theta, state, mom, ep + 1))) goto out;
   }
 out:;
@@ -311,6 +341,8 @@ out:;
   free(x);
   free(y);
   free(order);
+  free(xadv);
+  free(dx);
   mc_exec_free(e);
   return st;
 }

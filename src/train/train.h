@@ -4,6 +4,7 @@
 #define MC_TRAIN_H
 
 #include "data/data.h"
+#include "eval/attack.h"
 #include "eval/eval.h"
 #include "modeconn.h"
 
@@ -14,7 +15,9 @@ typedef enum {
   MC_SCHED_STEP,    /* lr * gamma^floor(e / step) */
   MC_SCHED_COSINE,  /* lr * (1 + cos(pi e / E)) / 2 */
   MC_SCHED_PAPER,   /* lr * 0.5^floor(e/20) * 0.9996^e (Tatro et al.) */
-  MC_SCHED_GARIPOV  /* x1 to 50%, linear to x0.01 at 90%, then x0.01 */
+  MC_SCHED_GARIPOV, /* x1 to 50%, linear to x0.01 at 90%, then x0.01 */
+  MC_SCHED_ROBUST   /* the same curve under the name of the official robust
+                       runs (training/train_model_adversarial.py) */
 } mc_sched_kind;
 
 typedef struct {
@@ -25,7 +28,7 @@ typedef struct {
   double gamma;  /* MC_SCHED_STEP */
 } mc_schedule;
 
-/* "const", "step[:STEP[:GAMMA]]", "cosine", "paper", "garipov" */
+/* "const", "step[:STEP[:GAMMA]]", "cosine", "paper", "garipov", "robust" */
 mc_status mc_schedule_parse(const char *s, mc_schedule *out);
 const char *mc_schedule_name(mc_sched_kind k);
 double mc_schedule_lr(const mc_schedule *s, int64_t epoch); /* 0-based */
@@ -48,6 +51,12 @@ typedef struct {
   const char *resume;   /* checkpoint to continue from (NULL: fresh) */
   const char *data_name;
   int eval_every;       /* test evaluation every k epochs (last always) */
+  /* adversarial training (Madry): NULL = clean.  Every batch is replaced by
+   * its PGD examples, generated with BN in train mode against the current
+   * theta (the attack's forwards update BN running statistics by momentum,
+   * as the official code's do); the loss is CE on them alone.  Random
+   * starts keyed by (epoch, dataset index). */
+  const mc_pgd *adv;
 } mc_train_cfg;
 
 /* Trains theta/state in place.  After every epoch writes OUT.train (the
@@ -96,6 +105,12 @@ typedef struct {
   const int32_t *y;
 } mc_batch_ctx;
 
+/* The inputs a training step runs on: b->x itself (adv = NULL), or its PGD
+ * examples against theta written to xadv (BN in train mode, state updated
+ * as every train-mode forward does; random starts keyed by the epoch and
+ * the rows' dataset indices).  dx: scratch; both b->k rows. */
+mc_status mc_batch_adv(const mc_pgd *adv, mc_exec *e, const float *theta, float *state, const mc_batch_ctx *b,
+                       float *xadv, float *dx, const float **x);
 typedef mc_status (*mc_batch_fn)(void *arg, const mc_batch_ctx *b, double *loss, int64_t *hits);
 
 typedef struct {
@@ -107,8 +122,8 @@ mc_status mc_run_epoch(const mc_epoch_loop *L, int64_t epoch, double lr, mc_batc
                        mc_epoch_stats *out);
 
 /* The epoch's line on stdout and JSON-lines record in log (if any): the
- * training figures, and te under test_label / "<test_key>_loss",
- * "<test_key>_accuracy" when it was evaluated (finite). */
+ * training figures, and each of tests evaluated (finite loss) under its
+ * label / "<key>_loss", "<key>_accuracy". */
 /* A JSON-lines log with one record per completed epoch.  The file is
  * created (or, for a fresh run, truncated) only when the first record is
  * written, every record is flushed and a failed write is an error naming
@@ -122,9 +137,12 @@ typedef struct {
 } mc_log;
 mc_status mc_log_begin(mc_log *L, const char *path, int64_t start);
 mc_status mc_log_end(mc_log *L);
+typedef struct {
+  const char *label, *key; /* "t=0.5 test", "mid_test" */
+  mc_metrics m;            /* loss NAN: not evaluated this epoch */
+} mc_named_metrics;
 mc_status mc_epoch_report(mc_log *log, const char *label, int64_t epoch, int64_t epochs, const char *train_label,
-                          const mc_epoch_stats *s, double lr, const char *test_label, const char *test_key,
-                          const mc_metrics *te);
+                          const mc_epoch_stats *s, double lr, const mc_named_metrics *tests, int n_tests);
 
 /* Progress bar on stderr when it is a terminal. */
 void mc_progress(const char *what, int64_t done, int64_t total, double t0);
