@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 
 typedef struct {
@@ -111,12 +112,88 @@ static mc_status path_plots(const char *run, const char *out, json_t **pj) {
   return st;
 }
 
+/* The robust section (scripts/demo.sh with ROBUST=1): adversarially
+ * trained endpoints, robust Bezier curves unaligned and aligned, evaluated
+ * clean and under PGD with BN recomputed on PGD training examples. */
+static const char *RPATHS[2] = {"robust_curve_unaligned.json", "robust_curve_aligned.json"};
+static const char *RLABELS[2] = {"robust curve, unaligned", "robust curve, aligned"};
+
+static mc_status robust_plots(const char *run, const char *out, json_t **rj) {
+  mc_status st = MC_OK;
+  const char *clean[2] = {"test_accuracy", "test_loss"}, *rob[2] = {"robust_accuracy", "robust_loss"};
+  for (int w = 0; w < 2 && !st; w++) {
+    mc_series s[4];
+    double *x[4] = {0}, *y[4] = {0};
+    char lab[4][96];
+    for (int i = 0; i < 4 && !st; i++) {
+      char file[1200];
+      snprintf(file, sizeof file, "%s/%s", run, RPATHS[i / 2]);
+      snprintf(lab[i], sizeof lab[i], "%s, %s", RLABELS[i / 2], i % 2 ? "PGD" : "clean");
+      int n = 0;
+      if (!(st = series(rj[i / 2], file, "t", 1, &x[i], &n)))
+        st = series(rj[i / 2], file, i % 2 ? rob[w] : clean[w], w == 0 ? 100 : 1, &y[i], &n);
+      s[i] = (mc_series){lab[i], x[i], y[i], n};
+    }
+    const char *ext[2] = {"png", "svg"};
+    for (int e = 0; e < 2 && !st; e++) {
+      char p[1200];
+      snprintf(p, sizeof p, "%s/robust_path_%s.%s", out, w == 0 ? "accuracy" : "loss", ext[e]);
+      st = mc_plot_lines(p, w == 0 ? "Clean and PGD test accuracy along robust curves (BN on PGD examples)"
+                                   : "Clean and PGD test loss along robust curves (BN on PGD examples)",
+                         "t", w == 0 ? "test accuracy (%)" : "test loss", s, 4);
+    }
+    for (int i = 0; i < 4; i++) {
+      free(x[i]);
+      free(y[i]);
+    }
+  }
+  return st;
+}
+
+static mc_status robust_section(const char *run, const char *out, strbuf *b) {
+  char probe[1200];
+  snprintf(probe, sizeof probe, "%s/%s", run, RPATHS[1]);
+  if (access(probe, F_OK)) return MC_OK; /* a run without the robust part */
+  mc_status st = MC_OK;
+  json_t *rj[2] = {load(run, RPATHS[0], &st), load(run, RPATHS[1], &st)};
+  json_t *ra = load(run, "robust_a_attack.json", &st), *rb = load(run, "robust_b_attack.json", &st);
+  if (!st) st = robust_plots(run, out, rj);
+  if (!st) {
+    const json_t *adv = json_object_get(rj[1], "adversarial");
+    sbp(b, "## Robust models and curves (SPEC section 4)\n\n");
+    sbp(b, "Endpoints adversarially trained (PGD, eps %g, alpha %g, %lld steps); robust Bezier curves trained on PGD "
+           "examples against theta(t); at every t BN recomputed on PGD examples of the training images, then clean "
+           "and PGD test metrics.\n\n",
+        num(adv, "eps"), num(adv, "alpha"), (long long)num(adv, "steps"));
+    sbp(b, "| | clean Avg (%%) | clean Min (%%) | PGD Avg (%%) | PGD Min (%%) | robust loss barrier | points more "
+           "robust and accurate than both endpoints |\n|---|---|---|---|---|---|---|\n");
+    sbp(b, "| endpoints A / B (own BN) | %.2f / %.2f | | %.2f / %.2f | | | |\n", 100 * num(ra, "clean_accuracy"),
+        100 * num(rb, "clean_accuracy"), 100 * num(ra, "robust_accuracy"), 100 * num(rb, "robust_accuracy"));
+    for (int i = 0; i < 2; i++)
+      sbp(b, "| %s | %.2f | %.2f | %.2f | %.2f | %.4f | %lld of %d |\n", RLABELS[i],
+          100 * num(rj[i], "metrics.test_accuracy.avg"), 100 * num(rj[i], "metrics.test_accuracy.min"),
+          100 * num(rj[i], "metrics.robust_accuracy.avg"), 100 * num(rj[i], "metrics.robust_accuracy.min"),
+          num(rj[i], "metrics.robust_loss_barrier"), (long long)num(rj[i], "metrics.points_more_robust_and_accurate"),
+          (int)json_array_size(json_object_get(rj[i], "t")));
+    const double bu = num(rj[0], "metrics.robust_loss_barrier"), ba = num(rj[1], "metrics.robust_loss_barrier");
+    sbp(b, "\nThe paper's claim (alignment alleviates the robust loss barrier): here the aligned curve's robust loss "
+           "barrier is %.4f against %.4f unaligned: **%s**.\n\n",
+        ba, bu, ba < bu ? "holds" : "does not hold on this run");
+    sbp(b, "![clean and robust accuracy along the robust curves](robust_path_accuracy.png)\n\n"
+           "![clean and robust loss along the robust curves](robust_path_loss.png)\n\n");
+  }
+  json_decref(rj[0]); json_decref(rj[1]); json_decref(ra); json_decref(rb);
+  return st;
+}
+
 int cmd_report(int argc, char **argv) {
   static const cli_cmd cmd = {
       "report",
       "Write REPORT/report.md and its figures from the JSON results of a pipeline run (the files the demo\n"
       "writes into RUN: a_eval.json, b_eval.json, align.json, interp_{unaligned,aligned}.json,\n"
-      "curve_{unaligned,aligned}.json, plane_aligned.json, info.json).",
+      "curve_{unaligned,aligned}.json, plane_aligned.json, info.json; and when RUN holds\n"
+      "robust_curve_aligned.json, a robust section from robust_{a,b}_attack.json and\n"
+      "robust_curve_{unaligned,aligned}.json).",
       "--run RUN --out REPORT", cmd_report};
   const char *run, *out;
   cli_opt opts[] = {{"run", OPT_STR, &run, NULL, "directory with the run's JSON results"},
@@ -186,6 +263,7 @@ int cmd_report(int argc, char **argv) {
           "weight-space units (||x|| = %.3f, ||y_perp|| = %.3f). The white line is the curve.\n\n",
       num(plane, "x_norm"), num(plane, "y_perp_norm"));
   sbp(&b, "![plane test loss](plane_aligned_loss.png)\n\n![plane test accuracy](plane_aligned_acc.png)\n\n");
+  if ((st = robust_section(run, out, &b))) goto done;
   sbp(&b, "SVG versions of every figure sit next to the PNGs.\n");
   {
     char p[1200];
