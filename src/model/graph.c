@@ -6,20 +6,13 @@
 
 #include "core/checked.h"
 #include "core/file.h"
+#include "model/optab.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char *kind_names[MC_NODE_KIND_COUNT] = {
-    "input", "normalize", "conv",    "linear", "bn",     "relu",   "maxpool",
-    "avgpool", "gap",     "flatten", "add",    "concat", "dropout"};
-
-const char *mc_node_kind_name(mc_node_kind k) {
-  return (k >= 0 && k < MC_NODE_KIND_COUNT) ? kind_names[k] : "?";
-}
 
 void mc_arch_params_default(mc_arch_params *p) {
   memset(p, 0, sizeof *p);
@@ -110,6 +103,14 @@ static int find_node(const mc_node *nodes, int n, const char *name) {
   return -1;
 }
 
+/* Key `name`, or -1 when there is no such key. */
+static int accepted_key(const mc_op_desc *d, const char *name) {
+  (void)d;
+  for (int k = 0; k < MC_KEY_COUNT; k++)
+    if (!strcmp(name, mc_key_info_of((mc_key)k)->name)) return k;
+  return -1;
+}
+
 /* Parses one line into *nd.  Returns MC_OK with nd->kind = -1 for blanks. */
 static mc_status parse_line(const pctx *c, char *line, mc_node *nodes, int n,
                             const mc_arch_params *p, mc_node *nd) {
@@ -159,91 +160,77 @@ static mc_status parse_line(const pctx *c, char *line, mc_node *nodes, int n,
     if (nd->in[0] < 0) return perr(c, "output needs from=NODE%s%s", "", "");
     return MC_OK;
   }
-  int kind = -1;
-  for (int k = 0; k < MC_NODE_KIND_COUNT; k++)
-    if (!strcmp(tok[ti], kind_names[k])) kind = k;
-  if (kind < 0)
-    return perr(c, "unknown node kind '%s' (expected input, normalize, conv, "
-                   "linear, bn, relu, maxpool, avgpool, gap, flatten, add, "
-                   "concat or dropout)%s", tok[ti], "");
+  const int kind = mc_op_kind_by_name(tok[ti]);
+  if (kind < 0) {
+    char names[256] = "";
+    for (int k = 0; k < MC_NODE_KIND_COUNT; k++) {
+      size_t l = strlen(names);
+      snprintf(names + l, sizeof names - l, "%s%s", k == 0 ? "" : k + 1 < MC_NODE_KIND_COUNT ? ", " : " or ",
+               mc_node_kind_name((mc_node_kind)k));
+    }
+    return perr(c, "unknown node kind '%s' (expected %s)", tok[ti], names);
+  }
+  const mc_op_desc *d = mc_op_desc_of((mc_node_kind)kind);
   nd->kind = (mc_node_kind)kind;
   if (!nd->name[0]) snprintf(nd->name, sizeof nd->name, "%s@%d", tok[ti], n);
-  /* defaults */
-  nd->stride = 1;
-  nd->eps = 1e-5f;
-  nd->momentum = 0.1f;
-  nd->p = 0.5f;
-  nd->bias = (kind == MC_NODE_LINEAR);
+  /* defaults: every field its key's base value, then the kind's own */
+  for (int k = 0; k < MC_KEY_COUNT; k++) mc_key_store(nd, (mc_key)k, mc_key_info_of((mc_key)k)->base);
+  for (int j = 0; j < d->n_keys; j++) mc_key_store(nd, d->keys[j].key, d->keys[j].dflt);
   nd->t_weight = nd->t_bias = nd->t_rmean = nd->t_rvar = -1;
-  int have_s = 0, have_out = 0, have_k = 0;
+  int given[MC_KEY_COUNT] = {0};
   nd->n_in = 0;
   for (int i = ti + 1; i < nt; i++) {
     char *key = tok[i], *val = strchr(tok[i], '=');
-    if (!val) {
-      if (!strcmp(key, "bias")) { nd->bias = 1; continue; }
-      return perr(c, "expected key=value, got '%s'%s", key, "");
-    }
-    *val++ = 0;
-    int64_t iv = 0;
-    mc_status st;
-    if (!strcmp(key, "from")) {
+    if (val) *val++ = 0;
+    if (val && !strcmp(key, "from")) {
       for (char *f = strtok(val, ","); f; f = strtok(NULL, ",")) {
         if (nd->n_in == MC_MAX_INPUTS) return perr(c, "too many inputs%s%s", "", "");
         int j = find_node(nodes, n, f);
         if (j < 0) return perr(c, "from=%s: no earlier node with that label%s", f, "");
         nd->in[nd->n_in++] = j;
       }
-    } else if (!strcmp(key, "out")) {
-      if ((st = parse_int(c, key, val, p, &nd->out))) return st;
-      have_out = 1;
-    } else if (!strcmp(key, "k") || !strcmp(key, "s") || !strcmp(key, "p") ||
-               !strcmp(key, "bias")) {
-      if ((st = parse_int(c, key, val, p, &iv))) return st;
-      if (iv > 1 << 20) return perr(c, "%s=%s is too large", key, val);
-      if (key[0] == 'k') { nd->k = (int)iv; have_k = 1; }
-      else if (key[0] == 's') { nd->stride = (int)iv; have_s = 1; }
-      else if (key[0] == 'p') nd->pad = (int)iv;
-      else nd->bias = iv != 0;
-    } else if (!strcmp(key, "eps")) {
-      if ((st = parse_float(c, key, val, &nd->eps))) return st;
-    } else if (!strcmp(key, "momentum")) {
-      if ((st = parse_float(c, key, val, &nd->momentum))) return st;
-    } else if (!strcmp(key, "rate")) {
-      if ((st = parse_float(c, key, val, &nd->p))) return st;
-    } else {
+      continue;
+    }
+    const int k = accepted_key(d, key);
+    if (k < 0 && !val) return perr(c, "expected key=value, got '%s'%s", key, "");
+    if (k < 0) {
       return perr(c, "unknown key '%s' for this node kind%s", key, "");
     }
+    const mc_key_info *ki = mc_key_info_of((mc_key)k);
+    given[k] = 1;
+    if (!val) { /* a bare flag: `bias` */
+      if (ki->type != MC_KEYT_FLAG) return perr(c, "expected key=value, got '%s'%s", key, "");
+      mc_key_store(nd, (mc_key)k, 1);
+      continue;
+    }
+    mc_status st;
+    if (ki->type == MC_KEYT_FLOAT) {
+      float fv = 0;
+      if ((st = parse_float(c, key, val, &fv))) return st;
+      mc_key_store(nd, (mc_key)k, fv);
+    } else {
+      int64_t iv = 0;
+      if ((st = parse_int(c, key, val, p, &iv))) return st;
+      if (ki->type != MC_KEYT_COUNT && iv > 1 << 20) return perr(c, "%s=%s is too large", key, val);
+      mc_key_store(nd, (mc_key)k, (double)iv);
+    }
   }
-  if (kind == MC_NODE_DROPOUT && (nd->p < 0 || nd->p >= 1))
-    return perr(c, "dropout rate must be in [0,1)%s%s", "", "");
-  /* PyTorch's ranges: eps > 0 (1 is already absurd), momentum in [0, 1] */
-  if (kind == MC_NODE_BN && !(nd->eps > 0 && nd->eps <= 1))
-    return perr(c, "bn eps must be in (0, 1]%s%s", "", "");
-  if (kind == MC_NODE_BN && !(nd->momentum >= 0 && nd->momentum <= 1))
-    return perr(c, "bn momentum must be in [0, 1]%s%s", "", "");
-  if ((kind == MC_NODE_CONV || kind == MC_NODE_LINEAR) && (!have_out || nd->out < 1))
-    return perr(c, "%s needs out=N (N >= 1)%s", kind_names[kind], "");
-  if (kind == MC_NODE_CONV || kind == MC_NODE_MAXPOOL || kind == MC_NODE_AVGPOOL) {
-    if (!have_k || nd->k < 1) return perr(c, "%s needs k=N (N >= 1)%s", kind_names[kind], "");
-    if (!have_s && kind != MC_NODE_CONV) nd->stride = nd->k;
-    if (nd->stride < 1) return perr(c, "stride must be >= 1%s%s", "", "");
-    /* as PyTorch: a pooling window must overlap the unpadded input */
-    if (kind != MC_NODE_CONV && nd->pad > nd->k / 2)
-      return perr(c, "pool padding p must be at most k/2%s%s", "", "");
-  }
-  if (nd->n_in == 0 && kind != MC_NODE_INPUT) {
+  for (int j = 0; j < d->n_keys; j++)
+    if (d->keys[j].required && (!given[d->keys[j].key] || mc_key_load(nd, d->keys[j].key) < 1))
+      return perr(c, "%s needs %s=N (N >= 1)", d->name, mc_key_info_of(d->keys[j].key)->name);
+  const char *bad = d->check ? d->check(nd, given) : NULL;
+  if (bad) return perr(c, "%s%s", bad, "");
+  if (nd->n_in == 0 && d->max_in > 0) {
     if (n == 0) return perr(c, "the first node must be 'input'%s%s", "", "");
     nd->in[0] = n - 1;
     nd->n_in = 1;
   }
-  int want = (kind == MC_NODE_ADD || kind == MC_NODE_CONCAT) ? -2
-             : kind == MC_NODE_INPUT ? 0 : 1;
-  if (want >= 0 && nd->n_in != want)
-    return perr(c, "%s takes %s input(s)", kind_names[kind], want ? "exactly one" : "no");
-  if (want == -2 && nd->n_in < 2)
-    return perr(c, "%s needs from=a,b with at least two inputs%s", kind_names[kind], "");
-  if (kind == MC_NODE_INPUT && n != 0)
-    return perr(c, "'input' must be the first node and appear once%s%s", "", "");
+  if (d->min_in == d->max_in && nd->n_in != d->min_in)
+    return perr(c, "%s takes %s input(s)", d->name, d->min_in ? "exactly one" : "no");
+  if (nd->n_in < d->min_in)
+    return perr(c, "%s needs from=a,b with at least two inputs%s", d->name, "");
+  if (d->max_in == 0 && n != 0)
+    return perr(c, "'%s' must be the first node and appear once%s", d->name, "");
   if (find_node(nodes, n, nd->name) >= 0)
     return perr(c, "label '%s' used twice%s", nd->name, "");
   return MC_OK;
@@ -313,152 +300,74 @@ static mc_status node_size(const char *file, const mc_node *nd) {
   return MC_OK;
 }
 
+/* The channel-space rule of node i's descriptor: its output layout, and
+ * for `add` the union of its inputs' spaces. */
+static void apply_space(mc_model *m, uf_t *uf, int i, mc_space_rule rule) {
+  mc_node *nd = &m->nodes[i];
+  const mc_node *in0 = nd->n_in ? &m->nodes[nd->in[0]] : NULL;
+  switch (rule) {
+  case MC_SPACE_FIXED: {
+    int s = uf_new(uf);
+    uf->fixed[s] = 1;
+    nd->layout = layout_new(s, nd->C);
+    break;
+  }
+  case MC_SPACE_OPEN: nd->layout = layout_new(uf_new(uf), nd->C); break;
+  case MC_SPACE_KEEP: nd->layout = layout_copy(&in0->layout); break;
+  case MC_SPACE_MERGE: /* the shape rule checked that the segments line up */
+    for (int j = 1; j < nd->n_in; j++) {
+      const mc_node *o = &m->nodes[nd->in[j]];
+      for (int s = 0; s < o->layout.n; s++) uf_union(uf, in0->layout.seg[s].space, o->layout.seg[s].space);
+    }
+    nd->layout = layout_copy(&in0->layout);
+    break;
+  case MC_SPACE_EXPAND:
+    nd->layout = layout_copy(&in0->layout);
+    for (int s = 0; s < nd->layout.n; s++) nd->layout.seg[s].repeat *= in0->H * in0->W;
+    break;
+  case MC_SPACE_CONCAT: { /* at most MC_MAX_SEGMENTS, checked by the shape rule */
+    int nseg = 0;
+    for (int j = 0; j < nd->n_in; j++) nseg += m->nodes[nd->in[j]].layout.n;
+    nd->layout.n = nseg;
+    nd->layout.seg = mc_malloc(sizeof(mc_segment) * (size_t)nseg);
+    nseg = 0;
+    for (int j = 0; j < nd->n_in; j++) {
+      const mc_layout *l = &m->nodes[nd->in[j]].layout;
+      memcpy(nd->layout.seg + nseg, l->seg, sizeof(mc_segment) * (size_t)l->n);
+      nseg += l->n;
+    }
+    break;
+  }
+  }
+}
+
+/* The tensors node i owns (its descriptor's parameters) appended to theta
+ * and state. */
+static mc_status add_params(mc_model *m, int *tcap, const char *file, int i, const mc_op_desc *d) {
+  mc_node *nd = &m->nodes[i];
+  const mc_node *in0 = nd->n_in ? &m->nodes[nd->in[0]] : NULL;
+  for (int j = 0; j < d->n_params; j++) {
+    const mc_param_desc *pd = &d->params[j];
+    if (pd->with_bias && !nd->bias) continue;
+    int64_t sh[4] = {0};
+    d->param_shape(m, nd, j, sh);
+    mc_status st = add_tensor(m, tcap, file, i, pd->suffix, pd->role, pd->ndim, sh, &nd->layout,
+                              pd->ndim > 1 ? &in0->layout : NULL, mc_node_tensor_slot(nd, pd->role));
+    if (st) return st;
+  }
+  return MC_OK;
+}
+
 static mc_status build(mc_model *m, const char *file, const mc_arch_params *p) {
   uf_t uf = {0};
   int tcap = 0;
   mc_status st = MC_OK;
   for (int i = 0; i < m->n_nodes; i++) {
     mc_node *nd = &m->nodes[i];
-    const mc_node *in0 = nd->n_in ? &m->nodes[nd->in[0]] : NULL;
-    switch (nd->kind) {
-    case MC_NODE_INPUT: {
-      nd->C = p->in_c; nd->H = p->in_h; nd->W = p->in_w;
-      int s = uf_new(&uf);
-      uf.fixed[s] = 1;
-      nd->layout = layout_new(s, nd->C);
-      break;
-    }
-    case MC_NODE_NORMALIZE:
-      if (in0->kind != MC_NODE_INPUT) {
-        st = mc_error(MC_EFORMAT, "%s: node '%s': normalize must follow input", file, nd->name);
-        goto out;
-      }
-      /* fallthrough */
-    case MC_NODE_BN:
-    case MC_NODE_RELU:
-    case MC_NODE_DROPOUT:
-      nd->C = in0->C; nd->H = in0->H; nd->W = in0->W; nd->flat = in0->flat;
-      nd->layout = layout_copy(&in0->layout);
-      if (nd->kind == MC_NODE_BN) {
-        int64_t sh[1] = {nd->C};
-        const mc_layout *l = &nd->layout;
-        if ((st = add_tensor(m, &tcap, file, i, "weight", MC_ROLE_WEIGHT, 1, sh, l, NULL, &nd->t_weight)) ||
-            (st = add_tensor(m, &tcap, file, i, "bias", MC_ROLE_BIAS, 1, sh, l, NULL, &nd->t_bias)) ||
-            (st = add_tensor(m, &tcap, file, i, "running_mean", MC_ROLE_RMEAN, 1, sh, l, NULL, &nd->t_rmean)) ||
-            (st = add_tensor(m, &tcap, file, i, "running_var", MC_ROLE_RVAR, 1, sh, l, NULL, &nd->t_rvar)))
-          goto out;
-      }
-      break;
-    case MC_NODE_CONV: {
-      if (in0->flat) {
-        st = mc_error(MC_EFORMAT, "%s: conv '%s' cannot follow a flattened vector", file, nd->name);
-        goto out;
-      }
-      /* H, W <= MC_MAX_NUMEL and pad, k <= 2^20: no overflow here */
-      int64_t oh = (in0->H + 2 * (int64_t)nd->pad - nd->k) / nd->stride + 1;
-      int64_t ow = (in0->W + 2 * (int64_t)nd->pad - nd->k) / nd->stride + 1;
-      if (in0->H + 2 * (int64_t)nd->pad < nd->k || in0->W + 2 * (int64_t)nd->pad < nd->k) {
-        st = mc_error(MC_ESHAPE, "%s: conv '%s': kernel %d larger than its padded %lldx%lld input",
-                      file, nd->name, nd->k, (long long)in0->H, (long long)in0->W);
-        goto out;
-      }
-      nd->C = nd->out; nd->H = oh; nd->W = ow;
-      nd->layout = layout_new(uf_new(&uf), nd->C);
-      int64_t sh[4] = {nd->out, in0->C, nd->k, nd->k};
-      if ((st = add_tensor(m, &tcap, file, i, "weight", MC_ROLE_WEIGHT, 4, sh, &nd->layout, &in0->layout,
-                           &nd->t_weight)) ||
-          (nd->bias && (st = add_tensor(m, &tcap, file, i, "bias", MC_ROLE_BIAS, 1, sh, &nd->layout, NULL, &nd->t_bias))))
-        goto out;
-      break;
-    }
-    case MC_NODE_LINEAR: {
-      if (!in0->flat && (in0->H != 1 || in0->W != 1)) {
-        st = mc_error(MC_EFORMAT, "%s: linear '%s' needs a vector input: add 'flatten' or 'gap' before it",
-                      file, nd->name);
-        goto out;
-      }
-      nd->C = nd->out; nd->H = nd->W = 1; nd->flat = 1;
-      nd->layout = layout_new(uf_new(&uf), nd->C);
-      int64_t sh[2] = {nd->out, in0->C * in0->H * in0->W}; /* checked by node_size of in0 */
-      if ((st = add_tensor(m, &tcap, file, i, "weight", MC_ROLE_WEIGHT, 2, sh, &nd->layout, &in0->layout,
-                           &nd->t_weight)) ||
-          (nd->bias && (st = add_tensor(m, &tcap, file, i, "bias", MC_ROLE_BIAS, 1, sh, &nd->layout, NULL, &nd->t_bias))))
-        goto out;
-      break;
-    }
-    case MC_NODE_MAXPOOL:
-    case MC_NODE_AVGPOOL:
-      if (in0->flat || in0->H + 2 * (int64_t)nd->pad < nd->k || in0->W + 2 * (int64_t)nd->pad < nd->k) {
-        st = mc_error(MC_ESHAPE, "%s: pool '%s': input %lldx%lld too small for k=%d",
-                      file, nd->name, (long long)in0->H, (long long)in0->W, nd->k);
-        goto out;
-      }
-      nd->C = in0->C;
-      nd->H = (in0->H + 2 * (int64_t)nd->pad - nd->k) / nd->stride + 1;
-      nd->W = (in0->W + 2 * (int64_t)nd->pad - nd->k) / nd->stride + 1;
-      nd->layout = layout_copy(&in0->layout);
-      break;
-    case MC_NODE_GAP:
-      nd->C = in0->C; nd->H = nd->W = 1; nd->flat = 1;
-      nd->layout = layout_copy(&in0->layout);
-      break;
-    case MC_NODE_FLATTEN:
-      nd->C = in0->C * in0->H * in0->W; nd->H = nd->W = 1; nd->flat = 1;
-      nd->layout = layout_copy(&in0->layout);
-      for (int s = 0; s < nd->layout.n; s++) nd->layout.seg[s].repeat *= in0->H * in0->W;
-      break;
-    case MC_NODE_ADD:
-      for (int j = 1; j < nd->n_in; j++) {
-        const mc_node *o = &m->nodes[nd->in[j]];
-        int same = o->C == in0->C && o->H == in0->H && o->W == in0->W &&
-                   o->layout.n == in0->layout.n;
-        for (int s = 0; same && s < o->layout.n; s++)
-          same = o->layout.seg[s].count == in0->layout.seg[s].count &&
-                 o->layout.seg[s].repeat == in0->layout.seg[s].repeat;
-        if (!same) {
-          st = mc_error(MC_ESHAPE, "%s: add '%s': inputs '%s' and '%s' differ in shape or channel structure",
-                        file, nd->name, in0->name, o->name);
-          goto out;
-        }
-        for (int s = 0; s < o->layout.n; s++)
-          uf_union(&uf, in0->layout.seg[s].space, o->layout.seg[s].space);
-      }
-      nd->C = in0->C; nd->H = in0->H; nd->W = in0->W; nd->flat = in0->flat;
-      nd->layout = layout_copy(&in0->layout);
-      break;
-    case MC_NODE_CONCAT: {
-      int64_t ctot = 0;
-      int nseg = 0;
-      for (int j = 0; j < nd->n_in; j++) {
-        const mc_node *o = &m->nodes[nd->in[j]];
-        if (o->H != in0->H || o->W != in0->W || o->flat != in0->flat) {
-          st = mc_error(MC_ESHAPE, "%s: concat '%s': '%s' is %lldx%lld, '%s' is %lldx%lld",
-                        file, nd->name, in0->name, (long long)in0->H, (long long)in0->W,
-                        o->name, (long long)o->H, (long long)o->W);
-          goto out;
-        }
-        if (!mc_add_ok(&ctot, ctot, o->C) || o->layout.n > MC_MAX_SEGMENTS - nseg) {
-          st = mc_error(MC_ESHAPE, "%s: concat '%s': more than %lld channels or %d channel segments", file,
-                        nd->name, (long long)MC_MAX_NUMEL, MC_MAX_SEGMENTS);
-          goto out;
-        }
-        nseg += o->layout.n;
-      }
-      nd->C = ctot; nd->H = in0->H; nd->W = in0->W; nd->flat = in0->flat;
-      nd->layout.n = nseg;
-      nd->layout.seg = mc_malloc(sizeof(mc_segment) * (size_t)nseg);
-      nseg = 0;
-      for (int j = 0; j < nd->n_in; j++) {
-        const mc_layout *l = &m->nodes[nd->in[j]].layout;
-        memcpy(nd->layout.seg + nseg, l->seg, sizeof(mc_segment) * (size_t)l->n);
-        nseg += l->n;
-      }
-      break;
-    }
-    default:
-      MC_ASSERT(0);
-    }
-    if ((st = node_size(file, nd))) goto out;
+    const mc_op_desc *d = mc_op_desc_of(nd->kind);
+    if ((st = d->shape(m, nd, file))) goto out;
+    apply_space(m, &uf, i, d->space);
+    if ((st = add_params(m, &tcap, file, i, d)) || (st = node_size(file, nd))) goto out;
   }
   {
     /* the logits' spaces are fixed */
@@ -502,8 +411,7 @@ static mc_status build(mc_model *m, const char *file, const mc_arch_params *p) {
         }
         sg->group = gid[r];
         MC_ASSERT(m->groups[gid[r]].size == sg->count);
-        if ((nd->kind == MC_NODE_CONV || nd->kind == MC_NODE_LINEAR))
-          m->groups[gid[r]].n_members++;
+        if (mc_op_desc_of(nd->kind)->space == MC_SPACE_OPEN) m->groups[gid[r]].n_members++;
       }
     }
     m->n_groups = ng;

@@ -1,8 +1,11 @@
 /* Operations on a built model: forward FLOPs, PyTorch-style
  * initialisation, applying a permutation to theta and state, and the
- * `info` printout (graph, heads, parameters, groups).  Building the model
- * from its spec is graph.c. */
+ * `info` printout (graph, heads, parameters, groups), each reading the
+ * node kinds' descriptors (optab.h).  Building the model from its spec is
+ * graph.c. */
 #include "modeconn.h"
+
+#include "model/optab.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -13,12 +16,8 @@
 double mc_model_flops(const mc_model *m) {
   double f = 0;
   for (int i = 0; i < m->n_nodes; i++) {
-    const mc_node *nd = &m->nodes[i];
-    const mc_node *in0 = nd->n_in ? &m->nodes[nd->in[0]] : NULL;
-    if (nd->kind == MC_NODE_CONV)
-      f += 2.0 * (double)nd->C * (double)in0->C * nd->k * nd->k * (double)(nd->H * nd->W);
-    else if (nd->kind == MC_NODE_LINEAR)
-      f += 2.0 * (double)nd->C * (double)(in0->C * in0->H * in0->W);
+    const mc_op_desc *d = mc_op_desc_of(m->nodes[i].kind);
+    if (d->flops) f += d->flops(m, &m->nodes[i]);
   }
   return f;
 }
@@ -32,8 +31,10 @@ void mc_model_init(const mc_model *m, float *theta, float *state,
     const mc_tensor *t = &m->tensors[i];
     const mc_node *nd = &m->nodes[t->node];
     float *dst = (t->in_state ? state : theta) + t->off;
-    if (nd->kind == MC_NODE_BN) {
-      float v = (t->role == MC_ROLE_WEIGHT || t->role == MC_ROLE_RVAR) ? 1.f : 0.f;
+    const mc_param_desc *pd = mc_op_param_of(mc_op_desc_of(nd->kind), t->role);
+    MC_ASSERT(pd);
+    if (pd->init != MC_INIT_FANIN) {
+      const float v = pd->init == MC_INIT_ONE ? 1.f : 0.f;
       for (size_t j = 0; j < t->numel; j++) dst[j] = v;
       continue;
     }
