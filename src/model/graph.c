@@ -67,6 +67,15 @@ static void uf_union(uf_t *u, int a, int b) {
   u->fixed[a] |= u->fixed[b];
 }
 
+/* Pooled size along an axis of n, as PyTorch: floor, or with ceil=1 the
+ * ceiling, dropping a last window that would start in the right padding. */
+static int64_t pool_out(int64_t n, const mc_node *nd) {
+  const int64_t span = n + 2 * (int64_t)nd->pad - nd->k, s = nd->stride;
+  int64_t o = (nd->ceil ? (span + s - 1) / s : span / s) + 1;
+  if (nd->ceil && (o - 1) * s >= n + nd->pad) o--;
+  return o;
+}
+
 /* ---------------------------------------------------------------- parser */
 typedef struct {
   const char *file; /* for messages */
@@ -197,12 +206,13 @@ static mc_status parse_line(const pctx *c, char *line, mc_node *nodes, int n,
       if ((st = parse_int(c, key, val, p, &nd->out))) return st;
       have_out = 1;
     } else if (!strcmp(key, "k") || !strcmp(key, "s") || !strcmp(key, "p") ||
-               !strcmp(key, "bias")) {
+               !strcmp(key, "bias") || !strcmp(key, "ceil")) {
       if ((st = parse_int(c, key, val, p, &iv))) return st;
       if (iv > 1 << 20) return perr(c, "%s=%s is too large", key, val);
       if (key[0] == 'k') { nd->k = (int)iv; have_k = 1; }
       else if (key[0] == 's') { nd->stride = (int)iv; have_s = 1; }
       else if (key[0] == 'p') nd->pad = (int)iv;
+      else if (key[0] == 'c') nd->ceil = iv != 0;
       else nd->bias = iv != 0;
     } else if (!strcmp(key, "eps")) {
       if ((st = parse_float(c, key, val, &nd->eps))) return st;
@@ -214,6 +224,8 @@ static mc_status parse_line(const pctx *c, char *line, mc_node *nodes, int n,
       return perr(c, "unknown key '%s' for this node kind%s", key, "");
     }
   }
+  if (nd->ceil && kind != MC_NODE_MAXPOOL)
+    return perr(c, "ceil=1 is only supported for maxpool%s%s", "", "");
   if (kind == MC_NODE_DROPOUT && (nd->p < 0 || nd->p >= 1))
     return perr(c, "dropout rate must be in [0,1)%s%s", "", "");
   /* PyTorch's ranges: eps > 0 (1 is already absurd), momentum in [0, 1] */
@@ -394,8 +406,8 @@ static mc_status build(mc_model *m, const char *file, const mc_arch_params *p) {
         goto out;
       }
       nd->C = in0->C;
-      nd->H = (in0->H + 2 * (int64_t)nd->pad - nd->k) / nd->stride + 1;
-      nd->W = (in0->W + 2 * (int64_t)nd->pad - nd->k) / nd->stride + 1;
+      nd->H = pool_out(in0->H, nd);
+      nd->W = pool_out(in0->W, nd);
       nd->layout = layout_copy(&in0->layout);
       break;
     case MC_NODE_GAP:
