@@ -183,7 +183,7 @@ typedef struct mc_model {
 typedef struct {
   int64_t in_c, in_h, in_w;
   int64_t classes;
-  double width;      /* width multiplier (resnet, tinyten, vgg, mlp) */
+  double width;      /* width multiplier (resnet, tinyten, vgg, mlp, googlenet) */
   const char *widths; /* mlp hidden widths, comma separated ("512,512") */
   int bn;            /* mlp: batch norm after each hidden linear */
 } mc_arch_params;
