@@ -115,6 +115,7 @@ typedef struct {
   /* hyper-parameters */
   int64_t out;      /* conv out channels / linear out features */
   int k, stride, pad; /* conv and pooling */
+  int ceil;         /* maxpool: output size rounded up (PyTorch ceil_mode) */
   int bias;         /* conv/linear */
   float eps, momentum; /* bn */
   float p;          /* dropout */
@@ -182,7 +183,7 @@ typedef struct mc_model {
 typedef struct {
   int64_t in_c, in_h, in_w;
   int64_t classes;
-  double width;      /* width multiplier (resnet, tinyten, vgg, mlp) */
+  double width;      /* width multiplier (resnet, tinyten, vgg, mlp, googlenet) */
   const char *widths; /* mlp hidden widths, comma separated ("512,512") */
   int bn;            /* mlp: batch norm after each hidden linear */
 } mc_arch_params;
@@ -208,7 +209,11 @@ void mc_model_init(const mc_model *m, float *theta, float *state,
                    uint64_t seed);
 /* Output layout of the final node (logits). */
 int mc_model_output(const mc_model *m);
-/* Forward FLOPs per sample (2 per multiply-add, conv + linear only). */
+/* Nodes a forward computes (live: n_nodes bytes, set to 0/1): every head
+ * (train = 1) or the heads not marked train-only, and all they read. */
+void mc_model_live(const mc_model *m, char *live, int train);
+/* Forward FLOPs per sample (2 per multiply-add, conv + linear only; every
+ * node, train-only heads included). */
 double mc_model_flops(const mc_model *m);
 
 /* ----------------------------------------------------------- permutation */
@@ -228,8 +233,12 @@ typedef enum { MC_BACKEND_AUTO = -1, MC_BACKEND_REF = 0, MC_BACKEND_DNNL = 1 } m
 typedef enum {
   MC_MODE_EVAL = 0,   /* BN uses running stats, dropout identity */
   MC_MODE_TRAIN,      /* BN batch stats, running stats updated by momentum */
-  MC_MODE_BN_RECOMPUTE /* BN batch stats, running stats = exact cumulative
+  MC_MODE_BN_RECOMPUTE, /* BN batch stats, running stats = exact cumulative
                           average over the batches since mc_exec_bn_reset */
+  MC_MODE_EVAL_ALL_HEADS /* EVAL (running stats, dropout identity, state
+                          untouched) that also computes the train-only heads
+                          and what only they read: alignment statistics read
+                          the auxiliary heads' hidden layers this way */
 } mc_mode;
 
 typedef struct mc_exec mc_exec;
@@ -253,8 +262,9 @@ mc_backend mc_backend_for(const mc_model *m, mc_backend be);
 
 /* Forward pass over x: (n, in_c, in_h, in_w) in [0,1], 1 <= n <= batch.
  * state is updated in the train modes.  Computes every output head live in
- * `mode` (train: all heads; eval and BN recompute: the heads not marked
- * train-only) and nothing that only feeds the others.  A failure (plan,
+ * `mode` (eval: the heads not marked train-only; every other mode: all
+ * heads, so BN recompute also refreshes the statistics of BNs that only
+ * train-only heads read) and nothing that only feeds the others.  A failure (plan,
  * backend, memory) returns its status with a message naming the node. */
 mc_status mc_exec_forward(mc_exec *e, const float *theta, float *state,
                           const float *x, int64_t n, mc_mode mode);

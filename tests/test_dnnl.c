@@ -99,9 +99,12 @@ static double local_check(const mc_model *m, mc_exec *ref, mc_exec *fast, const 
   float *yr = mc_malloc(sizeof(float) * (size_t)n * mx), *mean = mc_malloc(sizeof(float) * mx);
   float *is = mc_malloc(sizeof(float) * mx);
   double worst = 0;
+  char *live = mc_malloc((size_t)m->n_nodes); /* eval forwards skip train-only heads */
+  mc_model_live(m, live, mode != MC_MODE_EVAL);
   for (int i = 1; i < m->n_nodes; i++) {
     const mc_node *nd = &m->nodes[i];
     if (nd->kind != MC_NODE_CONV && nd->kind != MC_NODE_LINEAR && nd->kind != MC_NODE_BN) continue;
+    if (!live[i]) continue;
     const mc_node *in = &m->nodes[nd->in[0]];
     if (nd->in[0] == 0) memcpy(xi, x, sizeof(float) * (size_t)n * node_numel(in));
     else tu_read(fast, nd->in[0], xi);
@@ -122,7 +125,7 @@ static double local_check(const mc_model *m, mc_exec *ref, mc_exec *fast, const 
     if (e > 1e-5) printf("    local %s: rel err %.2e\n", nd->name, e);
     worst = fmax(worst, e);
   }
-  free(xi); free(yd); free(yr); free(mean); free(is);
+  free(xi); free(yd); free(yr); free(mean); free(is); free(live);
   return worst;
 }
 
@@ -161,7 +164,10 @@ static errs run_case(const mc_model *m, int64_t n, mc_mode mode, const char *lab
   size_t mx = 0;
   for (int i = 0; i < m->n_nodes; i++) mx = node_numel(&m->nodes[i]) > mx ? node_numel(&m->nodes[i]) : mx;
   float *ar = mc_malloc(sizeof(float) * (size_t)n * mx), *ad = mc_malloc(sizeof(float) * (size_t)n * mx);
+  char *live = mc_malloc((size_t)m->n_nodes); /* eval forwards skip train-only heads */
+  mc_model_live(m, live, mode != MC_MODE_EVAL);
   for (int i = 1; i < m->n_nodes; i++) {
+    if (!live[i]) continue;
     size_t cnt = (size_t)n * node_numel(&m->nodes[i]);
     tu_read(er_, i, ar);
     tu_read(ed, i, ad);
@@ -170,6 +176,7 @@ static errs run_case(const mc_model *m, int64_t n, mc_mode mode, const char *lab
                          mc_node_kind_name(m->nodes[i].kind), e);
     er.act = fmax(er.act, e);
   }
+  free(live);
   double local = local_check(m, er_, ed, theta, state_d, x, n, mode);
   /* backward: end to end, then at the fast path's forward point */
   int32_t *labels = mc_malloc(sizeof(int32_t) * (size_t)n);
@@ -258,6 +265,13 @@ static void test_mlp(void **s) { (void)s; check_arch("mlp", 1, 28, 28, 0, 1e-4);
 static void test_mlp_bn(void **s) { (void)s; check_arch("mlp", 1, 28, 28, 1, 1e-4); }
 static void test_branchnet(void **s) { (void)s; check_arch("branchnet", 1, 28, 28, 0, 1e-4); }
 static void test_vgg16bn(void **s) { (void)s; check_arch("vgg16-bn", 1, 28, 28, 0, 1e-3); }
+/* googlenet (width 1/8): ceil-mode max pools (oneDNN's right padding),
+ * nine 4-way concats, two train-only heads (live in train and BN recompute) */
+static void test_googlenet(void **s) {
+  (void)s;
+  check_arch("googlenet", 3, 32, 32, 0, 1e-4);
+  check_arch("googlenet", 1, 28, 28, 0, 1e-4);
+}
 
 /* One executor pair through many batch sizes and modes: more plans than the
  * plan cache holds (eviction, rebinding of shared buffers), each step still
@@ -430,7 +444,7 @@ int main(void) {
       cmocka_unit_test(test_backend_auto),
       cmocka_unit_test(test_tinyten),   cmocka_unit_test(test_resnet20),
       cmocka_unit_test(test_resnet20_rgb), cmocka_unit_test(test_mlp),
-      cmocka_unit_test(test_mlp_bn),    cmocka_unit_test(test_branchnet),
+      cmocka_unit_test(test_mlp_bn),    cmocka_unit_test(test_branchnet), cmocka_unit_test(test_googlenet),
       cmocka_unit_test(test_vgg16bn),   cmocka_unit_test(test_determinism),
       cmocka_unit_test(test_plan_cache), cmocka_unit_test(test_bn_recompute_threads),
   };

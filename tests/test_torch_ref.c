@@ -7,6 +7,11 @@
  *   eval:  forward (MC_MODE_EVAL), mean softmax CE, backward (theta + dx)
  *   train: forward (MC_MODE_TRAIN, updates the running statistics), CE,
  *          backward (theta + dx)
+ * where CE is mc_exec_loss's: for models with several heads (googlenet)
+ * the weighted sum CE + 0.3 CE(aux1) + 0.3 CE(aux2) of the train-mode
+ * forward, the main head's CE in eval mode.  Dropout: the train-mode masks
+ * the C executor drew (at the real rates, 0.7 and 0.2 in googlenet) are
+ * given to PyTorch, so both sides drop the same units.
  * with MC_BACKEND_REF, and writes the parameters (by PyTorch name), the
  * input and the train-mode dropout masks to a temp dir.  One call of the
  * script then computes the same in float64 PyTorch from its own,
@@ -14,6 +19,7 @@
  *   parameter names   == state_dict keys (minus num_batches_tracked)
  *   m->n_theta        == sum(p.numel() for p in model.parameters())
  *   logits, dx        max |c - t| / max |t|                 <= 1e-4
+ *                     (train mode: every head's logits)
  *   every theta grad  max |c - t| / max(max |t|, 1e-3 G)    <= 1e-4
  *                     (G: the largest |grad| of the mode; a conv bias before
  *                     a train-mode BN has an exactly zero gradient)
@@ -22,6 +28,10 @@
  *                     after the train step (momentum 0.1, unbiased var) and
  *                     after MC_MODE_BN_RECOMPUTE over two batches from reset
  *                     statistics (PyTorch: momentum=None, cumulative average)
+ * googlenet also: the definition of tests/googlenet_ref.py computes the
+ * same as torchvision 0.14's GoogLeNet with the official code's changes
+ * (max rel difference <= 1e-5, both float32 PyTorch), and modeconn's full-
+ * width model has torchvision's state_dict names and shapes.
  * File format: see torch_ref.py. */
 #include "testutil.h"
 
@@ -172,6 +182,9 @@ typedef struct {
   /* filled by the setup */
   mc_model *m;
   float *logits[2], *grad[2], *dx[2], *state1, *state_rc;
+  float *heads[4]; /* train mode: head k's logits (k >= 1) */
+  int32_t **argmax[2]; /* googlenet: per mode, each maxpool node's argmax */
+  uint8_t **relumask[2]; /* googlenet: per mode, each relu node's output > 0 */
   double loss[2];
   char in[512], out[512];
 } tcase;
@@ -194,6 +207,10 @@ static tcase cases[] = {
     {.label = "vgg16-bn 3x32x32 w=0.125", .arch = "vgg16-bn", .c = 3, .h = 32, .w = 32, .width = 0.125,
      .widths = NULL, .bn = 0},
     {.label = "branchnet 1x28x28", .arch = "branchnet", .c = 1, .h = 28, .w = 28, .width = 1.0,
+     .widths = NULL, .bn = 0},
+    {.label = "googlenet 3x32x32 w=0.125", .arch = "googlenet", .c = 3, .h = 32, .w = 32, .width = 0.125,
+     .widths = NULL, .bn = 0},
+    {.label = "googlenet 1x28x28 w=0.125", .arch = "googlenet", .c = 1, .h = 28, .w = 28, .width = 0.125,
      .widths = NULL, .bn = 0},
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
@@ -227,17 +244,38 @@ static void run_case(tcase *tc, int idx) {
   mc_exec *e;
   assert_int_equal(mc_exec_create(&e, m, n, MC_BACKEND_REF), MC_OK);
   mc_exec_set_seed(e, 5);
-  float *dl = mc_malloc(sizeof(float) * (size_t)(n * m->classes));
   tc->state1 = mc_malloc(sizeof(float) * (m->n_state + 1));
   for (int mode = 0; mode < 2; mode++) {
     memcpy(tc->state1, state, sizeof(float) * m->n_state);
     const float *lg = tu_forward(e, theta, tc->state1, x, n, mode ? MC_MODE_TRAIN : MC_MODE_EVAL);
     tc->logits[mode] = mc_malloc(sizeof(float) * (size_t)(n * m->classes));
     memcpy(tc->logits[mode], lg, sizeof(float) * (size_t)(n * m->classes));
-    tc->loss[mode] = mc_softmax_xent(lg, y, n, m->classes, dl, 1.f, NULL);
+    if (!strcmp(tc->arch, "googlenet")) { /* PyTorch routes max-pool gradients by these */
+      tc->argmax[mode] = mc_calloc((size_t)m->n_nodes, sizeof(int32_t *));
+      tc->relumask[mode] = mc_calloc((size_t)m->n_nodes, sizeof(uint8_t *));
+      for (int i = 0; i < m->n_nodes; i++)
+        if (m->nodes[i].kind == MC_NODE_RELU) {
+          size_t cnt = (size_t)(n * m->nodes[i].C * m->nodes[i].H * m->nodes[i].W);
+          tc->relumask[mode][i] = mc_malloc(cnt + 1);
+          for (size_t j = 0; j < cnt; j++) tc->relumask[mode][i][j] = ref_of(e)->act[i][j] > 0.f;
+        }
+      for (int i = 0; i < m->n_nodes; i++)
+        if (m->nodes[i].kind == MC_NODE_MAXPOOL) {
+          size_t cnt = (size_t)(n * m->nodes[i].C * m->nodes[i].H * m->nodes[i].W);
+          tc->argmax[mode][i] = mc_malloc(sizeof(int32_t) * cnt);
+          memcpy(tc->argmax[mode][i], ref_of(e)->argmax[i], sizeof(int32_t) * cnt);
+        }
+    }
+    for (int k = 1; mode && k < m->n_heads; k++) {
+      MC_ASSERT(k < 4 && mc_exec_output(e, k));
+      tc->heads[k] = mc_malloc(sizeof(float) * (size_t)(n * m->classes));
+      memcpy(tc->heads[k], mc_exec_output(e, k), sizeof(float) * (size_t)(n * m->classes));
+    }
+    /* the training loss of the heads this mode computes, and its gradient */
+    assert_int_equal(mc_exec_loss(e, y, 1.f, &tc->loss[mode], NULL), MC_OK);
     tc->grad[mode] = mc_calloc(m->n_theta + 1, sizeof(float));
     tc->dx[mode] = mc_calloc(nx, sizeof(float));
-    tu_backward(e, theta, dl, tc->grad[mode], tc->dx[mode]);
+    tu_backward(e, theta, NULL, tc->grad[mode], tc->dx[mode]);
   }
   /* BN recompute over two batches (x, x2) from reset statistics */
   float *x2 = mc_malloc(sizeof(float) * nx);
@@ -288,11 +326,32 @@ static void run_case(tcase *tc, int idx) {
     int64_t dm[4] = {n, nd->C, nd->H, nd->W};
     w_put(&w, name, DT_F32, nd->flat ? 2 : 4, dm, masks[i]);
   }
+  for (int md = 0; md < 2 && tc->argmax[md]; md++)
+    for (int i = 0; i < m->n_nodes; i++) {
+      const mc_node *nd = &m->nodes[i];
+      if (tc->relumask[md][i]) {
+        char name[MC_NAME_MAX + 32];
+        snprintf(name, sizeof name, "relumask.%s.%s", md ? "train" : "eval", nd->name);
+        int64_t dm[4] = {n, nd->C, nd->H, nd->W};
+        w_put(&w, name, DT_U8, nd->flat ? 2 : 4, dm, tc->relumask[md][i]);
+        free(tc->relumask[md][i]);
+      }
+      if (!tc->argmax[md][i]) continue;
+      char name[MC_NAME_MAX + 32];
+      snprintf(name, sizeof name, "argmax.%s.%s", md ? "train" : "eval", nd->name);
+      int64_t dm[4] = {n, nd->C, nd->H, nd->W};
+      w_put(&w, name, DT_I32, 4, dm, tc->argmax[md][i]);
+      free(tc->argmax[md][i]);
+    }
+  free(tc->argmax[0]);
+  free(tc->argmax[1]);
+  free(tc->relumask[0]);
+  free(tc->relumask[1]);
   w_close(&w);
   mc_exec_free(e);
   for (int i = 0; i < m->n_nodes; i++) free(masks[i]);
   free(masks);
-  free(dl); free(x); free(x2); free(theta); free(state);
+  free(x); free(x2); free(theta); free(state);
 }
 
 static int group_setup(void **st) {
@@ -339,11 +398,14 @@ static int group_teardown(void **st) {
     }
     free(tc->state1);
     free(tc->state_rc);
+    for (int k = 0; k < 4; k++) free(tc->heads[k]);
     mc_model_free(tc->m);
-    unlink(tc->in);
-    unlink(tc->out);
+    if (!getenv("MC_TORCH_REF_KEEP")) { /* set: keep the files for a look with torch_ref.py */
+      unlink(tc->in);
+      unlink(tc->out);
+    }
   }
-  if (g_dir[0]) rmdir(g_dir);
+  if (g_dir[0] && !getenv("MC_TORCH_REF_KEEP")) rmdir(g_dir);
   return 0;
 }
 
@@ -364,6 +426,42 @@ static const rec *need(const recset *rs, const char *name) {
   const rec *r = r_get(rs, name);
   if (!r) fail_msg("reference output lacks '%s'", name);
   return r;
+}
+
+/* googlenet: the reference definition against torchvision's module, and
+ * modeconn's full-width names and shapes against torchvision's. */
+static int check_torchvision(const tcase *tc, const recset *rs) {
+  const double err = need(rs, "meta.tv_err")->v[0];
+  mc_arch_params p;
+  mc_arch_params_default(&p);
+  p.in_c = tc->c;
+  p.in_h = p.in_w = 32;
+  p.classes = tc->m->classes;
+  mc_model *m;
+  if (mc_model_create(&m, "googlenet", &p)) fail_msg("%s", mc_errmsg());
+  const rec *names = need(rs, "meta.tv_names");
+  char *text = strdup(names->raw ? names->raw : "");
+  int nref = 0, matched = 0;
+  for (char *s = strtok(text, "\n"); s; s = strtok(NULL, "\n")) {
+    char *sp = strchr(s, ' ');
+    if (!sp) continue;
+    *sp = 0;
+    nref++;
+    const int t = mc_model_find_tensor(m, s);
+    char shape[64] = "";
+    for (int d = 0; t >= 0 && d < m->tensors[t].ndim; d++)
+      snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%lld", d ? "x" : "",
+               (long long)m->tensors[t].shape[d]);
+    if (t >= 0 && !strcmp(shape, sp + 1)) matched++;
+    else printf("  torchvision '%s' [%s]: modeconn %s\n", s, sp + 1, t < 0 ? "has no such tensor" : shape);
+  }
+  free(text);
+  const int pass = nref == m->n_tensors && matched == nref && err <= 1e-5;
+  printf("  %-26s torchvision 0.14 (modified): %d/%d tensors match by name and shape (width 1, %zu params); "
+         "reference vs torchvision forward %.1e%s\n",
+         tc->label, matched, m->n_tensors, m->n_theta, err, pass ? "" : "  <-- FAIL");
+  mc_model_free(m);
+  return pass;
 }
 
 static void check_case(void **st) {
@@ -401,6 +499,10 @@ static void check_case(void **st) {
     char key[MC_NAME_MAX + 64];
     snprintf(key, sizeof key, "%s.logits", mode_names[md]);
     double e_logits = rel_err(tc->logits[md], need(&rs, key), nl, 1e-30);
+    for (int k = 1; md == 1 && k < m->n_heads; k++) {
+      snprintf(key, sizeof key, "train.head%d.logits", k);
+      e_logits = fmax(e_logits, rel_err(tc->heads[k], need(&rs, key), nl, 1e-30));
+    }
     snprintf(key, sizeof key, "%s.loss", mode_names[md]);
     double tl = need(&rs, key)->v[0];
     double e_loss = fabs(tc->loss[md] - tl) / fabs(tl);
@@ -446,6 +548,7 @@ static void check_case(void **st) {
            k ? "bn-recompute (2 batches)" : "train step", e_state, worst, pass ? "" : "  <-- FAIL");
     ok &= pass;
   }
+  if (!strcmp(tc->arch, "googlenet")) ok &= check_torchvision(tc, &rs);
   r_free(&rs);
   assert_true(ok);
 }

@@ -12,6 +12,7 @@ mc_model *tu_model(const char *arch, int64_t c, int64_t h, int64_t w, int64_t cl
   mc_arch_params_default(&p);
   p.in_c = c; p.in_h = h; p.in_w = w; p.classes = classes;
   if (!strcmp(arch, "mlp")) p.widths = "24,16";
+  if (!strcmp(arch, "googlenet")) p.width = 0.125; /* every channel count / 8: test-sized */
   mc_model *m = NULL;
   mc_status st = mc_model_create(&m, arch, &p);
   if (st) fail_msg("model %s: %s", arch, mc_errmsg());

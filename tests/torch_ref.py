@@ -14,8 +14,15 @@ The reference runs in float64 (the C side is float32, so the comparison
 measures the C side's error).  For each file it writes OUT with:
   meta.nparams            sum(p.numel() for p in model.parameters())
   meta.names              state_dict keys minus num_batches_tracked (text)
+  (googlenet also: argmax.{eval,train}.NAME, the C executor's max-pool
+  argmax per mode, and relumask.{eval,train}.NAME, where each ReLU's
+  output is positive: FixedIndexMaxPool and FixedMaskReLU route the
+  gradient as the C side does at float32 near-ties)
   {eval,train}.logits     logits of the eval- / train-mode forward
-  {eval,train}.loss       F.cross_entropy (mean)
+  train.head{K}.logits    train mode, models with several heads (googlenet):
+                          head K's logits, K = 1, 2 (aux1, aux2)
+  {eval,train}.loss       F.cross_entropy (mean); several heads: the
+                          weighted sum CE + 0.3 CE(aux1) + 0.3 CE(aux2)
   {eval,train}.grad.NAME  d loss / d parameter
   {eval,train}.dx         d loss / d input
   train.state.NAME        running_mean / running_var after the train step
@@ -24,6 +31,13 @@ measures the C side's error).  For each file it writes OUT with:
                           two train-mode batches (input.x, input.x2) with
                           momentum=None: the exact cumulative average
                           (modeconn's MC_MODE_BN_RECOMPUTE)
+  googlenet only (the definition in googlenet_ref.py against torchvision's):
+  meta.tv_names           "name dim0xdim1.." lines of torchvision 0.14's
+                          GoogLeNet (as modified by the official code) at
+                          width 1 for this case's input channels and classes
+  meta.tv_err             max relative difference between that module and
+                          googlenet_ref.GoogLeNet, same random weights, eval
+                          logits and the three train-mode heads (dropout 0)
 
 File format (little endian): b"MCTR", u32 version 1, u32 count, then per
 tensor: u32 name length, name bytes, u32 dtype (0 f32, 1 f64, 2 i32, 3 i64,
@@ -37,6 +51,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+import googlenet_ref
 
 DTYPES = {0: np.float32, 1: np.float64, 2: np.int32, 3: np.int64, 4: np.uint8}
 CODES = {np.dtype(v): k for k, v in DTYPES.items()}
@@ -112,6 +128,51 @@ class FixedMaskDropout(nn.Dropout):
         if self.mask is None:
             raise RuntimeError("train-mode dropout without a fixed mask")
         return x * self.mask
+
+
+class FixedIndexMaxPool(nn.MaxPool2d):
+    """nn.MaxPool2d that, where given (index[training]: the C executor's
+    argmax, (N, C, OH, OW) flat offsets into each input plane), takes the
+    maximum's position from it, so the gradient goes where the C side's
+    does even at near-ties that float32 and float64 break differently.  The
+    given positions are checked to hold a maximum (to 1e-6 relative)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.index = {}
+
+    def forward(self, x):
+        ref = super().forward(x)
+        idx = self.index.get(self.training)
+        if idx is None:
+            return ref
+        y = x.flatten(2).gather(2, idx.flatten(2)).view(ref.shape)
+        bad = (y - ref).abs().max().item()
+        if bad > 1e-6 * max(ref.abs().max().item(), 1e-30):
+            raise SystemExit(f"maxpool: the C executor's argmax is not a maximum (off by {bad:.3g})")
+        return y
+
+
+class FixedMaskReLU(nn.Module):
+    """ReLU that, where given (mask[training]: 1 where the C executor's ReLU
+    output is positive), passes exactly those units, so a pre-activation
+    within float32 noise of 0 -- which float32 and float64 can put on
+    different sides -- routes the gradient as the C side does.  Disagreeing
+    units must lie within 1e-4 of the layer's largest |x| of zero."""
+
+    def __init__(self):
+        super().__init__()
+        self.mask = {}
+
+    def forward(self, x):
+        m = self.mask.get(self.training)
+        if m is None:
+            return F.relu(x)
+        m = m.view(x.shape)
+        off = ((x > 0).to(x.dtype) != m) & (x.abs() > 1e-4 * x.abs().max())
+        if off.any():
+            raise SystemExit(f"relu: the C executor's mask differs at {int(off.sum())} clearly nonzero units")
+        return x * m
 
 
 class TinyTen(nn.Module):
@@ -293,6 +354,9 @@ def build(arch, c, h, w, classes, width, widths, bn, norm):
         return VGG16BN(c, h, w, classes, width, norm)
     if arch == "branchnet":
         return BranchNet(c, h, w, classes, norm)
+    if arch == "googlenet":
+        return googlenet_ref.GoogLeNet(c, classes, width, norm, dropout=FixedMaskDropout,
+                                       maxpool=FixedIndexMaxPool, relu=FixedMaskReLU)
     raise ValueError(f"unknown architecture {arch}")
 
 
@@ -300,8 +364,15 @@ def run(model, x, y, train, out, prefix):
     model.train(train)
     model.zero_grad(set_to_none=True)
     xx = x.clone().requires_grad_(True)
-    logits = model(xx)
-    loss = F.cross_entropy(logits, y)
+    res = model(xx)
+    if isinstance(res, tuple):  # several heads: logits first
+        loss = googlenet_ref.GoogLeNet.loss(res, y)
+        for k, head in enumerate(res[1:], 1):
+            out[f"{prefix}.head{k}.logits"] = head.detach().numpy()
+        logits = res[0]
+    else:
+        logits = res
+        loss = F.cross_entropy(logits, y)
     loss.backward()
     out[f"{prefix}.logits"] = logits.detach().numpy()
     out[f"{prefix}.loss"] = np.array([loss.item()])
@@ -334,7 +405,13 @@ def process(inp, outp):
 
     for k, v in t.items():
         if k.startswith("mask."):
-            getattr(model, k[5:]).mask = torch.from_numpy(v.astype(np.float64))
+            model.get_submodule(k[5:]).mask = torch.from_numpy(v.astype(np.float64))
+        if k.startswith("relumask."):
+            mode, name = k[9:].split(".", 1)
+            model.get_submodule(name).mask[mode == "train"] = torch.from_numpy(v.astype(np.float64))
+        if k.startswith("argmax."):
+            mode, name = k[7:].split(".", 1)
+            model.get_submodule(name).index[mode == "train"] = torch.from_numpy(v.astype(np.int64))
 
     x = torch.from_numpy(t["input.x"].astype(np.float64))
     y = torch.from_numpy(t["input.y"].astype(np.int64))
@@ -342,6 +419,11 @@ def process(inp, outp):
         "meta.nparams": np.array([sum(p.numel() for p in model.parameters())], dtype=np.int64),
         "meta.names": np.frombuffer("\n".join(sd_keys).encode(), dtype=np.uint8),
     }
+    if arch == "googlenet":
+        shapes, err = googlenet_ref.torchvision_check(c, 32, classes)
+        text = "\n".join(f"{k} {'x'.join(str(d) for d in s)}" for k, s in shapes.items())
+        out["meta.tv_names"] = np.frombuffer(text.encode(), dtype=np.uint8)
+        out["meta.tv_err"] = np.array([err])
     run(model, x, y, False, out, "eval")
     run(model, x, y, True, out, "train")
     out.update(running_stats(model, "train.state."))
@@ -350,6 +432,11 @@ def process(inp, outp):
     # momentum=None) average over two train-mode batches.
     bns = [mod for mod in model.modules() if isinstance(mod, nn.modules.batchnorm._BatchNorm)]
     if bns:
+        for mod in model.modules():  # other inputs: their own maxima
+            if isinstance(mod, FixedIndexMaxPool):
+                mod.index = {}
+            if isinstance(mod, FixedMaskReLU):
+                mod.mask = {}
         for bn_mod in bns:
             bn_mod.reset_running_stats()
             bn_mod.momentum = None

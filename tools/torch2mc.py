@@ -25,7 +25,7 @@ naming the module path, the op and the source line.  The mapping:
   nn.Linear on a vector                               -> linear
   nn.BatchNorm2d / BatchNorm1d (affine, running stats) -> bn
   nn.ReLU, F.relu, torch.relu, .relu(), in place too  -> relu
-  nn.MaxPool2d, F.max_pool2d (square, dilation 1)     -> maxpool
+  nn.MaxPool2d, F.max_pool2d (square, dilation 1)     -> maxpool (ceil_mode -> ceil=1)
   nn.AvgPool2d, F.avg_pool2d (count_include_pad, or no padding) -> avgpool
   nn.AdaptiveAvgPool2d / F.adaptive_avg_pool2d, .mean((2, 3)):
     to 1x1                                            -> gap
@@ -549,10 +549,13 @@ class _Exporter:
         sh = self.shape(n)
         oh = (v.H + 2 * p - k) // s + 1
         ow = (v.W + 2 * p - k) // s + 1
-        if (oh, ow) != tuple(sh[2:]):
-            raise Unsupported("%s: output %s differs from the floor-mode size %dx%d (ceil_mode=%s is not "
-                              "supported here)" % (w, tuple(sh[2:]), oh, ow, ceil))
-        lab = self.g.emit(self.node_label(n), kind, [v.label], k=k, s=s, p=p)
+        extra = {}
+        if (oh, ow) != tuple(sh[2:]) and ceil and kind == "maxpool":
+            extra = {"ceil": 1}  # modeconn's maxpool ceil=1 is PyTorch's ceil_mode
+        elif (oh, ow) != tuple(sh[2:]):
+            raise Unsupported("%s: output %s differs from the floor-mode size %dx%d (ceil_mode=%s is "
+                              "supported for max pooling only)" % (w, tuple(sh[2:]), oh, ow, ceil))
+        lab = self.g.emit(self.node_label(n), kind, [v.label], k=k, s=s, p=p, **extra)
         return self.like(v, lab, H=sh[2], W=sh[3])
 
     def adaptive(self, n, v, size, what):

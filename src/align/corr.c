@@ -197,8 +197,10 @@ static mc_status corr_slices(mc_exec **w, int tid, int nthr, void *arg) {
   mc_batches_init_part(&bt, j->ds, j->n, j->rows, tid, nthr);
   mc_status st = MC_OK;
   for (int64_t k; !st && (k = mc_batches_next(&bt)) > 0;) {
-    if ((st = mc_exec_forward(w[0], j->ta, j->sa, bt.x, k, MC_MODE_EVAL)) ||
-        (st = mc_exec_forward(w[1], j->tb, j->sb, bt.x, k, MC_MODE_EVAL)))
+    /* every head: taps in train-only heads (GoogLeNet's auxiliary
+     * classifiers) are hidden layers to align like any other */
+    if ((st = mc_exec_forward(w[0], j->ta, j->sa, bt.x, k, MC_MODE_EVAL_ALL_HEADS)) ||
+        (st = mc_exec_forward(w[1], j->tb, j->sb, bt.x, k, MC_MODE_EVAL_ALL_HEADS)))
       break;
     for (int t = 0; t < j->ntap && !st; t++) {
       const tap *p = &j->taps[t];

@@ -51,7 +51,7 @@ typedef struct {
 
 #define CLI_MODEL_OPTS(o)                                                     \
   {"arch", OPT_STR, &(o).arch, "tinyten",                                     \
-   "architecture: mlp, tinyten, resnet20/32/56, vgg16-bn, branchnet, or a "   \
+   "architecture: mlp, tinyten, resnet20/32/56, vgg16-bn, googlenet, branchnet, or a "   \
    "spec file (see docs/ARCH_FORMAT.md)"},                                    \
   {"input", OPT_STR, &(o).input, "1x28x28", "input shape CxHxW"},           \
   {"classes", OPT_INT, &(o).classes, "10", "number of classes"},             \

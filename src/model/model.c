@@ -13,14 +13,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-double mc_model_flops(const mc_model *m) {
+void mc_model_live(const mc_model *m, char *live, int train) {
+  memset(live, 0, (size_t)m->n_nodes);
+  for (int k = 0; k < m->n_heads; k++)
+    if (train || !m->heads[k].train_only) live[m->heads[k].node] = 1;
+  for (int i = m->n_nodes - 1; i >= 0; i--)
+    if (live[i])
+      for (int j = 0; j < m->nodes[i].n_in; j++) live[m->nodes[i].in[j]] = 1;
+}
+
+/* FLOPs of the nodes live marks (NULL: all). */
+static double flops_of(const mc_model *m, const char *live) {
   double f = 0;
   for (int i = 0; i < m->n_nodes; i++) {
+    if (live && !live[i]) continue;
     const mc_op_desc *d = mc_op_desc_of(m->nodes[i].kind);
     if (d->flops) f += d->flops(m, &m->nodes[i]);
   }
   return f;
 }
+
+double mc_model_flops(const mc_model *m) { return flops_of(m, NULL); }
 
 /* --------------------------------------------------------- initialisation */
 void mc_model_init(const mc_model *m, float *theta, float *state,
@@ -127,8 +140,17 @@ void mc_model_print(const mc_model *m, FILE *f) {
       fprintf(f, "]  offset %zu\n", t->off);
     }
   }
-  fprintf(f, "\ntotal trainable parameters: %zu\n", m->n_theta);
-  fprintf(f, "forward FLOPs per sample: %.4g\n", mc_model_flops(m));
+  fprintf(f, "\ntotal trainable parameters: %zu", m->n_theta);
+  char *live = mc_malloc((size_t)m->n_nodes + 1);
+  mc_model_live(m, live, 0);
+  size_t n_eval = 0;
+  for (int i = 0; i < m->n_tensors; i++)
+    if (!m->tensors[i].in_state && live[m->tensors[i].node]) n_eval += m->tensors[i].numel;
+  if (n_eval != m->n_theta) fprintf(f, " (%zu without the train-only heads)", n_eval);
+  fprintf(f, "\nforward FLOPs per sample: %.4g", mc_model_flops(m));
+  if (n_eval != m->n_theta) fprintf(f, " (%.4g without the train-only heads)", flops_of(m, live));
+  fprintf(f, "\n");
+  free(live);
   fprintf(f, "\npermutation groups (%d):\n", m->n_groups);
   for (int g = 0; g < m->n_groups; g++) {
     fprintf(f, "  G%-3d %-22s size %-5lld %s axes:", g, m->groups[g].name,

@@ -20,6 +20,7 @@ static const mc_key_info key_info[MC_KEY_COUNT] = {
     [MC_KEY_EPS] = {"eps", MC_KEYT_FLOAT, offsetof(mc_node, eps), 1e-5},
     [MC_KEY_MOMENTUM] = {"momentum", MC_KEYT_FLOAT, offsetof(mc_node, momentum), 0.1},
     [MC_KEY_RATE] = {"rate", MC_KEYT_FLOAT, offsetof(mc_node, p), 0.5},
+    [MC_KEY_CEIL] = {"ceil", MC_KEYT_SMALL, offsetof(mc_node, ceil), 0},
 };
 
 const mc_key_info *mc_key_info_of(mc_key k) { return &key_info[k]; }
@@ -117,14 +118,23 @@ static mc_status shape_linear(const mc_model *m, mc_node *nd, const char *file) 
   return MC_OK;
 }
 
+/* Pooled size along an axis of n, as PyTorch: floor, or with ceil=1 the
+ * ceiling, dropping a last window that would start in the right padding. */
+static int64_t pool_out(int64_t n, const mc_node *nd) {
+  const int64_t span = n + 2 * (int64_t)nd->pad - nd->k, s = nd->stride;
+  int64_t o = (nd->ceil ? (span + s - 1) / s : span / s) + 1;
+  if (nd->ceil && (o - 1) * s >= n + nd->pad) o--;
+  return o;
+}
+
 static mc_status shape_pool(const mc_model *m, mc_node *nd, const char *file) {
   const mc_node *in0 = in0_of(m, nd);
   if (in0->flat || in0->H + 2 * (int64_t)nd->pad < nd->k || in0->W + 2 * (int64_t)nd->pad < nd->k)
     return mc_error(MC_ESHAPE, "%s: pool '%s': input %lldx%lld too small for k=%d", file, nd->name,
                     (long long)in0->H, (long long)in0->W, nd->k);
   nd->C = in0->C;
-  nd->H = (in0->H + 2 * (int64_t)nd->pad - nd->k) / nd->stride + 1;
-  nd->W = (in0->W + 2 * (int64_t)nd->pad - nd->k) / nd->stride + 1;
+  nd->H = pool_out(in0->H, nd);
+  nd->W = pool_out(in0->W, nd);
   return MC_OK;
 }
 
@@ -243,6 +253,7 @@ static const mc_op_key keys_linear[] = {{MC_KEY_OUT, 0, 1}, {MC_KEY_BIAS, 1, 0}}
 static const mc_op_key keys_bn[] = {{MC_KEY_EPS, 1e-5, 0}, {MC_KEY_MOMENTUM, 0.1, 0}};
 /* s defaults to k (check_pool) */
 static const mc_op_key keys_pool[] = {{MC_KEY_K, 0, 1}, {MC_KEY_S, 0, 0}, {MC_KEY_P, 0, 0}};
+static const mc_op_key keys_maxpool[] = {{MC_KEY_K, 0, 1}, {MC_KEY_S, 0, 0}, {MC_KEY_P, 0, 0}, {MC_KEY_CEIL, 0, 0}};
 static const mc_op_key keys_dropout[] = {{MC_KEY_RATE, 0.5, 0}};
 
 static const mc_op_desc table[MC_NODE_KIND_COUNT] = {
@@ -264,7 +275,7 @@ static const mc_op_desc table[MC_NODE_KIND_COUNT] = {
                     .ref_prepare = ref_bn_prepare, .ref_forward = ref_bn_fwd, .ref_backward = ref_bn_bwd},
     [MC_NODE_RELU] = {.kind = MC_NODE_RELU, .name = "relu", ONE_INPUT, .shape = shape_same, .space = MC_SPACE_KEEP,
                       .ref_forward = ref_relu_fwd, .ref_backward = ref_relu_bwd},
-    [MC_NODE_MAXPOOL] = {.kind = MC_NODE_MAXPOOL, .name = "maxpool", KEYS(keys_pool), ONE_INPUT,
+    [MC_NODE_MAXPOOL] = {.kind = MC_NODE_MAXPOOL, .name = "maxpool", KEYS(keys_maxpool), ONE_INPUT,
                          .check = check_pool, .shape = shape_pool, .space = MC_SPACE_KEEP,
                          .ref_prepare = ref_maxpool_prepare, .ref_forward = ref_maxpool_fwd,
                          .ref_backward = ref_maxpool_bwd},

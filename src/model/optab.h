@@ -25,6 +25,7 @@ typedef enum {
   MC_KEY_EPS,     /* float */
   MC_KEY_MOMENTUM,
   MC_KEY_RATE,
+  MC_KEY_CEIL,    /* maxpool: 0/1, PyTorch's ceil_mode */
   MC_KEY_COUNT
 } mc_key;
 

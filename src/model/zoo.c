@@ -167,9 +167,110 @@ static void branchnet(sbuf *b, const mc_arch_params *p) {
   sb_printf(b, "fc2: linear out=classes\n");
 }
 
+/* GoogLeNet (Inception-v1) as Tatro et al.'s official code adapts
+ * torchvision's for 32x32 inputs: conv1 7x7 with stride 1, maxpool1 and
+ * maxpool4 removed, everything else torchvision 0.14's (the "5x5" branch
+ * is a 3x3 conv there too; BasicConv2d = conv without bias, BN eps 1e-3,
+ * ReLU; ceil-mode max pools).  Labels are torchvision's module names, so the
+ * state_dict keys are torchvision's.  The auxiliary heads (after 4a, 4d)
+ * are train-only outputs of weight 0.3; torchvision pools their input
+ * adaptively to 4x4, which is a plain average pool when the side divides by
+ * 4 (8x8 for 32x32 inputs); other sides (7x7 for 28x28) get the pool of
+ * ceil(side/4) with the zero padding that yields 4x4 (docs/ARCH_FORMAT.md). */
+static void basic_conv(sbuf *b, const char *pre, const char *from, int64_t out, int k, int s, int p) {
+  sb_printf(b, "%s.conv: conv out=%lld k=%d s=%d p=%d%s%s\n", pre, (long long)out, k, s, p, from ? " from=" : "",
+            from ? from : "");
+  sb_printf(b, "%s.bn: bn eps=0.001\n%s.relu: relu\n", pre, pre);
+}
+
+static void inception(sbuf *b, const char *name, const char *from, const int c[6], double w) {
+  char pre[64], src[80];
+  snprintf(pre, sizeof pre, "%s.branch1", name);
+  basic_conv(b, pre, from, scaled(c[0], w), 1, 1, 0);
+  snprintf(pre, sizeof pre, "%s.branch2.0", name);
+  basic_conv(b, pre, from, scaled(c[1], w), 1, 1, 0);
+  snprintf(src, sizeof src, "%s.relu", pre);
+  snprintf(pre, sizeof pre, "%s.branch2.1", name);
+  basic_conv(b, pre, src, scaled(c[2], w), 3, 1, 1);
+  snprintf(pre, sizeof pre, "%s.branch3.0", name);
+  basic_conv(b, pre, from, scaled(c[3], w), 1, 1, 0);
+  snprintf(src, sizeof src, "%s.relu", pre);
+  snprintf(pre, sizeof pre, "%s.branch3.1", name);
+  basic_conv(b, pre, src, scaled(c[4], w), 3, 1, 1);
+  sb_printf(b, "%s.branch4.0: maxpool k=3 s=1 p=1 ceil=1 from=%s\n", name, from);
+  snprintf(src, sizeof src, "%s.branch4.0", name);
+  snprintf(pre, sizeof pre, "%s.branch4.1", name);
+  basic_conv(b, pre, src, scaled(c[5], w), 1, 1, 0);
+  sb_printf(b, "%s: concat from=%s.branch1.relu,%s.branch2.1.relu,%s.branch3.1.relu,%s.branch4.1.relu\n", name,
+            name, name, name, name);
+}
+
+/* The average pool that takes a side of n to 4 (0: none does). */
+static int aux_pool(int64_t n, int *k, int *pad) {
+  *k = (int)((n + 3) / 4);
+  *pad = (int)((4 * (int64_t)*k - n + 1) / 2);
+  return *pad <= *k / 2 && (n + 2 * *pad - *k) / *k + 1 == 4;
+}
+
+static void inception_aux(sbuf *b, const char *name, const char *from, int k, int pad, double w) {
+  sb_printf(b, "%s.pool: avgpool k=%d s=%d p=%d from=%s\n", name, k, k, pad, from);
+  char pre[64], src[80];
+  snprintf(pre, sizeof pre, "%s.conv", name);
+  snprintf(src, sizeof src, "%s.pool", name);
+  basic_conv(b, pre, src, scaled(128, w), 1, 1, 0);
+  sb_printf(b, "%s.flatten: flatten\n%s.fc1: linear out=%lld\n%s.relu: relu\n", name, name,
+            (long long)scaled(1024, w), name);
+  sb_printf(b, "%s.dropout: dropout rate=0.7\n%s.fc2: linear out=classes\n", name, name);
+}
+
+static int64_t maxpool_ceil(int64_t n) { /* k=3 s=2 ceil_mode, as PyTorch */
+  int64_t o = (n - 3 + 1) / 2 + 1;
+  return (o - 1) * 2 >= n ? o - 1 : o;
+}
+
+static int googlenet(sbuf *b, const mc_arch_params *p) {
+  static const int cfg[9][6] = {
+      {64, 96, 128, 16, 32, 32},    {128, 128, 192, 32, 96, 64},  {192, 96, 208, 16, 48, 64},
+      {160, 112, 224, 24, 64, 64},  {128, 128, 256, 24, 64, 64},  {112, 144, 288, 32, 64, 64},
+      {256, 160, 320, 32, 128, 128}, {256, 160, 320, 32, 128, 128}, {384, 192, 384, 48, 128, 128}};
+  static const char *names[9] = {"inception3a", "inception3b", "inception4a", "inception4b", "inception4c",
+                                 "inception4d", "inception4e", "inception5a", "inception5b"};
+  const double w = p->width;
+  const int64_t ah = maxpool_ceil(maxpool_ceil(p->in_h)), aw = maxpool_ceil(maxpool_ceil(p->in_w));
+  int k, pad, kw, padw;
+  if (p->in_h < 3 || p->in_w < 3 || !aux_pool(ah, &k, &pad) || !aux_pool(aw, &kw, &padw) || k != kw ||
+      pad != padw) {
+    mc_error(MC_ESHAPE,
+             "googlenet: a %lldx%lld input reaches the auxiliary heads as %lldx%lld, which no square average "
+             "pool takes to 4x4 (32x32 and 28x28 inputs work)",
+             (long long)p->in_h, (long long)p->in_w, (long long)ah, (long long)aw);
+    return -1;
+  }
+  sb_printf(b, "# GoogLeNet for 32x32 (Tatro et al.'s adaptation of torchvision's), aux heads after 4a, 4d\n");
+  sb_printf(b, "input\nnormalize\n");
+  basic_conv(b, "conv1", NULL, scaled(64, w), 7, 1, 3);
+  basic_conv(b, "conv2", "conv1.relu", scaled(64, w), 1, 1, 0);
+  basic_conv(b, "conv3", "conv2.relu", scaled(192, w), 3, 1, 1);
+  sb_printf(b, "maxpool2: maxpool k=3 s=2 ceil=1\n");
+  const char *prev = "maxpool2";
+  for (int i = 0; i < 9; i++) {
+    inception(b, names[i], prev, cfg[i], w);
+    prev = names[i];
+    if (i == 1) {
+      sb_printf(b, "maxpool3: maxpool k=3 s=2 ceil=1\n");
+      prev = "maxpool3";
+    }
+    if (i == 2) inception_aux(b, "aux1", prev, k, pad, w);
+    if (i == 5) inception_aux(b, "aux2", prev, k, pad, w);
+  }
+  sb_printf(b, "avgpool: gap from=inception5b\ndropout: dropout rate=0.2\nfc: linear out=classes\n");
+  sb_printf(b, "output from=aux1.fc2 weight=0.3 train-only\noutput from=aux2.fc2 weight=0.3 train-only\n");
+  return 0;
+}
+
 static const char *const zoo_names[] = {"mlp",      "tinyten", "resnet20",
                                         "resnet32", "resnet56", "vgg16-bn",
-                                        "branchnet", NULL};
+                                        "googlenet", "branchnet", NULL};
 
 const char *const *mc_zoo_names(void) { return zoo_names; }
 
@@ -182,10 +283,16 @@ char *mc_zoo_spec(const char *arch, const mc_arch_params *p) {
   else if (!strcmp(arch, "vgg16-bn")) vgg16bn(&b, p);
   else if (!strcmp(arch, "mlp")) mlp(&b, p);
   else if (!strcmp(arch, "branchnet")) branchnet(&b, p);
+  else if (!strcmp(arch, "googlenet")) {
+    if (googlenet(&b, p)) {
+      free(b.s);
+      return NULL;
+    }
+  }
   else {
     mc_error(MC_EARG,
              "unknown architecture '%s' (built-in: mlp, tinyten, resnet20, "
-             "resnet32, resnet56, vgg16-bn, branchnet; or a spec file path)",
+             "resnet32, resnet56, vgg16-bn, googlenet, branchnet; or a spec file path)",
              arch);
     return NULL;
   }

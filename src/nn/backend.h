@@ -15,7 +15,10 @@
  *   it (also after a failed init).
  * - forward computes the nodes with e->live[i] set (mode e->mode, e->n
  *   rows) and writes each head k with e->head_run[k] into e->out[k]
- *   (plain (n, classes)).  BN running statistics follow exec_bn_momentum.
+ *   (plain (n, classes)).  e->mode is EVAL, TRAIN or BN_RECOMPUTE:
+ *   exec.c passes MC_MODE_EVAL_ALL_HEADS on as EVAL with e->all_heads set
+ *   (then e->live = live_train and every head runs; BN_RECOMPUTE also
+ *   runs every head, e->all_heads set).  BN running statistics follow exec_bn_momentum.
  * - backward seeds head k's node with dout[k] (may be NULL: nothing), and
  *   accumulates into grad (NULL: no weight gradients at all) and dx (NULL:
  *   no input gradient); it is only called with at least one of them.
@@ -56,7 +59,8 @@ struct mc_exec {
   mc_backend be;
   int64_t batch;      /* capacity */
   int64_t n;          /* rows in the last forward */
-  mc_mode mode;       /* mode of the last forward */
+  mc_mode mode;       /* mode of the last forward (never EVAL_ALL_HEADS) */
+  int all_heads;      /* the last forward computed the train-only heads */
   mc_rng rng;         /* dropout */
   int64_t bn_count;   /* batches since mc_exec_bn_reset (BN_RECOMPUTE) */
   /* liveness: nodes a forward in that mode must compute (the heads it

@@ -98,16 +98,6 @@ void mc_exec_bn_reset(mc_exec *e, float *state) {
   e->bn_count = 0;
 }
 
-/* Nodes a forward must compute: the heads it runs and their inputs. */
-static void mark_live(const mc_model *m, char *live, int train) {
-  memset(live, 0, (size_t)m->n_nodes);
-  for (int k = 0; k < m->n_heads; k++)
-    if (train || !m->heads[k].train_only) live[m->heads[k].node] = 1;
-  for (int i = m->n_nodes - 1; i >= 0; i--)
-    if (live[i])
-      for (int j = 0; j < m->nodes[i].n_in; j++) live[m->nodes[i].in[j]] = 1;
-}
-
 mc_status mc_exec_create(mc_exec **out, const mc_model *m, int64_t batch, mc_backend be) {
   *out = NULL;
   if (batch < 1) return mc_error(MC_EARG, "batch size must be >= 1 (got %lld)", (long long)batch);
@@ -139,8 +129,8 @@ mc_status mc_exec_create(mc_exec **out, const mc_model *m, int64_t batch, mc_bac
     st = mc_error(MC_ENOMEM, "out of memory creating an executor");
     goto fail;
   }
-  mark_live(m, e->live_train, 1);
-  mark_live(m, e->live_eval, 0);
+  mc_model_live(m, e->live_train, 1);
+  mc_model_live(m, e->live_eval, 0);
   e->live = e->live_eval;
   for (size_t k = 0; k < nh; k++) {
     const size_t bytes = sizeof(float) * (size_t)outf;
@@ -179,10 +169,15 @@ mc_status mc_exec_forward(mc_exec *e, const float *theta, float *state, const fl
   if (n < 1 || n > e->batch)
     return mc_error(MC_EARG, "forward of %lld rows on an executor for %lld", (long long)n,
                     (long long)e->batch);
+  if ((int)mode < MC_MODE_EVAL || mode > MC_MODE_EVAL_ALL_HEADS)
+    return mc_error(MC_EARG, "forward: mode %d does not exist", (int)mode);
   e->n = n;
-  e->mode = mode;
-  e->live = mode == MC_MODE_TRAIN ? e->live_train : e->live_eval;
-  for (int k = 0; k < e->m->n_heads; k++) e->head_run[k] = mode == MC_MODE_TRAIN || !e->m->heads[k].train_only;
+  /* BN recompute too: every BN's statistics then belong to the same theta
+   * (an aux head's are read again when a recomputed point is aligned) */
+  e->all_heads = mode != MC_MODE_EVAL;
+  e->mode = mode == MC_MODE_EVAL_ALL_HEADS ? MC_MODE_EVAL : mode;
+  e->live = e->all_heads ? e->live_train : e->live_eval;
+  for (int k = 0; k < e->m->n_heads; k++) e->head_run[k] = e->all_heads || !e->m->heads[k].train_only;
   mc_status st = e->ops->forward(e, theta, state, x);
   if (st) {
     e->n = 0; /* no backward of a failed forward */

@@ -71,6 +71,7 @@ typedef struct {
 typedef struct {
   int64_t n;
   int kind, nthr; /* kind: PK_* */
+  int all_heads;  /* computes the train-only heads too (PK_TRAIN always) */
   unsigned gen; /* st->gen the static bindings were last set for */
   unsigned long used;
   int bwd_built;
@@ -225,9 +226,9 @@ mc_status dn_add_deliver(dstate *st, plan *p, steplist *L, int s, int first, dnn
 /* Step condition for delivering a gradient to input node s of node i:
  * 0 (always) unless s (or i itself) lies before every parameter. */
 int dn_need_in(const mc_model *m, int i, int s);
-mc_status dn_get_plan(dstate *st, int64_t n, int kind, plan **out);
+mc_status dn_get_plan(dstate *st, int64_t n, int kind, int all_heads, plan **out);
 void dn_plan_free(plan *p);
-mc_status dn_plan_create(dstate *st, int64_t n, int kind, int nthr, plan **out);
+mc_status dn_plan_create(dstate *st, int64_t n, int kind, int all_heads, int nthr, plan **out);
 mc_status dn_bind(dstate *st, plan *p);
 
 /* dn_build.c */

@@ -9,7 +9,8 @@
  * (forward, backward) built once and then only executed.  Plans are cached
  * (MAX_PLANS, least recently used out), so the full batch and a partial last
  * batch, in train and eval mode, each keep theirs.  A plan computes only the
- * nodes its heads need (eval plans skip train-only heads).  Layout
+ * nodes its heads need (eval plans skip train-only heads unless the
+ * forward asked for MC_MODE_EVAL_ALL_HEADS).  Layout
  * conversions (reorders) are inserted only where a consumer wants another
  * layout than its producer made: the network input, flatten, global average
  * pooling, dropout (done in plain layout so its mask is drawn in the
@@ -163,7 +164,7 @@ static mc_status dn_be_init(mc_exec *e) {
    * are built by the calls that need them (an eval-only user never pays
    * for full-batch training buffers) */
   plan *p = NULL;
-  rc = dn_plan_create(st, e->batch < 2 ? e->batch : 2, PK_TRAIN, omp_get_max_threads(), &p);
+  rc = dn_plan_create(st, e->batch < 2 ? e->batch : 2, PK_TRAIN, 1, omp_get_max_threads(), &p);
   if (rc) return rc;
   dn_plan_free(p);
   return MC_OK;
@@ -174,7 +175,8 @@ static mc_status dn_be_forward(mc_exec *e, const float *theta, float *state, con
   const mc_mode mode = e->mode;
   plan *p = NULL;
   st->cur = NULL;
-  MCK(dn_get_plan(st, e->n, mode == MC_MODE_EVAL ? PK_EVAL : mode == MC_MODE_TRAIN ? PK_TRAIN : PK_RECOMPUTE, &p));
+  MCK(dn_get_plan(st, e->n, mode == MC_MODE_EVAL ? PK_EVAL : mode == MC_MODE_TRAIN ? PK_TRAIN : PK_RECOMPUTE,
+                  e->all_heads, &p));
   st->cur = p;
   st->theta = (float *)theta;
   st->state = state;

@@ -27,12 +27,12 @@ static const dn_lowering *lowering(mc_node_kind k) {
   }
 }
 
-/* The nodes and heads a plan of this kind computes. */
+/* The nodes and heads a plan computes. */
 static const char *plan_live(const dstate *st, const plan *p) {
-  return p->kind == PK_TRAIN ? st->e->live_train : st->e->live_eval;
+  return p->all_heads ? st->e->live_train : st->e->live_eval;
 }
 static int plan_runs_head(const dstate *st, const plan *p, int k) {
-  return p->kind == PK_TRAIN || !st->e->m->heads[k].train_only;
+  return p->all_heads || !st->e->m->heads[k].train_only;
 }
 
 mc_status dn_build_forward(dstate *st, plan *p) {

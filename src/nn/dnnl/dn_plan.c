@@ -302,11 +302,12 @@ void dn_plan_free(plan *p) {
   free(p);
 }
 
-mc_status dn_plan_create(dstate *st, int64_t n, int kind, int nthr, plan **out) {
+mc_status dn_plan_create(dstate *st, int64_t n, int kind, int all_heads, int nthr, plan **out) {
   const int nn = st->e->m->n_nodes;
   plan *p = mc_calloc(1, sizeof *p);
   p->n = n;
   p->kind = kind;
+  p->all_heads = kind == PK_TRAIN || all_heads;
   p->nthr = nthr;
   p->nn = nn;
   p->md = mc_calloc((size_t)nn, sizeof *p->md);
@@ -337,12 +338,12 @@ mc_status dn_plan_create(dstate *st, int64_t n, int kind, int nthr, plan **out) 
   return MC_OK;
 }
 
-mc_status dn_get_plan(dstate *st, int64_t n, int kind, plan **out) {
+mc_status dn_get_plan(dstate *st, int64_t n, int kind, int all_heads, plan **out) {
   const int nthr = omp_get_max_threads();
   int slot = -1;
   for (int k = 0; k < MAX_PLANS; k++) {
     plan *p = st->plans[k];
-    if (p && p->n == n && p->kind == kind && p->nthr == nthr) {
+    if (p && p->n == n && p->kind == kind && p->all_heads == (kind == PK_TRAIN || all_heads) && p->nthr == nthr) {
       p->used = ++st->tick;
       *out = p;
       return MC_OK;
@@ -360,7 +361,7 @@ mc_status dn_get_plan(dstate *st, int64_t n, int kind, plan **out) {
     st->plans[slot] = NULL;
   }
   plan *p = NULL;
-  mc_status rc = dn_plan_create(st, n, kind, nthr, &p);
+  mc_status rc = dn_plan_create(st, n, kind, all_heads, nthr, &p);
   if (rc) return rc;
   p->used = ++st->tick;
   st->plans[slot] = p;
