@@ -142,6 +142,21 @@ static void test_robust_paths(void **s) {
   assert_int_equal(tu_sh("head -1 %s/interp.csv | grep -q 'robust_loss,robust_accuracy'", dir), 0);
   assert_int_equal(tu_sh("grep -q 'robust loss barrier' %s/interp.txt", dir), 0);
   assert_int_equal(tu_sh("grep -q 'more robust and more accurate than both endpoints' %s/interp.txt", dir), 0);
+  /* alignment on PGD inputs: eps = 0 gives exactly the clean statistics */
+  assert_int_equal(tu_sh("%s align --a %s/clean.st --b %s/b.st --out %s/b_al.st --samples 300 " SUB
+                         " --perm-out %s/p_clean.json > /dev/null 2>&1", bin, dir, dir, dir, dir), 0);
+  assert_int_equal(tu_sh("%s align --a %s/clean.st --b %s/b.st --out %s/b_al0.st --samples 300 " SUB
+                         " --align-adv --eps 0 --perm-out %s/p_eps0.json > /dev/null 2>&1", bin, dir, dir, dir, dir), 0);
+  assert_int_equal(tu_sh("%s align --a %s/clean.st --b %s/b.st --out %s/b_al1.st --samples 300 " SUB
+                         " --align-adv --steps 2 --perm-out %s/p_adv.json > /dev/null 2>&1", bin, dir, dir, dir, dir), 0);
+  json_t *pc = load_json("p_clean.json"), *p0 = load_json("p_eps0.json"), *pa = load_json("p_adv.json");
+  assert_true(json_equal(json_object_get(pc, "groups"), json_object_get(p0, "groups")));
+  assert_true(json_is_object(json_object_get(pa, "adversarial")));
+  json_decref(pc);
+  json_decref(p0);
+  json_decref(pa);
+  assert_int_equal(tu_sh("%s align --a %s/clean.st --b %s/b.st --out %s/x.st --method weights --align-adv " SUB
+                         " > /dev/null 2>&1", bin, dir, dir, dir), 2);
   /* a robust curve: trained on PGD examples, its midpoint evaluated robustly */
   assert_int_equal(tu_sh("%s curve train --adv pgd --steps 2 --a %s/clean.st --b %s/b.st --align none --epochs 1 "
                          "--bn-samples 300 --train-subset 600 --test-subset 200 --out %s/rc.st > /dev/null 2>&1", bin,

@@ -55,7 +55,7 @@ static void shuffle_roundtrip(const char *arch, mc_align_method method) {
   mc_model_permute(m, shuf.perm, ta, sa, tb, sb);
   mc_alignment al;
   float *tc = mc_malloc(sizeof(float) * m->n_theta), *sc = mc_malloc(sizeof(float) * (m->n_state + 1));
-  mc_status st = mc_align_run(m, method, ta, sa, tb, sb, &ds, 200, 100, 1, MC_BACKEND_REF, &al, tc, sc);
+  mc_status st = mc_align_run(m, method, ta, sa, tb, sb, &ds, 200, 100, 1, MC_BACKEND_REF, NULL, &al, tc, sc);
   if (st) fail_msg("%s: %s", arch, mc_errmsg());
   int exact = !memcmp(tc, ta, sizeof(float) * m->n_theta) && !memcmp(sc, sa, sizeof(float) * m->n_state);
   double minafter = 1;

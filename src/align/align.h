@@ -5,6 +5,7 @@
 #define MC_ALIGN_H
 
 #include "data/data.h"
+#include "eval/attack.h"
 #include "modeconn.h"
 
 typedef enum { MC_ALIGN_CORR = 0, MC_ALIGN_WEIGHTS } mc_align_method;
@@ -38,6 +39,12 @@ mc_status mc_align_weights(const mc_model *m, const float *ta, const float *tb,
 
 /* Mean matched correlation before/after for an alignment (fills
  * corr_before/corr_after/n_taps) without changing perm. */
+/* The same statistics on PGD examples (attack.h): each model on its own
+ * PGD examples of the images, BN in eval mode (the official code's
+ * adversarial alignment); pgd = NULL: mc_align_corr. */
+mc_status mc_align_corr_pgd(const mc_model *m, const float *ta, float *sa, const float *tb, float *sb,
+                            const mc_dataset *ds, int64_t n, int64_t batch, mc_backend be, const mc_pgd *pgd,
+                            mc_alignment *out);
 mc_status mc_align_diagnostics(const mc_model *m, const float *ta, float *sa,
                                const float *tb, float *sb,
                                const mc_dataset *ds, int64_t n, int64_t batch,
@@ -63,9 +70,10 @@ mc_status mc_align_method_parse(const char *s, mc_align_method *out, int *none);
 void mc_alignment_print(FILE *f, const mc_model *m, const mc_alignment *al);
 
 /* Runs the chosen method (weights: also the correlation diagnostics when
- * ds is non-NULL), then permutes B into tb_out/sb_out with the check. */
+ * ds is non-NULL), then permutes B into tb_out/sb_out with the check.
+ * pgd: corr statistics on PGD inputs (mc_align_corr_pgd; NULL: clean). */
 mc_status mc_align_run(const mc_model *m, mc_align_method method, const float *ta, float *sa, const float *tb,
                        float *sb, const mc_dataset *ds, int64_t samples, int64_t batch, uint64_t seed,
-                       mc_backend be, mc_alignment *al, float *tb_out, float *sb_out);
+                       mc_backend be, const mc_pgd *pgd, mc_alignment *al, float *tb_out, float *sb_out);
 
 #endif

@@ -171,6 +171,7 @@ typedef struct {
   const mc_dataset *ds;
   int64_t n, rows;
   double **acc; /* per thread: its moments */
+  const mc_pgd *pgd; /* statistics on PGD inputs (NULL: clean) */
 } corr_job;
 
 /* One thread's share of the slices: both models forward, then the moments
@@ -195,12 +196,28 @@ static mc_status corr_slices(mc_exec **w, int tid, int nthr, void *arg) {
   float *wa = mc_aligned_alloc(sizeof(float) * maxblk), *wb = mc_aligned_alloc(sizeof(float) * maxblk);
   mc_batches bt;
   mc_batches_init_part(&bt, j->ds, j->n, j->rows, tid, nthr);
+  /* --align-adv: each model sees its own PGD examples of the images (eval
+   * mode), as the official align_googlenet.py / AlignedModelPairs do */
+  const size_t nx = (size_t)(j->rows * m->in_c * m->in_h * m->in_w);
+  float *adv[2] = {NULL, NULL}, *dx = NULL;
+  if (j->pgd) {
+    adv[0] = mc_aligned_alloc(sizeof(float) * nx);
+    adv[1] = mc_aligned_alloc(sizeof(float) * nx);
+    dx = mc_aligned_alloc(sizeof(float) * nx);
+  }
   mc_status st = MC_OK;
   for (int64_t k; !st && (k = mc_batches_next(&bt)) > 0;) {
+    const float *in[2] = {bt.x, bt.x};
+    const float *th[2] = {j->ta, j->tb};
+    float *sv[2] = {j->sa, j->sb};
+    for (int q = 0; q < 2 && j->pgd && !st; q++) {
+      st = mc_pgd_run(w[q], th[q], sv[q], MC_MODE_EVAL, j->pgd, bt.x, bt.y, k, bt.idx, MC_PGD_SALT_TEST, adv[q], dx);
+      in[q] = adv[q];
+    }
     /* every head: taps in train-only heads (GoogLeNet's auxiliary
      * classifiers) are hidden layers to align like any other */
-    if ((st = mc_exec_forward(w[0], j->ta, j->sa, bt.x, k, MC_MODE_EVAL_ALL_HEADS)) ||
-        (st = mc_exec_forward(w[1], j->tb, j->sb, bt.x, k, MC_MODE_EVAL_ALL_HEADS)))
+    if (st || (st = mc_exec_forward(w[0], j->ta, j->sa, in[0], k, MC_MODE_EVAL_ALL_HEADS)) ||
+        (st = mc_exec_forward(w[1], j->tb, j->sb, in[1], k, MC_MODE_EVAL_ALL_HEADS)))
       break;
     for (int t = 0; t < j->ntap && !st; t++) {
       const tap *p = &j->taps[t];
@@ -215,6 +232,9 @@ static mc_status corr_slices(mc_exec **w, int tid, int nthr, void *arg) {
   free(xb);
   free(wa);
   free(wb);
+  free(adv[0]);
+  free(adv[1]);
+  free(dx);
   return st;
 }
 
@@ -223,8 +243,8 @@ static mc_status corr_slices(mc_exec **w, int tid, int nthr, void *arg) {
  * moments; they are added in thread order, so for a given thread count
  * the result is the same bytes every run. */
 static mc_status corr_matrices(const mc_model *m, const float *ta, float *sa, const float *tb, float *sb,
-                               const mc_dataset *ds, int64_t n, int64_t batch, mc_backend be, double ***Gout,
-                               int *taps_per_group) {
+                               const mc_dataset *ds, int64_t n, int64_t batch, mc_backend be, const mc_pgd *pgd,
+                               double ***Gout, int *taps_per_group) {
   mc_status st = mc_check_data_shape(m, ds);
   if (st) return st;
   if (n <= 0 || n > ds->n) n = ds->n;
@@ -235,7 +255,8 @@ static mc_status corr_matrices(const mc_model *m, const float *ta, float *sa, co
     return st;
   }
   const int T = mc_get_threads();
-  corr_job j = {.m = m, .ta = ta, .tb = tb, .sa = sa, .sb = sb, .ds = ds, .n = n, .rows = mc_eval_rows(e[0])};
+  corr_job j = {.m = m, .ta = ta, .tb = tb, .sa = sa, .sb = sb, .ds = ds, .n = n, .rows = mc_eval_rows(e[0]),
+                .pgd = pgd};
   tap *taps = collect_taps(m, &j.ntap, &j.nmom);
   j.taps = taps;
   j.acc = mc_calloc((size_t)T, sizeof(double *));
@@ -276,10 +297,10 @@ static double matched_mean(const double *G, int64_t n, const int *perm, int taps
 }
 
 static mc_status corr_common(const mc_model *m, const float *ta, float *sa, const float *tb, float *sb,
-                             const mc_dataset *ds, int64_t n, int64_t batch, mc_backend be, mc_alignment *al,
-                             int solve) {
+                             const mc_dataset *ds, int64_t n, int64_t batch, mc_backend be, const mc_pgd *pgd,
+                             mc_alignment *al, int solve) {
   double **G = NULL;
-  mc_status st = corr_matrices(m, ta, sa, tb, sb, ds, n, batch, be, &G, al->n_taps);
+  mc_status st = corr_matrices(m, ta, sa, tb, sb, ds, n, batch, be, pgd, &G, al->n_taps);
   if (st) return st;
   for (int g = 0; g < m->n_groups && !st; g++) {
     int64_t c = m->groups[g].size;
@@ -294,8 +315,14 @@ static mc_status corr_common(const mc_model *m, const float *ta, float *sa, cons
 
 mc_status mc_align_corr(const mc_model *m, const float *ta, float *sa, const float *tb, float *sb,
                         const mc_dataset *ds, int64_t n, int64_t batch, mc_backend be, mc_alignment *out) {
+  return mc_align_corr_pgd(m, ta, sa, tb, sb, ds, n, batch, be, NULL, out);
+}
+
+mc_status mc_align_corr_pgd(const mc_model *m, const float *ta, float *sa, const float *tb, float *sb,
+                            const mc_dataset *ds, int64_t n, int64_t batch, mc_backend be, const mc_pgd *pgd,
+                            mc_alignment *out) {
   mc_alignment_init_identity(out, m);
-  mc_status st = corr_common(m, ta, sa, tb, sb, ds, n, batch, be, out, 1);
+  mc_status st = corr_common(m, ta, sa, tb, sb, ds, n, batch, be, pgd, out, 1);
   if (st) mc_alignment_free(out);
   return st;
 }
@@ -303,5 +330,5 @@ mc_status mc_align_corr(const mc_model *m, const float *ta, float *sa, const flo
 mc_status mc_align_diagnostics(const mc_model *m, const float *ta, float *sa, const float *tb, float *sb,
                                const mc_dataset *ds, int64_t n, int64_t batch, mc_backend be,
                                mc_alignment *al) {
-  return corr_common(m, ta, sa, tb, sb, ds, n, batch, be, al, 0);
+  return corr_common(m, ta, sa, tb, sb, ds, n, batch, be, NULL, al, 0);
 }

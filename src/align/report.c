@@ -56,10 +56,10 @@ void mc_alignment_print(FILE *f, const mc_model *m, const mc_alignment *al) {
 
 mc_status mc_align_run(const mc_model *m, mc_align_method method, const float *ta, float *sa, const float *tb,
                        float *sb, const mc_dataset *ds, int64_t samples, int64_t batch, uint64_t seed,
-                       mc_backend be, mc_alignment *al, float *tb_out, float *sb_out) {
+                       mc_backend be, const mc_pgd *pgd, mc_alignment *al, float *tb_out, float *sb_out) {
   mc_status st;
   if (method == MC_ALIGN_CORR) {
-    st = mc_align_corr(m, ta, sa, tb, sb, ds, samples, batch, be, al);
+    st = mc_align_corr_pgd(m, ta, sa, tb, sb, ds, samples, batch, be, pgd, al);
   } else {
     st = mc_align_weights(m, ta, tb, seed, al);
     if (!st && ds) st = mc_align_diagnostics(m, ta, sa, tb, sb, ds, samples, batch, be, al);

@@ -44,6 +44,7 @@ static int cmd_curve_train(int argc, char **argv) {
   int64_t bends, samples, bn_samples;
   cli_sgd_opts so;
   cli_adv_opts ao;
+  int align_adv;
   cli_opt opts[] = {{"a", OPT_STR, &pa, NULL, "endpoint A (t = 0)"},
                     {"b", OPT_STR, &pb, NULL, "endpoint B (t = 1)"},
                     {"out", OPT_STR, &out, NULL, "curve file to write (atomically, at the end; OUT.lock guards it)"},
@@ -80,6 +81,8 @@ static int cmd_curve_train(int argc, char **argv) {
                     {"outer", OPT_INT, &po.outer, "1", "pam: outer iterations (P-step, rounding, phi-step)"},
                     {"phi-epochs", OPT_INT, &po.phi_epochs, "0", "pam: phi-step epochs per outer iteration (0 = --epochs / preset)"},
                     CLI_ADV_OPTS(ao),
+                    {"align-adv", OPT_FLAG, &align_adv, NULL, "--align corr on PGD examples of the images (each "
+                     "model on its own, eval-mode BN; the PGD flags set the attack) instead of clean images"},
                     CLI_ALL_OPTS(dopt, mo),
                     {0}};
   int r = cli_parse(&cmd, opts, argc, argv);
@@ -113,7 +116,16 @@ static int cmd_curve_train(int argc, char **argv) {
   int cifar = !strcmp(preset, "cifar") || (!strcmp(preset, "auto") && !strncmp(d.name, "cifar", 5));
   mc_pgd pgd;
   int adv_on;
-  if ((st = cli_adv_setup(&ao, d.train.c, &pgd, &adv_on))) {
+  if (align_adv) { /* the attack flags hold whether or not the curve is robust */
+    const char *keep = ao.adv;
+    ao.adv = "pgd";
+    st = cli_adv_setup(&ao, d.train.c, &pgd, &adv_on);
+    ao.adv = keep;
+  }
+  if (!st && align_adv && (no_align || method != MC_ALIGN_CORR))
+    st = mc_error(MC_EARG, "--align-adv needs --align corr");
+  if (!st) st = cli_adv_setup(&ao, d.train.c, &pgd, &adv_on);
+  if (st) {
     mc_data_free(&d);
     return cli_fail(st);
   }
@@ -161,7 +173,8 @@ static int cmd_curve_train(int argc, char **argv) {
     mc_alignment_init_identity(&al, cf.m);
   } else {
     fprintf(stderr, "aligning %s to %s (%s)\n", pb, pa, align_s);
-    st = mc_align_run(cf.m, method, cf.a, cf.sa, tb, sb, &d.train, samples, 500, (uint64_t)so.seed, be, &al, cf.b,
+    st = mc_align_run(cf.m, method, cf.a, cf.sa, tb, sb, &d.train, samples, 500, (uint64_t)so.seed, be,
+                      align_adv ? &pgd : NULL, &al, cf.b,
                       cf.sb);
     if (st) goto done;
     mc_alignment_print(stdout, cf.m, &al);
