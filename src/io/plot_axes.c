@@ -86,6 +86,18 @@ void plot_left_margin(int chars, double *vx0, double *disp) {
   *vx0 = (*disp + 0.9) * CH_PX / PAGE_W + 0.01;
 }
 
+void plot_frame(tick_fmt *tf, double x0, double x1, double y0, double y1, double vx1, double *ydisp, double *pxw,
+                double *pxh) {
+  const double vy0 = 0.11, vy1 = 0.91;
+  double vx0;
+  plot_tick_setup(tf, 0, x0, x1);
+  plot_left_margin(plot_tick_setup(tf, 1, y0, y1), &vx0, ydisp);
+  plvpor(vx0, vx1, vy0, vy1);
+  plwind(x0, x1, y0, y1);
+  *pxw = (x1 - x0) / ((vx1 - vx0) * PAGE_W);
+  *pxh = (y1 - y0) / ((vy1 - vy0) * PAGE_H);
+}
+
 /* Finite range of v[0..n); returns the number of finite values. */
 size_t plot_finite_range(const double *v, size_t n, double *lo,
                            double *hi) {

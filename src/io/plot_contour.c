@@ -120,19 +120,13 @@ mc_status mc_plot_contour(const char *path, const char *title,
        *t_y = plot_text(ylabel), *t_z = plot_text(zlabel);
   set_cmap1();
   tick_fmt tf;
-  plot_tick_setup(&tf, 0, xlo, xhi);
-  double vx0, ydisp;
-  plot_left_margin(plot_tick_setup(&tf, 1, ylo, yhi), &vx0, &ydisp);
-  const double vx1 = 0.80, vy0 = 0.11, vy1 = 0.91;
-  plvpor(vx0, vx1, vy0, vy1);
-  plwind(xlo, xhi, ylo, yhi);
+  double ydisp, pxw, pxh;
+  plot_frame(&tf, xlo, xhi, ylo, yhi, 0.80, &ydisp, &pxw, &pxh);
   plpsty(0);
   plshades((PLFLT_MATRIX)a, nx, ny, NULL, xlo, xhi, ylo, yhi, clevel,
            N_SHADES + 1, 1., 0, 0., plfill, 1, pltr1, &grid);
 
   /* one device pixel in world units, for the text halo */
-  const double pxw = (xhi - xlo) / ((vx1 - vx0) * PAGE_W);
-  const double pxh = (yhi - ylo) / ((vy1 - vy0) * PAGE_H);
 
   if (overlay && overlay->n > 0) {
     plwidth(6.0);

@@ -66,6 +66,12 @@ void plot_tick_label(PLINT axis, PLFLT v, char *out, PLINT len, PLPointer data);
 int plot_tick_setup(tick_fmt *f, int ax, double lo, double hi);
 #define CH_PX 15.0 /* default character height on our page, in pixels */
 void plot_left_margin(int chars, double *vx0, double *disp);
+/* The plot area: tick formats for [x0, x1] x [y0, y1], the viewport from a
+ * left edge with room for the y tick labels to vx1, and the window;
+ * *ydisp: the y label's distance, *pxw / *pxh: one device pixel in world
+ * units. */
+void plot_frame(tick_fmt *tf, double x0, double x1, double y0, double y1, double vx1, double *ydisp, double *pxw,
+                double *pxh);
 size_t plot_finite_range(const double *v, size_t n, double *lo, double *hi);
 void plot_pad_range(double *lo, double *hi, double margin);
 void plot_line_finite(const double *x, const double *y, int n);

@@ -134,14 +134,8 @@ mc_status mc_plot_lines(const char *path, const char *title,
   char *t_title = plot_text(title), *t_x = plot_text(xlabel),
        *t_y = plot_text(ylabel);
   tick_fmt tf;
-  plot_tick_setup(&tf, 0, x0, x1);
-  double vx0, ydisp;
-  plot_left_margin(plot_tick_setup(&tf, 1, y0, y1), &vx0, &ydisp);
-  const double vx1 = 0.96, vy0 = 0.11, vy1 = 0.91;
-  plvpor(vx0, vx1, vy0, vy1);
-  plwind(x0, x1, y0, y1);
-  const double pxw = (x1 - x0) / ((vx1 - vx0) * PAGE_W);
-  const double pxh = (y1 - y0) / ((vy1 - vy0) * PAGE_H);
+  double ydisp, pxw, pxh;
+  plot_frame(&tf, x0, x1, y0, y1, 0.96, &ydisp, &pxw, &pxh);
   plslabelfunc(plot_tick_label, &tf);
   plcol0(COL_GRID);
   pllsty(1);
