@@ -50,6 +50,40 @@ static void test_resume(void **s) {
   assert_int_equal(tu_sh("%s train " SMALL " --epochs 3 --seed 3 --resume %s/mix.st --out %s/mix2.st 2> %s/err.txt", bin,
                          dir, dir, dir), 1);
   assert_int_equal(tu_sh("grep -q 'run' %s/err.txt", dir), 0); /* another run's optimizer state */
+  /* another --train-subset is another run */
+  assert_int_equal(tu_sh("%s train " SMALL " --train-subset 1000 --epochs 3 --seed 5 --resume %s/full.st --out %s/sub.st "
+                         "2> %s/err.txt", bin, dir, dir, dir), 2);
+  assert_int_equal(tu_sh("grep -q 'train-subset' %s/err.txt && test ! -e %s/sub.st", dir, dir), 0);
+}
+
+/* curve train --resume: an interrupted run (here: stopped after epoch 1 of
+ * a schedule whose first epoch is the same) continues to the uninterrupted
+ * result byte for byte; another run's flags or state are refused */
+static void test_curve_resume(void **s) {
+  (void)s;
+#define CV SMALL " --a %s/s3a.st --b %s/s4.st --align corr --samples 500 --bn-samples 200 --eval-every 0 --seed 3"
+  assert_int_equal(tu_sh("%s curve train " CV " --epochs 3 --out %s/cfull.st > /dev/null 2>&1", bin, dir, dir, dir), 0);
+  assert_int_equal(tu_sh("%s curve train " CV " --epochs 1 --out %s/cpart.st > /dev/null 2>&1", bin, dir, dir, dir), 0);
+  assert_int_equal(tu_sh("%s curve train " CV " --epochs 3 --resume %s/cpart.st --out %s/cpart.st > /dev/null 2>&1", bin,
+                         dir, dir, dir, dir), 0);
+  assert_int_equal(tu_sh("cmp %s/cfull.st %s/cpart.st && cmp %s/cfull.st.train %s/cpart.st.train", dir, dir, dir, dir), 0);
+  assert_int_equal(tu_sh("test $(grep -c '\"epoch\"' %s/cpart.st.log.jsonl) = 3", dir), 0);
+  /* the resumed curve file is a curve file */
+  assert_int_equal(tu_sh("%s curve eval --curve %s/cpart.st --points 3 --train-subset 500 --test-subset 100 "
+                         "--bn-samples 100 > /dev/null 2>&1", bin, dir), 0);
+  /* another seed (or subset): another run */
+  assert_int_equal(tu_sh("%s curve train " CV " --seed 4 --epochs 3 --resume %s/cpart.st --out %s/c2.st 2> %s/err.txt",
+                         bin, dir, dir, dir, dir, dir), 2);
+  assert_int_equal(tu_sh("grep -q 'from run' %s/err.txt && test ! -e %s/c2.st", dir, dir), 0);
+  /* a .train file of another run next to the curve file */
+  assert_int_equal(tu_sh("cp %s/cfull.st %s/cmix.st && cp %s/full.st.train %s/cmix.st.train", dir, dir, dir, dir), 0);
+  assert_int_equal(tu_sh("%s curve train " CV " --epochs 3 --resume %s/cmix.st --out %s/c3.st 2> %s/err.txt", bin, dir,
+                         dir, dir, dir, dir), 1);
+  assert_int_equal(tu_sh("grep -q 'cmix.st.train' %s/err.txt", dir), 0);
+  /* PAM does not resume */
+  assert_int_equal(tu_sh("%s curve train " CV " --method pam --resume %s/cpart.st --out %s/c4.st 2> %s/err.txt", bin, dir,
+                         dir, dir, dir, dir), 2);
+#undef CV
 }
 
 static void test_nan_keeps_checkpoint(void **s) {
@@ -134,6 +168,7 @@ static void test_align_interp(void **s) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_deterministic), cmocka_unit_test(test_resume),
+      cmocka_unit_test(test_curve_resume),
       cmocka_unit_test(test_nan_keeps_checkpoint), cmocka_unit_test(test_eval_json),
       cmocka_unit_test(test_errors), cmocka_unit_test(test_help),
       cmocka_unit_test(test_align_interp),

@@ -448,5 +448,5 @@ int main(void) {
       cmocka_unit_test(test_vgg16bn),   cmocka_unit_test(test_determinism),
       cmocka_unit_test(test_plan_cache), cmocka_unit_test(test_bn_recompute_threads),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return tu_run_tests("test_dnnl", tests, sizeof tests / sizeof tests[0]);
 }

@@ -83,6 +83,28 @@ const char *tu_env(const char *name, const char *fallback) {
   return v ? v : fallback;
 }
 
+int tu_run_tests(const char *group, const struct CMUnitTest *tests, size_t n) {
+  const char *skip = getenv("MC_TEST_SKIP");
+  struct CMUnitTest *keep = calloc(n + 1, sizeof *keep);
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    const char *p = skip;
+    size_t l = strlen(tests[i].name);
+    int drop = 0;
+    while (p && *p && !drop) {
+      const char *c = strchr(p, ',');
+      size_t pl = c ? (size_t)(c - p) : strlen(p);
+      drop = pl == l && !strncmp(p, tests[i].name, l);
+      p = c ? c + 1 : NULL;
+    }
+    if (drop) printf("[ SKIPPED  ] %s (MC_TEST_SKIP)\n", tests[i].name);
+    else keep[k++] = tests[i];
+  }
+  int r = _cmocka_run_group_tests(group, keep, k, NULL, NULL);
+  free(keep);
+  return r;
+}
+
 const float *tu_forward(mc_exec *e, const float *theta, float *state, const float *x, int64_t n, mc_mode mode) {
   if (mc_exec_forward(e, theta, state, x, n, mode)) fail_msg("forward: %s", mc_errmsg());
   return mc_exec_output(e, 0);

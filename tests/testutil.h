@@ -21,6 +21,10 @@ double tu_max_rel(const float *a, const float *b, size_t n, double floor);
 /* runs a shell command, returns its exit status */
 int tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *tu_env(const char *name, const char *fallback);
+/* Runs the group without the tests named in $MC_TEST_SKIP (comma
+ * separated): a variant run (another kernel set) repeats only the checks
+ * that the variant changes. */
+int tu_run_tests(const char *group, const struct CMUnitTest *tests, size_t n);
 /* The executor calls, failing the test on an error status: the forward
  * returns the main head's output; the backward takes one head's dlogits
  * (NULL: mc_exec_loss's buffers); read copies a node's output. */

@@ -12,6 +12,44 @@
 
 int cmd_curve_eval(int argc, char **argv);
 
+#define CURVE_RUN_FIELDS \
+  "A, B, seed, data (and --train-subset), batch size, kind, bends, --align, --samples and the PGD flags"
+
+/* The run id of a curve training: what must not change across --resume
+ * (see mc_resume_open), the endpoints' contents included. */
+static void curve_run_id(const mc_curve_train_cfg *cfg, const mc_model *m, const char *data, int64_t n_train,
+                         const char *kind, int64_t bends, const char *align, int64_t samples, const float *a,
+                         const float *sa, const float *b, const float *sb, char out[24]) {
+  char buf[512];
+  snprintf(buf, sizeof buf, "curve|%llu|%s|n%lld|%lld|%s|%lld|%s|%lld", (unsigned long long)cfg->seed, data,
+           (long long)n_train, (long long)cfg->batch, kind, (long long)bends, align, (long long)samples);
+  if (cfg->adv) { /* a robust run resumes only as the same attack */
+    const size_t l = strlen(buf);
+    snprintf(buf + l, sizeof buf - l, "|pgd:%.17g:%.17g:%d:%d:%llu", cfg->adv->eps, cfg->adv->alpha,
+             cfg->adv->steps, cfg->adv->random_start, (unsigned long long)cfg->adv->seed);
+  }
+  uint64_t h = mc_run_hash(0, buf, strlen(buf));
+  h = mc_run_hash(h, m->spec, strlen(m->spec));
+  h = mc_run_hash(h, a, sizeof(float) * m->n_theta);
+  h = mc_run_hash(h, sa, sizeof(float) * m->n_state);
+  h = mc_run_hash(h, b, sizeof(float) * m->n_theta);
+  h = mc_run_hash(h, sb, sizeof(float) * m->n_state);
+  mc_run_id_str(h, out);
+}
+
+/* After every epoch of curve training: OUT.train, then OUT. */
+typedef struct {
+  const char *out, *run;
+  const mc_curve_file *cf;
+  const mc_kv *kv;
+  int nkv;
+} curve_ckpt;
+
+static mc_status curve_epoch_save(void *arg, int64_t done, float *const *mom) {
+  const curve_ckpt *k = arg;
+  return mc_curve_ckpt_save(k->out, k->cf, mom, k->kv, k->nkv, done, k->run);
+}
+
 static int cmd_curve_train(int argc, char **argv) {
   static const cli_cmd cmd = {
       "curve train",
@@ -31,6 +69,8 @@ static int cmd_curve_train(int argc, char **argv) {
       "theta_c = A/2 + P(B)/2 + phi trained as a Bezier bend with the same pull on phi. The curve file's B is B\n"
       "permuted by the final permutation (composed with the alignment), so curve eval, plane and report work\n"
       "unchanged. Per-epoch progress lines for both phases; the JSON log gets {\"phase\": ...} markers.\n"
+      "After every epoch (bezier/chain) the resume state (curve + momenta) is written atomically to OUT.train,\n"
+      "then the curve to OUT, so --resume OUT continues exactly, even after a crash (pam: OUT at the end, no resume).\n"
       "--adv pgd: a robust curve: per batch PGD examples against theta(t) (BN in train mode), CE on them +\n"
       "1/2 wd ||theta(t)||^2; the t = 0.5 evaluations recompute BN on PGD training examples and add the robust\n"
       "test metrics. Align robust endpoints on clean inputs (default) or, with --align-adv, on PGD inputs.",
@@ -39,7 +79,7 @@ static int cmd_curve_train(int argc, char **argv) {
       cmd_curve_train};
   cli_model_opts mo;
   cli_data_opts dopt;
-  const char *pa, *pb, *out, *align_s, *kind_s, *sched, *preset, *log, *method_s, *perm_out;
+  const char *pa, *pb, *out, *align_s, *kind_s, *sched, *preset, *log, *method_s, *perm_out, *resume;
   cli_pam_opts po;
   int64_t bends, samples, bn_samples;
   cli_sgd_opts so;
@@ -47,7 +87,11 @@ static int cmd_curve_train(int argc, char **argv) {
   int align_adv;
   cli_opt opts[] = {{"a", OPT_STR, &pa, NULL, "endpoint A (t = 0)"},
                     {"b", OPT_STR, &pb, NULL, "endpoint B (t = 1)"},
-                    {"out", OPT_STR, &out, NULL, "curve file to write (atomically, at the end; OUT.lock guards it)"},
+                    {"out", OPT_STR, &out, NULL, "curve file to write (atomically, after every epoch, OUT.train first; "
+                     "pam: at the end; OUT.lock guards it)"},
+                    {"resume", OPT_STR, &resume, NULL, "continue an interrupted bezier/chain run from this curve file "
+                     "and its .train file (the same " CURVE_RUN_FIELDS ", and the original --epochs, --lr, "
+                     "--schedule)"},
                     {"align", OPT_STR, &align_s, "corr", "align B to A first: corr, weights or none"},
                     {"samples", OPT_INT, &samples, "10000", "images for the alignment statistics"},
                     {"kind", OPT_STR, &kind_s, "bezier", "bezier (degree bends+1), chain (polygonal) or linear"},
@@ -67,8 +111,8 @@ static int cmd_curve_train(int argc, char **argv) {
                     {"bn-samples", OPT_INT, &bn_samples, "10000", "images for the BN recompute of those evaluations"},
                     {"log", OPT_STR, &log, NULL, "JSON-lines log (default: OUT.log.jsonl)"},
                     {"perm-out", OPT_STR, &perm_out, NULL,
-                     "write the permutation of B (per group, with mean correlations) as JSON, as align --perm-out; "
-                     "pam: the final one, with pam_moved per group and the rounding's candidate losses"},
+                     "write the permutation of B (per group, with mean correlations) as JSON, as align --perm-out, "
+                     "after the alignment (not with --resume); pam: the final one, with pam_moved per group and the rounding's candidate losses"},
                     {"method", OPT_STR, &method_s, "bezier", "bezier (train the bends) or pam (see above; quadratic "
                      "Bezier only)"},
                     {"p-epochs", OPT_INT, &po.p_epochs, "20", "pam: P-step epochs per outer iteration (0: none, no rounding)"},
@@ -105,6 +149,9 @@ static int cmd_curve_train(int argc, char **argv) {
     return cli_usage("curve train", "--method pam trains the quadratic Bezier curve: --kind bezier --bends 1 (got --kind %s --bends %lld)",
                      kind_s, (long long)bends);
   if (pam && (st = cli_pam_check(&po, &nu))) return cli_usage("curve train", "%s", mc_errmsg());
+  if (resume && (pam || perm_out))
+    return cli_usage("curve train", "--resume: not with %s", pam ? "--method pam (PAM runs are not resumable)"
+                     : "--perm-out (the original run wrote it after its alignment)");
   if (kind == MC_CURVE_LINEAR) bends = 0;
   else if (bends < 1 || bends > 64) return cli_usage("curve train", "--bends must be in 1..64");
   if (strcmp(preset, "auto") && strcmp(preset, "cifar") && strcmp(preset, "fashion"))
@@ -125,13 +172,10 @@ static int cmd_curve_train(int argc, char **argv) {
   if (!st && align_adv && (no_align || method != MC_ALIGN_CORR))
     st = mc_error(MC_EARG, "--align-adv needs --align corr");
   if (!st) st = cli_adv_setup(&ao, d.train.c, &pgd, &adv_on);
+  if (!st && adv_on && pam) st = mc_error(MC_EARG, "--adv pgd is not supported with --method pam");
   if (st) {
     mc_data_free(&d);
     return cli_fail(st);
-  }
-  if (adv_on && pam) {
-    mc_data_free(&d);
-    return cli_usage("curve train", "--adv pgd is not supported with --method pam");
   }
   mc_curve_train_cfg cfg = {0};
   cfg.adv = adv_on ? &pgd : NULL;
@@ -158,33 +202,58 @@ static int cmd_curve_train(int argc, char **argv) {
   mc_remove_stale_tmp(cfg.log_path);
 
   mc_curve_file cf = {0};
-  float *tb = NULL, *sb = NULL;
+  float *tb = NULL, *sb = NULL, **mom0 = NULL;
   mc_alignment al = {0};
   if ((st = cli_load_pair(pa, pb, &mo, &cf.m, &cf.a, &cf.sa, &tb, &sb))) goto done;
   /* A, B, B aligned, the bends with their gradients and momenta, theta(t) and its gradient */
   if ((st = cli_check_memory(cf.m, so.batch < d.train.n ? so.batch : d.train.n, 5 + 3 * (int)bends, "curve training")))
     goto done;
-  cf.b = mc_aligned_alloc(sizeof(float) * cf.m->n_theta);
-  cf.sb = mc_aligned_alloc(sizeof(float) * (cf.m->n_state + 1));
-  snprintf(cf.align, sizeof cf.align, "%s", align_s);
-  if (no_align) {
-    memcpy(cf.b, tb, sizeof(float) * cf.m->n_theta);
-    memcpy(cf.sb, sb, sizeof(float) * cf.m->n_state);
-    mc_alignment_init_identity(&al, cf.m);
+  char run[24];
+  curve_run_id(&cfg, cf.m, dopt.data, d.train.n, kind_s, bends, align_s, samples, cf.a, cf.sa, tb, sb, run);
+  char adv[256] = "none";
+  if (cfg.adv) cli_adv_describe(&pgd, adv, sizeof adv);
+  mc_kv kv[] = {{"modeconn.curve.a", pa}, {"modeconn.curve.b", pb}, {"modeconn.dataset", dopt.data},
+                {"modeconn.curve.method", method_s}, {"modeconn.adversarial", adv}};
+  curve_ckpt ck = {out, run, &cf, kv, 5};
+  if (resume) {
+    mc_curve_file rf;
+    int behind;
+    if ((st = mc_curve_ckpt_resume(resume, run, CURVE_RUN_FIELDS, &rf, &mom0, &cfg.start, &behind))) goto done;
+    mc_curve_file_free(&cf);
+    cf = rf;
+    cfg.mom0 = mom0;
+    /* OUT up to OUT.train now: no epoch may be left to run that would */
+    if ((behind || strcmp(resume, out)) && (st = curve_epoch_save(&ck, cfg.start, mom0))) goto done;
+    fprintf(stderr, "resuming %s at epoch %lld of %lld\n", resume, (long long)cfg.start, (long long)cfg.epochs);
   } else {
-    fprintf(stderr, "aligning %s to %s (%s)\n", pb, pa, align_s);
-    st = mc_align_run(cf.m, method, cf.a, cf.sa, tb, sb, &d.train, samples, 500, (uint64_t)so.seed, be,
-                      align_adv ? &pgd : NULL, &al, cf.b,
-                      cf.sb);
-    if (st) goto done;
-    mc_alignment_print(stdout, cf.m, &al);
-    cf.perm_json = mc_alignment_perm_string(&al, cf.m);
+    cf.b = mc_aligned_alloc(sizeof(float) * cf.m->n_theta);
+    cf.sb = mc_aligned_alloc(sizeof(float) * (cf.m->n_state + 1));
+    snprintf(cf.align, sizeof cf.align, "%s", align_s);
+    if (no_align) {
+      memcpy(cf.b, tb, sizeof(float) * cf.m->n_theta);
+      memcpy(cf.sb, sb, sizeof(float) * cf.m->n_state);
+      mc_alignment_init_identity(&al, cf.m);
+    } else {
+      fprintf(stderr, "aligning %s to %s (%s)\n", pb, pa, align_s);
+      st = mc_align_run(cf.m, method, cf.a, cf.sa, tb, sb, &d.train, samples, 500, (uint64_t)so.seed, be,
+                        align_adv ? &pgd : NULL, &al, cf.b, cf.sb);
+      if (st) goto done;
+      mc_alignment_print(stdout, cf.m, &al);
+      cf.perm_json = mc_alignment_perm_string(&al, cf.m);
+    }
+    if (!pam) {
+      cf.c = (mc_curve){kind, (int)bends, cf.m->n_theta, cf.a, cf.b, NULL};
+      mc_curve_init_bends(&cf.c);
+      if (perm_out && (st = cli_write_json(perm_out, mc_alignment_json(cf.m, &al, align_s)))) goto done;
+    }
   }
   if (pam) {
-    st = cli_curve_pam(&po, nu, &cfg, &cf, &al, align_s, tb, sb, &d, samples, be, perm_out);
+    if ((st = cli_curve_pam(&po, nu, &cfg, &cf, &al, align_s, tb, sb, &d, samples, be, perm_out))) goto done;
+    char ep[32];
+    snprintf(ep, sizeof ep, "%lld", (long long)(po.phi_epochs > 0 ? po.phi_epochs : cfg.epochs));
+    mc_kv extra[] = {kv[0], kv[1], {"modeconn.epochs", ep}, kv[2], kv[3], kv[4]};
+    st = mc_curve_save(out, &cf, extra, 6);
   } else {
-    cf.c = (mc_curve){kind, (int)bends, cf.m->n_theta, cf.a, cf.b, NULL};
-    mc_curve_init_bends(&cf.c);
     fprintf(stderr, "training a %s curve (%lld bend%s) between %s and %s%s: %lld epochs, lr %g (%s), %lld images\n",
             kind_s, (long long)bends, bends == 1 ? "" : "s", pa, pb, no_align ? " (unaligned)" : " (aligned)",
             (long long)cfg.epochs, cfg.sched.lr, mc_schedule_name(cfg.sched.kind), (long long)d.train.n);
@@ -193,22 +262,14 @@ static int cmd_curve_train(int argc, char **argv) {
       cli_adv_describe(&pgd, desc, sizeof desc);
       fprintf(stderr, "robust curve training on %s examples against theta(t)\n", desc);
     }
+    cfg.after_epoch = curve_epoch_save;
+    cfg.epoch_arg = &ck;
     st = mc_curve_train(&cfg, cf.m, &cf.c, &d, be);
-    if (!st && perm_out) st = cli_write_json(perm_out, mc_alignment_json(cf.m, &al, align_s));
   }
-  if (st) goto done;
-  {
-    char ep[32];
-    snprintf(ep, sizeof ep, "%lld", (long long)(pam && po.phi_epochs > 0 ? po.phi_epochs : cfg.epochs));
-    char adv[256] = "none";
-    if (cfg.adv) cli_adv_describe(&pgd, adv, sizeof adv);
-    mc_kv extra[] = {{"modeconn.curve.a", pa}, {"modeconn.curve.b", pb}, {"modeconn.epochs", ep},
-                     {"modeconn.dataset", dopt.data}, {"modeconn.curve.method", method_s},
-                     {"modeconn.adversarial", adv}};
-    st = mc_curve_save(out, &cf, extra, 6);
-    if (!st) fprintf(stderr, "wrote %s\n", out);
-  }
+  if (!st) fprintf(stderr, "wrote %s\n", out);
 done:
+  for (int k = 0; mom0 && k < cf.c.n_bends; k++) free(mom0[k]);
+  free(mom0);
   free(logbuf);
   free(tb);
   free(sb);

@@ -39,7 +39,7 @@ int cmd_train(int argc, char **argv) {
                     {"flip", OPT_STR, &so.flip, "auto", "random horizontal flip: on, off, auto (on for CIFAR only)"},
                     {"eval-every", OPT_INT, &so.eval_every, "1", "evaluate on the test set every N epochs (the last always)"},
                     {"out", OPT_STR, &out, NULL, "checkpoint to write (safetensors); OUT.train holds the resume state (model + momentum, written first), OUT.lock a lock against a second writer"},
-                    {"resume", OPT_STR, &resume, NULL, "continue a run from this checkpoint and its .train file (the same seed, architecture, data and batch)"},
+                    {"resume", OPT_STR, &resume, NULL, "continue a run from this checkpoint and its .train file (the same seed, architecture, data, --train-subset and batch)"},
                     {"log", OPT_STR, &log, NULL, "JSON-lines log, one record per epoch (default: OUT.log.jsonl)"},
                     CLI_ADV_OPTS(ao),
                     CLI_RUNTIME_OPTS(mo),

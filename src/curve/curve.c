@@ -158,6 +158,7 @@ mc_status mc_curve_train(const mc_curve_train_cfg *cfg, const mc_model *m, mc_cu
   for (int k = 0; k < c->n_bends; k++) {
     gb[k] = mc_aligned_alloc(sizeof(float) * n);
     mom[k] = mc_aligned_alloc(sizeof(float) * n);
+    if (cfg->mom0) memcpy(mom[k], cfg->mom0[k], sizeof(float) * n);
   }
   float *x = mc_aligned_alloc(sizeof(float) * (size_t)(B * tr->c * tr->h * tr->w));
   int32_t *y = mc_malloc(sizeof(int32_t) * (size_t)B);
@@ -165,11 +166,11 @@ mc_status mc_curve_train(const mc_curve_train_cfg *cfg, const mc_model *m, mc_cu
   float *xadv = cfg->adv ? mc_aligned_alloc(sizeof(float) * (size_t)(B * tr->c * tr->h * tr->w)) : NULL;
   float *dx = cfg->adv ? mc_aligned_alloc(sizeof(float) * (size_t)(B * tr->c * tr->h * tr->w)) : NULL;
   mc_log log;
-  if ((st = mc_log_begin(&log, cfg->log_path, 0))) goto out;
-  log.append = cfg->log_append; /* PAM: the phi-step's records follow the P-step's */
+  if ((st = mc_log_begin(&log, cfg->log_path, cfg->start))) goto out;
+  if (cfg->log_append) log.append = 1; /* PAM: the phi-step's records follow the P-step's */
   const mc_epoch_loop L = {"curve", e, tr, &cfg->aug, B, cfg->seed, order, x, y};
   curve_job job = {cfg, m, c, e, theta, grad, state, gb, mom, xadv, dx};
-  for (int64_t ep = 0; ep < cfg->epochs; ep++) {
+  for (int64_t ep = cfg->start; ep < cfg->epochs; ep++) {
     const double lr = mc_schedule_lr(&cfg->sched, ep);
     mc_epoch_stats es;
     if ((st = mc_run_epoch(&L, ep, lr, curve_batch, &job, &es))) goto out;
@@ -185,6 +186,7 @@ mc_status mc_curve_train(const mc_curve_train_cfg *cfg, const mc_model *m, mc_cu
     }
     if ((st = mc_epoch_report(&log, "curve epoch", ep + 1, cfg->epochs, "train (random t)", &es, lr, mid, 2)))
       goto out;
+    if (cfg->after_epoch && (st = cfg->after_epoch(cfg->epoch_arg, ep + 1, mom))) goto out;
   }
 out:;
   mc_status st2 = mc_log_end(&log);

@@ -50,6 +50,14 @@ typedef struct {
    * + 1/2 wd ||theta(t)||^2.  The midpoint evaluation then recomputes BN on
    * PGD training examples and adds the robust test metrics. */
   const mc_pgd *adv;
+  /* resume (curve train --resume): the first epoch to run and the bends'
+   * momenta at its start (NULL: zero) */
+  int64_t start;
+  float *const *mom0;
+  /* optional, after every epoch's report, with the number of completed
+   * epochs and the bends' momenta (the checkpoint of curve train) */
+  mc_status (*after_epoch)(void *arg, int64_t done, float *const *mom);
+  void *epoch_arg;
 } mc_curve_train_cfg;
 
 /* Trains the bends: per batch one t ~ U(0,1), CE at theta(t) (BN in train
@@ -73,5 +81,15 @@ typedef struct {
 mc_status mc_curve_save(const char *path, const mc_curve_file *cf, const mc_kv *extra, int nextra);
 mc_status mc_curve_load(const char *path, mc_curve_file *cf);
 void mc_curve_file_free(mc_curve_file *cf);
+
+/* Curve training's checkpoint pair (see mc_resume_save): OUT is the curve
+ * file, OUT.train the same plus the bends' momenta under "mom1." ... */
+mc_status mc_curve_ckpt_save(const char *out, const mc_curve_file *cf, float *const *mom, const mc_kv *extra,
+                             int nextra, int64_t epoch, const char *run);
+/* Opens the pair of ckpt (mc_resume_open) and loads the curve and the
+ * momenta (*mom: n_bends malloc'd vectors, in a malloc'd array) from
+ * ckpt.train. */
+mc_status mc_curve_ckpt_resume(const char *ckpt, const char *want, const char *what, mc_curve_file *cf,
+                               float ***mom, int64_t *epoch, int *behind);
 
 #endif

@@ -141,33 +141,18 @@ void mc_progress(const char *what, int64_t done, int64_t total, double t0) {
   fflush(stderr);
 }
 
-static char *train_state_path(const char *ckpt) {
-  size_t l = strlen(ckpt);
-  char *p = mc_malloc(l + 7);
-  memcpy(p, ckpt, l);
-  memcpy(p + l, ".train", 7);
-  return p;
+/* The run id: what must not change across --resume (seed, architecture,
+ * data and its training subset, batch), hashed.  Deterministic, so reruns
+ * give the same bytes. */
+static void run_id(const mc_train_cfg *cfg, const mc_model *m, int64_t n_train, char out[24]) {
+  char buf[320];
+  snprintf(buf, sizeof buf, "%llu|%lldx%lldx%lld|%lld|%s|%lld|n%lld", (unsigned long long)cfg->seed,
+           (long long)m->in_c, (long long)m->in_h, (long long)m->in_w, (long long)m->classes,
+           cfg->data_name ? cfg->data_name : "", (long long)cfg->batch, (long long)n_train);
+  mc_run_id_str(mc_run_hash(mc_run_hash(0, buf, strlen(buf)), m->spec, strlen(m->spec)), out);
 }
 
-/* The run id: what must not change across --resume (seed, architecture,
- * data, batch), hashed (FNV-1a).  Deterministic, so reruns give the same
- * bytes. */
-static void run_id(const mc_train_cfg *cfg, const mc_model *m, char out[24]) {
-  char buf[256];
-  snprintf(buf, sizeof buf, "%llu|%lldx%lldx%lld|%lld|%s|%lld", (unsigned long long)cfg->seed, (long long)m->in_c,
-           (long long)m->in_h, (long long)m->in_w, (long long)m->classes, cfg->data_name ? cfg->data_name : "",
-           (long long)cfg->batch);
-  if (cfg->adv) { /* an adversarial run resumes only as the same attack */
-    const mc_pgd *a = cfg->adv;
-    const size_t l = strlen(buf);
-    snprintf(buf + l, sizeof buf - l, "|pgd:%.17g:%.17g:%d:%d:%llu", a->eps, a->alpha, a->steps, a->random_start,
-             (unsigned long long)a->seed);
-  }
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (const char *p = buf; *p; p++) h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
-  for (const char *p = m->spec; *p; p++) h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
-  snprintf(out, 24, "%016llx", (unsigned long long)h);
-}
+#define RUN_FIELDS "seed, architecture, data (and --train-subset), batch size and the PGD flags"
 
 /* OUT.train holds everything a resume needs -- the model (under "model.")
  * and the momentum (under "momentum.", the same named views) at one epoch
@@ -175,72 +160,31 @@ static void run_id(const mc_train_cfg *cfg, const mc_model *m, char out[24]) {
  * crash between the two leaves OUT behind OUT.train (by more than one
  * epoch after repeated crashes), which resume accepts: it continues from
  * OUT.train, the newest consistent state of the run. */
-static mc_status save_all(const mc_train_cfg *cfg, const mc_model *m, const float *theta,
+static mc_status save_all(const mc_train_cfg *cfg, const mc_model *m, const char *run, const float *theta,
                           const float *state, const float *mom, int64_t epoch) {
   if (!cfg->out) return MC_OK;
-  char seed[32], ep[32], lr[32], run[24];
+  char seed[32], lr[32];
   snprintf(seed, sizeof seed, "%llu", (unsigned long long)cfg->seed);
-  snprintf(ep, sizeof ep, "%lld", (long long)epoch);
   snprintf(lr, sizeof lr, "%g", cfg->sched.lr);
-  run_id(cfg, m, run);
   char adv[160] = "none";
   if (cfg->adv)
     snprintf(adv, sizeof adv, "pgd eps=%.9g alpha=%.9g steps=%d random_start=%d seed=%llu", cfg->adv->eps,
              cfg->adv->alpha, cfg->adv->steps, cfg->adv->random_start, (unsigned long long)cfg->adv->seed);
-  mc_kv extra[] = {{"modeconn.seed", seed}, {"modeconn.epochs", ep},
-                   {"modeconn.dataset", cfg->data_name ? cfg->data_name : ""},
-                   {"modeconn.lr", lr}, {"modeconn.schedule", mc_schedule_name(cfg->sched.kind)},
-                   {"modeconn.run", run}, {"modeconn.adversarial", adv}};
+  mc_kv kv[] = {{"modeconn.seed", seed}, {"modeconn.dataset", cfg->data_name ? cfg->data_name : ""},
+                {"modeconn.lr", lr}, {"modeconn.schedule", mc_schedule_name(cfg->sched.kind)},
+                {"modeconn.adversarial", adv}};
   mc_ckpt_part part = {"", theta, state};
   mc_ckpt_part tparts[] = {{"model.", theta, state}, {"momentum.", mom, NULL}};
-  mc_kv tkv[] = {{"modeconn.epoch", ep}, {"modeconn.seed", seed}, {"modeconn.run", run}};
-  char *tp = train_state_path(cfg->out);
-  mc_status st = mc_ckpt_save(tp, m, tparts, 2, tkv, 3);
-  free(tp);
-  if (st) return st;
-  return mc_ckpt_save(cfg->out, m, &part, 1, extra, 7);
+  return mc_resume_save(cfg->out, m, tparts, 2, &part, 1, kv, 5, epoch, run);
 }
 
-static mc_status load_resume(const mc_train_cfg *cfg, const mc_model *m, float *theta, float *state,
-                             float *mom, int64_t *epoch, int *behind) {
-  mc_st_file f, g;
-  mc_status st = mc_st_read(cfg->resume, &f);
+static mc_status load_resume(const mc_train_cfg *cfg, const mc_model *m, const char *want, float *theta,
+                             float *state, float *mom, int64_t *epoch, int *behind) {
+  mc_st_file g;
+  mc_status st = mc_resume_open(cfg->resume, want, RUN_FIELDS, &g, epoch, behind);
   if (st) return st;
-  char *tp = train_state_path(cfg->resume), want[24];
-  run_id(cfg, m, want);
-  const char *ep = mc_st_meta(&f, "modeconn.epochs"), *run = mc_st_meta(&f, "modeconn.run");
-  if (!ep || !run) {
-    st = mc_error(MC_EFORMAT, "%s: no modeconn.epochs / modeconn.run metadata: not a checkpoint of a modeconn "
-                  "training run that can be resumed", cfg->resume);
-    goto out_f;
-  }
-  if ((st = mc_st_read(tp, &g))) {
-    st = mc_error(st, "%s (resume needs the optimizer state written next to the checkpoint)", mc_errmsg());
-    goto out_f;
-  }
-  const char *ep2 = mc_st_meta(&g, "modeconn.epoch"), *run2 = mc_st_meta(&g, "modeconn.run");
-  char *end;
-  long long em = strtoll(ep, &end, 10), et = ep2 ? strtoll(ep2, &end, 10) : -1;
-  if (!run2 || strcmp(run, run2))
-    st = mc_error(MC_EFORMAT, "%s: optimizer state of run %s, but %s is from run %s (another seed, architecture, "
-                  "data or batch size)", tp, run2 ? run2 : "(none)", cfg->resume, run);
-  else if (strcmp(run, want))
-    st = mc_error(MC_EARG, "%s is from run %s, but this command's seed, architecture, data and batch size make "
-                  "run %s: resume with the original run's flags", cfg->resume, run, want);
-  else if (et < em || em < 0)
-    st = mc_error(MC_EFORMAT, "%s: optimizer state is for epoch %s but %s is at epoch %s", tp, ep2 ? ep2 : "?",
-                  cfg->resume, ep);
-  else if (!(st = mc_ckpt_get(&g, m, "model.", theta, state, 0)) && !(st = mc_ckpt_get(&g, m, "momentum.", mom, NULL, 0))) {
-    if (et > em)
-      fprintf(stderr, "%s is at epoch %lld, %s at %lld (a write was interrupted): continuing from the latter\n",
-              cfg->resume, em, tp, et);
-    *epoch = et;
-    *behind = et > em;
-  }
+  if (!(st = mc_ckpt_get(&g, m, "model.", theta, state, 0))) st = mc_ckpt_get(&g, m, "momentum.", mom, NULL, 0);
   mc_st_free(&g);
-out_f:
-  free(tp);
-  mc_st_free(&f);
   return st;
 }
 
@@ -305,13 +249,15 @@ mc_status mc_train(const mc_train_cfg *cfg, mc_model *m, float *theta,
   float *dx = cfg->adv ? mc_aligned_alloc(sizeof(float) * (size_t)(B * tr->c * tr->h * tr->w)) : NULL;
   mc_log log = {0};
   int64_t start = 0;
+  char run[24];
+  run_id(cfg, m, tr->n, run);
   if (cfg->resume) {
     int behind = 0;
-    st = load_resume(cfg, m, theta, state, mom, &start, &behind);
+    st = load_resume(cfg, m, run, theta, state, mom, &start, &behind);
     if (st) goto out;
     /* bring the model file up to its optimizer file now: no epoch may be
      * left to run that would rewrite it */
-    if (behind && cfg->out && (st = save_all(cfg, m, theta, state, mom, start))) goto out;
+    if (behind && cfg->out && (st = save_all(cfg, m, run, theta, state, mom, start))) goto out;
     fprintf(stderr, "resuming %s at epoch %lld of %lld\n", cfg->resume, (long long)start, (long long)cfg->epochs);
   }
   if ((st = mc_log_begin(&log, cfg->log_path, start))) goto out;
@@ -331,7 +277,7 @@ mc_status mc_train(const mc_train_cfg *cfg, mc_model *m, float *theta,
       if (st) goto out;
     }
     if ((st = mc_epoch_report(&log, "epoch", ep + 1, cfg->epochs, "train", &es, lr, te, 2))) goto out;
-    if ((st = save_all(cfg, m, theta, state, mom, ep + 1))) goto out;
+    if ((st = save_all(cfg, m, run, theta, state, mom, ep + 1))) goto out;
   }
 out:;
   mc_status st2 = mc_log_end(&log);

@@ -6,6 +6,7 @@
 #include "data/data.h"
 #include "eval/attack.h"
 #include "eval/eval.h"
+#include "io/safetensors.h"
 #include "modeconn.h"
 
 #include <stdio.h>
@@ -66,6 +67,31 @@ typedef struct {
  * stops with MC_ENAN and leaves the last good checkpoint intact. */
 mc_status mc_train(const mc_train_cfg *cfg, mc_model *m, float *theta,
                    float *state, const mc_data *d, mc_backend be);
+
+/* The checkpoint pair of a resumable run (src/train/resume.c), shared by
+ * `train` and `curve train`.  OUT.train holds the whole resume state (the
+ * parameters and the momenta), OUT the result a user reads; both carry
+ * the run id (modeconn.run: a hash of what must not change across a
+ * resume) and the generation, the number of completed epochs
+ * (modeconn.epoch in OUT.train, modeconn.epochs in OUT).  OUT.train is
+ * written first, each file atomically, so after a crash OUT.train is at
+ * OUT's epoch or later, and the newest consistent state is OUT.train. */
+char *mc_resume_path(const char *out); /* malloc'd OUT + ".train" */
+/* FNV-1a over n bytes, continuing from h (0: start) */
+uint64_t mc_run_hash(uint64_t h, const void *p, size_t n);
+void mc_run_id_str(uint64_t h, char out[24]);
+/* Writes OUT.train (tparts) then OUT (parts), both with kv plus the
+ * generation and run id. */
+mc_status mc_resume_save(const char *out, const mc_model *m, const mc_ckpt_part *tparts, int ntparts,
+                         const mc_ckpt_part *parts, int nparts, const mc_kv *kv, int nkv, int64_t epoch,
+                         const char *run);
+/* Opens the pair of checkpoint ckpt for a resume: both from run `want`
+ * (else an error naming what must match: `what`), OUT.train not older than
+ * ckpt.  On success *g is OUT.train (the caller frees it), *epoch its
+ * generation, *behind whether ckpt lags behind it (then rewrite ckpt
+ * before continuing: no epoch may be left to run that would). */
+mc_status mc_resume_open(const char *ckpt, const char *want, const char *what, mc_st_file *g, int64_t *epoch,
+                         int *behind);
 
 /* Per-epoch random stream: a pure function of (seed, epoch, stream), so
  * resuming at any epoch boundary replays the same numbers. */
