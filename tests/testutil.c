@@ -111,7 +111,8 @@ const float *tu_forward(mc_exec *e, const float *theta, float *state, const floa
 }
 
 void tu_backward(mc_exec *e, const float *theta, const float *dlogits, float *grad, float *dx) {
-  const float *d[1] = {dlogits};
+  const float *d[16] = {dlogits}; /* one entry per head (the others NULL: no gradient from them) */
+  MC_ASSERT(mc_exec_model(e)->n_heads <= 16);
   if (mc_exec_backward(e, theta, dlogits ? d : NULL, grad, dx)) fail_msg("backward: %s", mc_errmsg());
 }
 
