@@ -50,6 +50,7 @@ typedef struct {
   int64_t batch;
   mc_progress_fn progress; /* may be NULL */
   void *progress_arg;
+  int repair;           /* mc_repair_mode (eval/repair.h); MC_REPAIR_REPAIR: REPAIR at every point */
 } mc_path_opts;
 
 /* One point of a path, a plane or anything else: with o->bn_recompute,
