@@ -113,65 +113,78 @@ static void lerp(float *out, const float *a, const float *b, size_t n, double t)
   for (size_t i = 0; i < n; i++) out[i] = (float)((1 - t) * a[i] + t * b[i]);
 }
 
-static void check_stats(const char *which, mc_backend be) {
-  mc_model *m = make_model(which);
+/* Largest relative deviation of layer `node`'s channel statistics at th
+ * from (1-t) stat(A) + t stat(B), all measured by plain_stats; with
+ * tol > 0, fails on any channel off by more than tol. */
+static double layer_dev(mc_exec *e, const float *ta, const float *tb, const float *th, float *state,
+                        const mc_model *m, int node, double t, double tol) {
+  const int64_t C = m->nodes[node].C;
+  double *ma = mc_calloc((size_t)C * 6, sizeof(double)), *sa = ma + C, *mb = sa + C, *sb = mb + C;
+  double *mt = sb + C, *st = mt + C, worst = 0;
+  plain_stats(e, ta, state, m, node, ma, sa);
+  plain_stats(e, tb, state, m, node, mb, sb);
+  plain_stats(e, th, state, m, node, mt, st);
+  for (int64_t c = 0; c < C; c++) {
+    const double tm = (1 - t) * ma[c] + t * mb[c], tsd = (1 - t) * sa[c] + t * sb[c];
+    const double em = fabs(mt[c] - tm) / fmax(1, fabs(tm)), es = fabs(st[c] - tsd) / fmax(1, tsd);
+    worst = fmax(worst, fmax(em, es));
+    if (tol > 0 && (em > tol || es > tol))
+      fail_msg("t=%g layer %s channel %lld: mean %.7g vs target %.7g, std %.7g vs target %.7g", t,
+               m->nodes[node].name, (long long)c, mt[c], tm, st[c], tsd);
+  }
+  free(ma);
+  return worst;
+}
+
+/* A model, its two endpoints, an executor and the REPAIR reference of the
+ * endpoints on the training images. */
+typedef struct {
+  mc_model *m;
   float *ta, *tb, *state;
-  endpoints(m, &ta, &tb, &state);
   mc_exec *e;
-  assert_int_equal(mc_exec_create(&e, m, 100, be), MC_OK);
   mc_repair r;
-  const float *refs[2] = {ta, tb};
-  assert_int_equal(mc_repair_init(&r, e, 2, refs, NULL, &D.train, 0), MC_OK);
-  assert_int_equal(r.n_layers, !strcmp(which, "mlp") ? 3 : 4); /* the logits layer is not REPAIRed */
+} fixture;
+
+static void fixture_open(fixture *f, const char *which, mc_backend be) {
+  f->m = make_model(which);
+  endpoints(f->m, &f->ta, &f->tb, &f->state);
+  assert_int_equal(mc_exec_create(&f->e, f->m, 100, be), MC_OK);
+  const float *refs[2] = {f->ta, f->tb};
+  assert_int_equal(mc_repair_init(&f->r, f->e, 2, refs, NULL, &D.train, 0), MC_OK);
+}
+
+static void fixture_close(fixture *f) {
+  mc_repair_free(&f->r);
+  mc_exec_free(f->e);
+  free(f->ta); free(f->tb); free(f->state);
+  mc_model_free(f->m);
+}
+
+static void check_stats(const char *which, mc_backend be) {
+  fixture f;
+  fixture_open(&f, which, be);
+  mc_model *m = f.m;
+  mc_exec *e = f.e;
+  mc_repair *r = &f.r;
+  float *ta = f.ta, *tb = f.tb, *state = f.state;
+  assert_int_equal(r->n_layers, !strcmp(which, "mlp") ? 3 : 4); /* the logits layer is not REPAIRed */
   float *th = mc_aligned_alloc(sizeof(float) * m->n_theta);
   const double ts[2] = {0.5, 0.3};
   for (int it = 0; it < 2; it++) {
     const double t = ts[it];
     lerp(th, ta, tb, m->n_theta, t);
-    mc_repair_set_t(&r, t);
+    mc_repair_set_t(r, t);
     double before = 0, after = 0;
-    for (int l = 0; l < r.n_layers; l++) {
-      const int node = r.nodes[l];
-      const int64_t C = m->nodes[node].C;
-      double *ma = mc_calloc((size_t)C * 6, sizeof(double)), *sa = ma + C, *mb = sa + C, *sb = mb + C;
-      double *mt = sb + C, *st = mt + C;
-      plain_stats(e, ta, state, m, node, ma, sa);
-      plain_stats(e, tb, state, m, node, mb, sb);
-      plain_stats(e, th, state, m, node, mt, st); /* uncorrected (earlier layers not yet folded) */
-      for (int64_t c = 0; c < C; c++) {
-        const double tm = (1 - t) * ma[c] + t * mb[c], tsd = (1 - t) * sa[c] + t * sb[c];
-        before = fmax(before, fabs(st[c] - tsd) / fmax(1, tsd) + fabs(mt[c] - tm) / fmax(1, fabs(tm)));
-      }
-      free(ma);
-    }
-    assert_int_equal(mc_repair_apply(&r, e, th, state, &D.train), MC_OK);
-    for (int l = 0; l < r.n_layers; l++) {
-      const int node = r.nodes[l];
-      const int64_t C = m->nodes[node].C;
-      double *ma = mc_calloc((size_t)C * 6, sizeof(double)), *sa = ma + C, *mb = sa + C, *sb = mb + C;
-      double *mt = sb + C, *st = mt + C;
-      plain_stats(e, ta, state, m, node, ma, sa);
-      plain_stats(e, tb, state, m, node, mb, sb);
-      plain_stats(e, th, state, m, node, mt, st);
-      for (int64_t c = 0; c < C; c++) {
-        const double tm = (1 - t) * ma[c] + t * mb[c], tsd = (1 - t) * sa[c] + t * sb[c];
-        const double em = fabs(mt[c] - tm) / fmax(1, fabs(tm)), es = fabs(st[c] - tsd) / fmax(1, tsd);
-        after = fmax(after, fmax(em, es));
-        if (em > 1e-4 || es > 1e-4)
-          fail_msg("%s t=%g layer %s channel %lld: mean %.7g vs target %.7g, std %.7g vs target %.7g", which, t,
-                   m->nodes[node].name, (long long)c, mt[c], tm, st[c], tsd);
-      }
-      free(ma);
-    }
+    for (int l = 0; l < r->n_layers; l++) /* uncorrected (earlier layers not folded either) */
+      before = fmax(before, layer_dev(e, ta, tb, th, state, m, r->nodes[l], t, 0));
+    assert_int_equal(mc_repair_apply(r, e, th, state, &D.train), MC_OK);
+    for (int l = 0; l < r->n_layers; l++) after = fmax(after, layer_dev(e, ta, tb, th, state, m, r->nodes[l], t, 1e-4));
     print_message("%s (%s) t=%.1f: statistics off target by %.3g before REPAIR, %.3g after\n", which,
                   mc_backend_name(mc_exec_backend(e)), t, before, after);
     assert_true(before > 1e-2); /* there was something to correct */
   }
   free(th);
-  mc_repair_free(&r);
-  mc_exec_free(e);
-  free(ta); free(tb); free(state);
-  mc_model_free(m);
+  fixture_close(&f);
 }
 
 static void test_stats_mlp(void **s) { (void)s; check_stats("mlp", MC_BACKEND_REF); }
@@ -183,14 +196,12 @@ static void test_endpoints_kept(void **s) {
   (void)s;
   const char *which[2] = {"mlp", "conv"};
   for (int w = 0; w < 2; w++) {
-    mc_model *m = make_model(which[w]);
-    float *ta, *tb, *state;
-    endpoints(m, &ta, &tb, &state);
-    mc_exec *e;
-    assert_int_equal(mc_exec_create(&e, m, 100, MC_BACKEND_AUTO), MC_OK);
-    mc_repair r;
-    const float *refs[2] = {ta, tb};
-    assert_int_equal(mc_repair_init(&r, e, 2, refs, NULL, &D.train, 0), MC_OK);
+    fixture f;
+    fixture_open(&f, which[w], MC_BACKEND_AUTO);
+    mc_model *m = f.m;
+    mc_exec *e = f.e;
+    mc_repair *r = &f.r;
+    float *ta = f.ta, *tb = f.tb, *state = f.state;
     const size_t nl = (size_t)(D.test.n * m->classes);
     float *l0 = mc_malloc(sizeof(float) * nl), *l1 = mc_malloc(sizeof(float) * nl);
     float *th = mc_aligned_alloc(sizeof(float) * m->n_theta);
@@ -199,12 +210,12 @@ static void test_endpoints_kept(void **s) {
       mc_metrics me, mr;
       assert_int_equal(mc_evaluate_logits(e, end, state, &D.test, 0, &me, l0), MC_OK);
       lerp(th, ta, tb, m->n_theta, k); /* theta(0) = A, theta(1) = B exactly */
-      mc_repair_set_t(&r, k);
-      assert_int_equal(mc_repair_apply(&r, e, th, state, &D.train), MC_OK);
+      mc_repair_set_t(r, k);
+      assert_int_equal(mc_repair_apply(r, e, th, state, &D.train), MC_OK);
       assert_int_equal(mc_evaluate_logits(e, th, state, &D.test, 0, &mr, l1), MC_OK);
       double maxdev = 0;
-      for (int64_t c = 0; c < r.off[r.n_layers]; c++)
-        maxdev = fmax(maxdev, fabs(r.scale[c] - 1) + fabs(r.shift[c]));
+      for (int64_t c = 0; c < r->off[r->n_layers]; c++)
+        maxdev = fmax(maxdev, fabs(r->scale[c] - 1) + fabs(r->shift[c]));
       const double rel = tu_max_rel(l1, l0, nl, 1e-2);
       print_message("%s t=%d: max |scale-1|+|shift| %.2g, logits max rel diff %.2g, loss %.6f vs %.6f\n", which[w], k,
                     maxdev, rel, mr.loss, me.loss);
@@ -212,10 +223,7 @@ static void test_endpoints_kept(void **s) {
       assert_true(fabs(mr.loss - me.loss) < 1e-5 * me.loss);
     }
     free(l0); free(l1); free(th);
-    mc_repair_free(&r);
-    mc_exec_free(e);
-    free(ta); free(tb); free(state);
-    mc_model_free(m);
+    fixture_close(&f);
   }
 }
 
@@ -232,19 +240,17 @@ static void affine_rows(double *y, const float *W, const float *b, const double 
  * layer's affine correction applied to its output (an MLP written out). */
 static void test_fold_preserves_logits(void **s) {
   (void)s;
-  mc_model *m = make_model("mlp");
-  float *ta, *tb, *state;
-  endpoints(m, &ta, &tb, &state);
-  mc_exec *e;
-  assert_int_equal(mc_exec_create(&e, m, 100, MC_BACKEND_REF), MC_OK);
-  mc_repair r;
-  const float *refs[2] = {ta, tb};
-  assert_int_equal(mc_repair_init(&r, e, 2, refs, NULL, &D.train, 0), MC_OK);
+  fixture f;
+  fixture_open(&f, "mlp", MC_BACKEND_REF);
+  mc_model *m = f.m;
+  mc_exec *e = f.e;
+  mc_repair *r = &f.r;
+  float *ta = f.ta, *tb = f.tb, *state = f.state;
   float *th = mc_aligned_alloc(sizeof(float) * m->n_theta), *raw = mc_aligned_alloc(sizeof(float) * m->n_theta);
   lerp(raw, ta, tb, m->n_theta, 0.5);
   memcpy(th, raw, sizeof(float) * m->n_theta);
-  mc_repair_set_t(&r, 0.5);
-  assert_int_equal(mc_repair_apply(&r, e, th, state, &D.train), MC_OK);
+  mc_repair_set_t(r, 0.5);
+  assert_int_equal(mc_repair_apply(r, e, th, state, &D.train), MC_OK);
   const int64_t n = 100, in = m->in_c * m->in_h * m->in_w;
   float *x = mc_aligned_alloc(sizeof(float) * (size_t)(n * in));
   int32_t *y = mc_malloc(sizeof(int32_t) * (size_t)n);
@@ -262,9 +268,9 @@ static void test_fold_preserves_logits(void **s) {
       const mc_node *nd = &m->nodes[k];
       if (nd->kind != MC_NODE_LINEAR) continue;
       affine_rows(g, raw + m->tensors[nd->t_weight].off, raw + m->tensors[nd->t_bias].off, h, nd->C, width);
-      const int repaired = l < r.n_layers && r.nodes[l] == k;
+      const int repaired = l < r->n_layers && r->nodes[l] == k;
       for (int64_t c = 0; c < nd->C; c++) {
-        double v = repaired ? r.scale[r.off[l] + c] * g[c] + r.shift[r.off[l] + c] : g[c];
+        double v = repaired ? r->scale[r->off[l] + c] * g[c] + r->shift[r->off[l] + c] : g[c];
         changed = fmax(changed, fabs(v - g[c]));
         h[c] = k == m->n_nodes - 1 ? v : fmax(v, 0); /* relu after every hidden layer */
       }
@@ -279,10 +285,7 @@ static void test_fold_preserves_logits(void **s) {
   assert_true(changed > 1e-2);
   assert_true(worst < 1e-4);
   free(h); free(g); free(x); free(y); free(idx); free(th); free(raw);
-  mc_repair_free(&r);
-  mc_exec_free(e);
-  free(ta); free(tb); free(state);
-  mc_model_free(m);
+  fixture_close(&f);
 }
 
 /* BN-fed layers and the logits are not REPAIR layers; a BN-free layer

@@ -4,6 +4,7 @@
 #include "cli.h"
 
 #include "curve/curve.h"
+#include "eval/eval.h"
 #include "eval/path.h"
 #include "eval/repair.h"
 #include "io/safetensors.h"
@@ -13,7 +14,7 @@
 #include <string.h>
 
 #define PATH_OPTS(bn_samples, batch, json, csv, with_train)                                    \
-  {"bn-samples", OPT_INT, &bn_samples, "0", "training images for each BN recompute (0 = all)"}, \
+  {"bn-samples", OPT_INT, &bn_samples, "0", "training images for each BN recompute and REPAIR statistics pass (0 = all)"}, \
   {"batch", OPT_INT, &batch, "500",                                                             \
    "BN-recompute batch (train mode: its statistics depend on it); eval passes use slices of at most 64 rows per thread"}, \
   {"json", OPT_STR, &json, NULL, "write points and metrics as JSON"},                        \
@@ -111,8 +112,9 @@ static int finish(const char *title, const mc_model *m, const mc_curve *c, const
 int cmd_interp(int argc, char **argv) {
   static const cli_cmd cmd = {"interp",
                               "Evaluate the straight line theta(t) = (1-t) theta_A + t theta_B: BN statistics "
-                              "recomputed at every point\n(exact average over one train-mode pass), then test loss "
-                              "and accuracy, and the barrier metrics.",
+                              "recomputed at every point\n(exact average over one train-mode pass; --repair), then "
+                              "test loss and accuracy, and the barrier metrics.\n"
+                              "--repair repair targets (1-t) stat_A + t stat_B of the endpoints' channel statistics.",
                               "--a A --b B [--points 25] [--repair none|reset|repair] [--save-point T --save-out F] [--data D] [--json FILE]",
                               cmd_interp};
   cli_model_opts mo;
@@ -148,7 +150,10 @@ int cmd_interp(int argc, char **argv) {
   }
   char title[1200], from[1100];
   snprintf(title, sizeof title, "linear path %s -> %s (--repair %s: %s)", pa, pb, mc_repair_name((mc_repair_mode)po.repair),
-           po.repair == MC_REPAIR_REPAIR ? "REPAIR, BN recomputed" : po.bn_recompute ? "BN recomputed" : "BN statistics interpolated");
+           !mc_model_has_bn(P.m) ? (po.repair == MC_REPAIR_REPAIR ? "REPAIR, no BN" : "no BN")
+           : po.repair == MC_REPAIR_REPAIR ? "REPAIR, BN recomputed"
+           : po.bn_recompute               ? "BN recomputed"
+                                           : "BN statistics interpolated");
   json_t *extra = json_pack("{s:s, s:s, s:s}", "kind", "linear", "a", pa, "b", pb);
   r = finish(title, P.m, &c, P.sa, P.sb, &P.d, (int)points, &po, be, json, csv, extra);
   snprintf(from, sizeof from, "linear %s -> %s", pa, pb);
@@ -160,8 +165,10 @@ int cmd_interp(int argc, char **argv) {
 
 int cmd_curve_eval(int argc, char **argv) {
   static const cli_cmd cmd = {"curve eval",
-                              "Evaluate a trained curve at equally spaced t: BN recomputed at every point, test "
-                              "(and with --train, train)\nloss and accuracy, and the metrics of SPEC section 2.",
+                              "Evaluate a trained curve at equally spaced t: BN recomputed at every point (--repair), "
+                              "test (and with --train, train)\nloss and accuracy, and the metrics of SPEC section 2. "
+                              "--repair repair targets at theta(t), as on the line,\n(1-t) stat_A + t stat_B of the "
+                              "endpoints' channel statistics (the bends have none of their own).",
                               "--curve C [--points 65] [--repair none|reset|repair] [--save-point T --save-out F] [--data D] [--bn-samples N] "
                               "[--json F] [--csv F]",
                               cmd_curve_eval};
