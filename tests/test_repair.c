@@ -321,6 +321,41 @@ static void test_layer_rules(void **s) {
   mc_model_free(m);
 }
 
+/* In a model whose every conv/linear but the logits feeds a BN, REPAIR is
+ * the BN reset: the same running statistics, theta unchanged. */
+static void test_bn_model_is_reset(void **s) {
+  (void)s;
+  mc_arch_params p;
+  mc_arch_params_default(&p);
+  p.widths = "32,16";
+  p.bn = 1;
+  mc_model *m = NULL;
+  assert_int_equal(mc_model_create(&m, "mlp", &p), MC_OK);
+  float *ta, *tb, *sa, *sb;
+  tu_random_params(m, 3, &ta, &sa);
+  tu_random_params(m, 4, &tb, &sb);
+  mc_exec *e;
+  assert_int_equal(mc_exec_create(&e, m, 100, MC_BACKEND_REF), MC_OK);
+  mc_repair r;
+  const float *refs[2] = {ta, tb}, *states[2] = {sa, sb};
+  assert_int_equal(mc_repair_init(&r, e, 2, refs, states, &D.train, 0), MC_OK);
+  assert_int_equal(r.n_layers, 0);
+  float *th = mc_aligned_alloc(sizeof(float) * m->n_theta), *th0 = mc_aligned_alloc(sizeof(float) * m->n_theta);
+  float *s1 = mc_aligned_alloc(sizeof(float) * m->n_state), *s2 = mc_aligned_alloc(sizeof(float) * m->n_state);
+  lerp(th, ta, tb, m->n_theta, 0.5);
+  memcpy(th0, th, sizeof(float) * m->n_theta);
+  mc_repair_set_t(&r, 0.5);
+  assert_int_equal(mc_repair_apply(&r, e, th, s1, &D.train), MC_OK);
+  assert_int_equal(mc_bn_recompute(e, th0, s2, &D.train, 0), MC_OK);
+  assert_memory_equal(th, th0, sizeof(float) * m->n_theta);
+  assert_memory_equal(s1, s2, sizeof(float) * m->n_state);
+  free(th); free(th0); free(s1); free(s2);
+  mc_repair_free(&r);
+  mc_exec_free(e);
+  free(ta); free(tb); free(sa); free(sb);
+  mc_model_free(m);
+}
+
 /* ---- the command line ---- */
 static char dir[256];
 static const char *bin;
@@ -399,6 +434,7 @@ int main(void) {
       cmocka_unit_test(test_stats_mlp),       cmocka_unit_test(test_stats_conv_ref),
       cmocka_unit_test(test_stats_conv_dnnl), cmocka_unit_test(test_endpoints_kept),
       cmocka_unit_test(test_fold_preserves_logits), cmocka_unit_test(test_layer_rules),
+      cmocka_unit_test(test_bn_model_is_reset),
       cmocka_unit_test(test_cli),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

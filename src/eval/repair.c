@@ -189,6 +189,7 @@ mc_status mc_repair_init(mc_repair *r, mc_exec *e, int n_refs, const float *cons
   for (int k = 0; k < n_refs && !st; k++) {
     r->mean[k] = mc_calloc(nch, sizeof(double));
     r->std[k] = mc_calloc(nch, sizeof(double));
+    if (nl == 0) continue; /* a model with BN everywhere: REPAIR is the BN reset */
     if (state && state[k]) memcpy(r->state, state[k], sizeof(float) * m->n_state);
     else st = mc_bn_recompute(e, theta[k], r->state, ds, samples);
     if (!st) st = mc_channel_stats(e, theta[k], r->state, ds, samples, r->nodes, nl, r->mean[k], r->std[k]);
