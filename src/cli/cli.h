@@ -187,6 +187,19 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_attack(int argc, char **argv);
 
+/* --repair of interp, curve eval and plane (cmd_path.c): s (NULL: the
+ * default for m, reset with BN, none without) into po->repair and
+ * po->bn_recompute; bn_flag_off is interp's --no-bn-recompute (= none).
+ * With repair, m's REPAIR layers are checked first (a layer without a bias
+ * is an error naming it). */
+#define CLI_REPAIR_HELP                                                                                   \
+  "none (theta as interpolated; BN running statistics interpolated between the endpoints), reset (BN "    \
+  "statistics recomputed at every point) or repair (REPAIR: every conv/linear layer not followed by BN, "  \
+  "except the logits, rescaled per channel to the interpolated endpoint statistics of its output and the " \
+  "correction folded into its weight and bias; then BN reset) (default: reset for models with BN, none "   \
+  "for models without)"
+mc_status cli_repair_mode(const char *s, const mc_model *m, int bn_flag_off, mc_path_opts *po);
+
 /* Progress of path and plane evaluations on stderr: a bar on a terminal,
  * else one line per point (for logs). */
 void cli_point_progress(void *arg, const mc_progress_info *p);

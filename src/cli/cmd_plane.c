@@ -3,7 +3,9 @@
 #include "cli.h"
 
 #include "curve/curve.h"
+#include "eval/eval.h"
 #include "eval/path.h"
+#include "eval/repair.h"
 #include "io/plot.h"
 
 #include <math.h>
@@ -52,18 +54,25 @@ int cmd_plane(int argc, char **argv) {
       "plane",
       "Test loss and accuracy over the plane through three models: theta(a,b) = theta0 + a x + b y_perp with\n"
       "x = theta1 - theta0, y_perp = Gram-Schmidt of theta2 - theta0; BN recomputed at every grid point.\n"
-      "With --curve the models are A, B and the first bend (a quadratic Bezier curve lies in that plane).",
-      "(--curve C | --models M0,M1,M2) [--grid 17] [--range a0,a1,b0,b1] [--json F] [--plot PREFIX]", cmd_plane};
+      "With --curve the models are A, B and the first bend (a quadratic Bezier curve lies in that plane).\n"
+      "--repair repair targets, at theta = w0 theta0 + w1 theta1 + w2 theta2 (affine coordinates of the grid\n"
+      "point), w0 s0 + w1 s1 + w2 s2 of the three models' channel statistics (BN recomputed at each model).",
+      "(--curve C | --models M0,M1,M2) [--grid 17] [--range a0,a1,b0,b1] [--repair none|reset|repair] [--json F] "
+      "[--plot PREFIX]",
+      cmd_plane};
   cli_model_opts mo;
   cli_data_opts dopt;
-  const char *curve, *models, *range_s, *json, *plot;
+  const char *curve, *models, *range_s, *json, *plot, *repair;
   int64_t grid, bn_samples, batch;
   cli_adv_opts ao;
   cli_opt opts[] = {{"curve", OPT_STR, &curve, NULL, "curve file: the plane of A, B and its first bend"},
                     {"models", OPT_STR, &models, NULL, "three checkpoints M0,M1,M2 (comma separated)"},
                     {"grid", OPT_INT, &grid, "17", "grid points per axis"},
                     {"range", OPT_STR, &range_s, "-0.05,1.05,-0.1,1.5", "a0,a1,b0,b1 in units of x and y_perp"},
-                    {"bn-samples", OPT_INT, &bn_samples, "0", "training images for each BN recompute (0 = all)"},
+                    {"repair", OPT_STR, &repair, NULL, CLI_REPAIR_HELP ". none is refused for models with BN (a "
+                     "plane point has no running statistics to interpolate)"},
+                    {"bn-samples", OPT_INT, &bn_samples, "0",
+                     "training images for each BN recompute and REPAIR statistics pass (0 = all)"},
                     {"batch", OPT_INT, &batch, "500", "BN-recompute batch (train mode: its statistics depend on it); eval passes use slices of at most 64 rows per thread"},
                     {"json", OPT_STR, &json, NULL, "write the grids as JSON"},
                     {"plot", OPT_STR, &plot, NULL, "write PREFIX_loss.png/.svg and PREFIX_acc.png/.svg (with --adv "
@@ -118,18 +127,21 @@ int cmd_plane(int argc, char **argv) {
   }
   mc_data d;
   if ((st = cli_load_data(&dopt, &d))) goto done;
-  mc_path_opts po = {bn_samples, dopt.test_subset, 0, 1, batch, cli_point_progress, NULL, NULL, 0};
+  mc_path_opts po = {.bn_samples = bn_samples, .test_samples = dopt.test_subset, .bn_recompute = 1, .batch = batch,
+                     .progress = cli_point_progress};
   mc_pgd pgd;
   json_t *adv = json_object();
-  if ((st = cli_path_adv(&ao, m->in_c, &pgd, &po, adv))) {
-    json_decref(adv);
-    mc_data_free(&d);
-    goto done;
+  if ((st = cli_repair_mode(repair, m, 0, &po))) goto data;
+  if (!po.bn_recompute && mc_model_has_bn(m)) {
+    st = mc_error(MC_EARG, "plane: --repair none needs BN running statistics to interpolate, and a plane point has "
+                           "none; use reset or repair");
+    goto data;
   }
+  if ((st = cli_path_adv(&ao, m->in_c, &pgd, &po, adv))) goto data;
   mc_plane_result pr;
   double t0 = omp_get_wtime();
-  fprintf(stderr, "evaluating a %lldx%lld plane (%lld points, BN recompute on %lld images each)\n", (long long)grid,
-          (long long)grid, (long long)(grid * grid),
+  fprintf(stderr, "evaluating a %lldx%lld plane (%lld points, --repair %s, BN recompute / REPAIR on %lld images each)\n",
+          (long long)grid, (long long)grid, (long long)(grid * grid), mc_repair_name((mc_repair_mode)po.repair),
           (long long)(bn_samples > 0 && bn_samples < d.train.n ? bn_samples : d.train.n));
   if (!(st = mc_plane_eval(m, t[0], t[1], t[2], &d, (int)grid, range, &po, be, &pr))) {
     double secs = omp_get_wtime() - t0;
@@ -159,6 +171,7 @@ int cmd_plane(int argc, char **argv) {
       json_object_set_new(j, "curve_b", jb);
       json_object_set_new(j, "seconds", json_real(secs));
       json_object_update(j, adv);
+      json_object_set_new(j, "repair", json_string(mc_repair_name((mc_repair_mode)po.repair)));
       st = cli_write_json(json, j);
     }
     if (!st && plot) st = cli_plot_plane(plot, curve ? "plane of A, B, bend" : "plane of M0, M1, M2", &pr, ca, cb, nc);
@@ -175,6 +188,7 @@ int cmd_plane(int argc, char **argv) {
     free(cb);
     mc_plane_result_free(&pr);
   }
+data:
   json_decref(adv);
   mc_data_free(&d);
 done:

@@ -2,6 +2,7 @@
 #include "eval/path.h"
 
 #include "eval/eval.h"
+#include "eval/repair.h"
 #include "io/results.h"
 #include "train/train.h"
 
@@ -31,14 +32,16 @@ mc_status mc_point_eval(mc_exec *e, const float *theta, float *state, const mc_d
   return st;
 }
 
-/* A path point: BN state recomputed, or interpolated between endpoints. */
+/* A path point: BN state recomputed, or interpolated between endpoints;
+ * with rep, REPAIRed toward the endpoints' statistics interpolated by t. */
 static mc_status point_eval(mc_exec *e, const float *theta, float *state, double t, const float *sa,
-                            const float *sb, const mc_data *d, const mc_path_opts *o, mc_metrics *te,
-                            mc_metrics *tr, mc_metrics *rob) {
+                            const float *sb, const mc_data *d, const mc_path_opts *o, mc_repair *rep,
+                            mc_metrics *te, mc_metrics *tr, mc_metrics *rob) {
   const mc_model *m = mc_exec_model(e);
   if (!o->bn_recompute)
     for (size_t i = 0; i < m->n_state; i++) state[i] = (float)((1 - t) * sa[i] + t * sb[i]);
-  return mc_point_eval(e, theta, state, d, o, te, tr, rob);
+  if (rep) mc_repair_set_t(rep, t);
+  return mc_repair_point_eval(rep, e, theta, state, d, o, te, tr, rob);
 }
 
 static void report(const mc_path_opts *o, const char *what, int64_t done, int64_t total, double t, double a,
@@ -55,6 +58,12 @@ mc_status mc_path_eval(const mc_model *m, const mc_curve *c, const float *state_
   mc_exec *e;
   mc_status st = mc_exec_create(&e, m, o->batch > 0 ? o->batch : 500, be);
   if (st) return st;
+  mc_repair *rep;
+  const float *refs[2] = {c->a, c->b}, *ref_states[2] = {state_a, state_b};
+  if ((st = mc_repair_begin(&rep, e, o, 2, refs, ref_states, d))) {
+    mc_exec_free(e);
+    return st;
+  }
   out->T = T;
   out->t = mc_calloc((size_t)T, sizeof(double));
   out->test_loss = mc_calloc((size_t)T, sizeof(double));
@@ -80,7 +89,7 @@ mc_status mc_path_eval(const mc_model *m, const mc_curve *c, const float *state_
     if (i > 0) out->seg_len[i - 1] = dist(theta, prev, m->n_theta);
     memcpy(prev, theta, sizeof(float) * m->n_theta);
     mc_metrics te, tr, rob;
-    st = point_eval(e, theta, state, t, state_a, state_b, d, o, &te, o->with_train ? &tr : NULL, &rob);
+    st = point_eval(e, theta, state, t, state_a, state_b, d, o, rep, &te, o->with_train ? &tr : NULL, &rob);
     if (st) break;
     if (o->adv) {
       out->robust_loss[i] = rob.loss;
@@ -102,13 +111,14 @@ mc_status mc_path_eval(const mc_model *m, const mc_curve *c, const float *state_
   if (!st && !have_mid) { /* T even: evaluate t = 1/2 itself */
     mc_curve_point(c, 0.5, theta);
     mc_metrics te;
-    st = point_eval(e, theta, state, 0.5, state_a, state_b, d, o, &te, NULL, NULL);
+    st = point_eval(e, theta, state, 0.5, state_a, state_b, d, o, rep, &te, NULL, NULL);
     out->mid_loss = te.loss;
     out->mid_acc = te.accuracy;
   }
   free(theta);
   free(prev);
   free(state);
+  mc_repair_end(rep);
   mc_exec_free(e);
   if (st) mc_path_result_free(out);
   return st;
@@ -332,7 +342,10 @@ mc_status mc_plane_eval(const mc_model *m, const float *t0, const float *t1, con
                     out->ynorm);
   }
   mc_exec *e;
+  mc_repair *rep = NULL;
+  const float *refs[3] = {t0, t1, t2};
   mc_status st = mc_exec_create(&e, m, o->batch > 0 ? o->batch : 500, be);
+  if (!st && (st = mc_repair_begin(&rep, e, o, 3, refs, NULL, d))) mc_exec_free(e);
   if (st) { free(x); free(yp); return st; }
   out->G = G;
   out->a = mc_calloc((size_t)G, sizeof(double));
@@ -357,7 +370,12 @@ mc_status mc_plane_eval(const mc_model *m, const float *t0, const float *t1, con
       mc_path_opts po = *o; /* BN recomputed at every grid point */
       po.with_train = 0;
       po.bn_recompute = 1;
-      if ((st = mc_point_eval(e, theta, state, d, &po, &te, NULL, &rob))) break;
+      po.progress = NULL;
+      /* REPAIR target: the three models' statistics weighted by the
+       * point's affine coordinates (theta = w0 t0 + w1 t1 + w2 t2) */
+      const double w[3] = {1 - (fa - fb * out->p2a) - fb, fa - fb * out->p2a, fb};
+      if (rep) mc_repair_set_weights(rep, w);
+      if ((st = mc_repair_point_eval(rep, e, theta, state, d, &po, &te, NULL, &rob))) break;
       out->loss[j * G + i] = te.loss;
       out->acc[j * G + i] = te.accuracy;
       if (o->adv) {
@@ -367,6 +385,7 @@ mc_status mc_plane_eval(const mc_model *m, const float *t0, const float *t1, con
       report(o, "plane", j * G + i + 1, G * G, 0, out->a[i], out->b[j], &te, tstart);
     }
   free(theta); free(state); free(x); free(yp);
+  mc_repair_end(rep);
   mc_exec_free(e);
   if (st) mc_plane_result_free(out);
   return st;

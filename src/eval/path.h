@@ -64,6 +64,7 @@ typedef struct {
    * images; then clean and PGD test metrics with those statistics. */
   const mc_pgd *adv;
   int bn_adv;
+  int repair;           /* mc_repair_mode (eval/repair.h); MC_REPAIR_REPAIR: REPAIR at every point */
 } mc_path_opts;
 
 /* One point of a path, a plane or anything else: with o->bn_recompute,
