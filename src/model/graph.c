@@ -104,11 +104,26 @@ static int find_node(const mc_node *nodes, int n, const char *name) {
 }
 
 /* Key `name`, or -1 when there is no such key. */
-static int accepted_key(const mc_op_desc *d, const char *name) {
-  (void)d;
+static int key_by_name(const char *name) {
   for (int k = 0; k < MC_KEY_COUNT; k++)
     if (!strcmp(name, mc_key_info_of((mc_key)k)->name)) return k;
   return -1;
+}
+
+/* Key `name` if kind d takes it, else -1. */
+static int accepted_key(const mc_op_desc *d, const char *name) {
+  for (int j = 0; j < d->n_keys; j++)
+    if (!strcmp(name, mc_key_info_of(d->keys[j].key)->name)) return (int)d->keys[j].key;
+  return -1;
+}
+
+/* "conv takes out, k, s, p, bias" or "relu takes no keys" */
+static void key_list(const mc_op_desc *d, char *buf, size_t cap) {
+  snprintf(buf, cap, "%s takes %s", d->name, d->n_keys ? "" : "no keys");
+  for (int j = 0; j < d->n_keys; j++) {
+    size_t l = strlen(buf);
+    snprintf(buf + l, cap - l, "%s%s", j ? ", " : "", mc_key_info_of(d->keys[j].key)->name);
+  }
 }
 
 /* Parses one line into *nd.  Returns MC_OK with nd->kind = -1 for blanks. */
@@ -191,10 +206,13 @@ static mc_status parse_line(const pctx *c, char *line, mc_node *nodes, int n,
       }
       continue;
     }
+    /* a kind takes only its own keys: `relu k=3` is a mistake, not a no-op */
     const int k = accepted_key(d, key);
-    if (k < 0 && !val) return perr(c, "expected key=value, got '%s'%s", key, "");
+    if (k < 0 && !val && key_by_name(key) < 0) return perr(c, "expected key=value, got '%s'%s", key, "");
     if (k < 0) {
-      return perr(c, "unknown key '%s' for this node kind%s", key, "");
+      char keys[128];
+      key_list(d, keys, sizeof keys);
+      return perr(c, "unknown key '%s' for this node kind (%s)", key, keys);
     }
     const mc_key_info *ki = mc_key_info_of((mc_key)k);
     given[k] = 1;
