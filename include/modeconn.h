@@ -51,8 +51,9 @@ void *mc_malloc(size_t n);              /* aborts with message on OOM */
 void *mc_calloc(size_t n, size_t size); /* idem */
 void *mc_aligned_alloc(size_t n);       /* 64-byte aligned, zeroed; free() */
 /* The same without the abort: NULL on failure (the caller reports
- * MC_ENOMEM naming what it was allocating). */
+ * MC_ENOMEM naming what it was allocating); never NULL for n = 0. */
 void *mc_aligned_alloc_try(size_t n);
+void *mc_malloc_try(size_t n);
 
 /* ------------------------------------------------------------------- rng */
 /* xoshiro256** seeded by splitmix64; the whole state is 4 words so it can

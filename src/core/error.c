@@ -50,8 +50,10 @@ static void *oom(size_t n) {
   abort();
 }
 
+void *mc_malloc_try(size_t n) { return malloc(n ? n : 1); }
+
 void *mc_malloc(size_t n) {
-  void *p = malloc(n ? n : 1);
+  void *p = mc_malloc_try(n);
   return p ? p : oom(n);
 }
 

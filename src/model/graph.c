@@ -31,12 +31,16 @@ typedef struct {
   int n, cap;
 } uf_t;
 
+/* A new space, or -1 when out of memory. */
 static int uf_new(uf_t *u) {
   if (u->n == u->cap) {
-    u->cap = u->cap ? u->cap * 2 : 64;
-    u->parent = realloc(u->parent, sizeof(int) * (size_t)u->cap);
-    u->fixed = realloc(u->fixed, sizeof(int) * (size_t)u->cap);
-    MC_ASSERT(u->parent && u->fixed);
+    const int cap = u->cap ? u->cap * 2 : 64;
+    int *parent = realloc(u->parent, sizeof(int) * (size_t)cap);
+    if (parent) u->parent = parent;
+    int *fixed = parent ? realloc(u->fixed, sizeof(int) * (size_t)cap) : NULL;
+    if (!fixed) return -1;
+    u->fixed = fixed;
+    u->cap = cap;
   }
   u->parent[u->n] = u->n;
   u->fixed[u->n] = 0;
@@ -104,11 +108,26 @@ static int find_node(const mc_node *nodes, int n, const char *name) {
 }
 
 /* Key `name`, or -1 when there is no such key. */
-static int accepted_key(const mc_op_desc *d, const char *name) {
-  (void)d;
+static int key_by_name(const char *name) {
   for (int k = 0; k < MC_KEY_COUNT; k++)
     if (!strcmp(name, mc_key_info_of((mc_key)k)->name)) return k;
   return -1;
+}
+
+/* Key `name` if kind d takes it, else -1. */
+static int accepted_key(const mc_op_desc *d, const char *name) {
+  for (int j = 0; j < d->n_keys; j++)
+    if (!strcmp(name, mc_key_info_of(d->keys[j].key)->name)) return (int)d->keys[j].key;
+  return -1;
+}
+
+/* "conv takes out, k, s, p, bias" or "relu takes no keys" */
+static void key_list(const mc_op_desc *d, char *buf, size_t cap) {
+  snprintf(buf, cap, "%s takes %s", d->name, d->n_keys ? "" : "no keys");
+  for (int j = 0; j < d->n_keys; j++) {
+    size_t l = strlen(buf);
+    snprintf(buf + l, cap - l, "%s%s", j ? ", " : "", mc_key_info_of(d->keys[j].key)->name);
+  }
 }
 
 /* Parses one line into *nd.  Returns MC_OK with nd->kind = -1 for blanks. */
@@ -191,10 +210,13 @@ static mc_status parse_line(const pctx *c, char *line, mc_node *nodes, int n,
       }
       continue;
     }
+    /* a kind takes only its own keys: `relu k=3` is a mistake, not a no-op */
     const int k = accepted_key(d, key);
-    if (k < 0 && !val) return perr(c, "expected key=value, got '%s'%s", key, "");
+    if (k < 0 && !val && key_by_name(key) < 0) return perr(c, "expected key=value, got '%s'%s", key, "");
     if (k < 0) {
-      return perr(c, "unknown key '%s' for this node kind%s", key, "");
+      char keys[128];
+      key_list(d, keys, sizeof keys);
+      return perr(c, "unknown key '%s' for this node kind (%s)", key, keys);
     }
     const mc_key_info *ki = mc_key_info_of((mc_key)k);
     given[k] = 1;
@@ -243,16 +265,26 @@ static mc_status parse_line(const pctx *c, char *line, mc_node *nodes, int n,
 /* Input sizes and class counts: 2^24 is far past any dataset. */
 #define MC_MAX_DIM (1 << 24)
 
-static mc_layout layout_copy(const mc_layout *l) {
-  mc_layout r = {l->n, mc_malloc(sizeof(mc_segment) * (size_t)(l->n ? l->n : 1))};
-  memcpy(r.seg, l->seg, sizeof(mc_segment) * (size_t)l->n);
-  return r;
+static mc_status oom(const char *file, const char *what) {
+  return mc_error(MC_ENOMEM, "%s: out of memory building the model (%s)", file, what);
 }
 
-static mc_layout layout_new(int space, int64_t count) {
-  mc_layout r = {1, mc_malloc(sizeof(mc_segment))};
-  r.seg[0] = (mc_segment){-1, space, count, 1};
-  return r;
+/* *r = a copy of l (segments of n_seg of them, l->n when n_seg < 0). */
+static mc_status layout_copy(mc_layout *r, const mc_layout *l, int n_seg, const char *file) {
+  r->n = n_seg < 0 ? l->n : n_seg;
+  if (!(r->seg = mc_malloc_try(sizeof(mc_segment) * (size_t)r->n))) return oom(file, "a channel layout");
+  if (l) memcpy(r->seg, l->seg, sizeof(mc_segment) * (size_t)l->n);
+  return MC_OK;
+}
+
+/* *r = one segment of `count` units of a new space (fixed or not). */
+static mc_status layout_new(mc_layout *r, uf_t *uf, int fixed, int64_t count, const char *file) {
+  const int space = uf_new(uf);
+  if (space < 0) return oom(file, "the channel spaces");
+  uf->fixed[space] = fixed;
+  mc_status st = layout_copy(r, NULL, 1, file);
+  if (!st) r->seg[0] = (mc_segment){-1, space, count, 1};
+  return st;
 }
 
 /* Appends a tensor of the given shape to theta or state; its element count
@@ -270,9 +302,10 @@ static mc_status add_tensor(mc_model *m, int *cap, const char *file, int node, c
                     "(shape %lld x %lld%s)", file, m->nodes[node].name, suffix, (long long)MC_MAX_NUMEL,
                     (long long)shape[0], (long long)(ndim > 1 ? shape[1] : 1), ndim > 2 ? " x ..." : "");
   if (m->n_tensors == *cap) {
+    mc_tensor *t = realloc(m->tensors, sizeof(mc_tensor) * (size_t)(*cap ? *cap * 2 : 64));
+    if (!t) return oom(file, "the tensor list");
+    m->tensors = t;
     *cap = *cap ? *cap * 2 : 64;
-    m->tensors = realloc(m->tensors, sizeof(mc_tensor) * (size_t)*cap);
-    MC_ASSERT(m->tensors);
   }
   mc_tensor *t = &m->tensors[m->n_tensors];
   memset(t, 0, sizeof *t);
@@ -302,34 +335,29 @@ static mc_status node_size(const char *file, const mc_node *nd) {
 
 /* The channel-space rule of node i's descriptor: its output layout, and
  * for `add` the union of its inputs' spaces. */
-static void apply_space(mc_model *m, uf_t *uf, int i, mc_space_rule rule) {
+static mc_status apply_space(mc_model *m, uf_t *uf, int i, mc_space_rule rule, const char *file) {
   mc_node *nd = &m->nodes[i];
   const mc_node *in0 = nd->n_in ? &m->nodes[nd->in[0]] : NULL;
+  mc_status st = MC_OK;
   switch (rule) {
-  case MC_SPACE_FIXED: {
-    int s = uf_new(uf);
-    uf->fixed[s] = 1;
-    nd->layout = layout_new(s, nd->C);
-    break;
-  }
-  case MC_SPACE_OPEN: nd->layout = layout_new(uf_new(uf), nd->C); break;
-  case MC_SPACE_KEEP: nd->layout = layout_copy(&in0->layout); break;
+  case MC_SPACE_FIXED: st = layout_new(&nd->layout, uf, 1, nd->C, file); break;
+  case MC_SPACE_OPEN: st = layout_new(&nd->layout, uf, 0, nd->C, file); break;
+  case MC_SPACE_KEEP: st = layout_copy(&nd->layout, &in0->layout, -1, file); break;
   case MC_SPACE_MERGE: /* the shape rule checked that the segments line up */
     for (int j = 1; j < nd->n_in; j++) {
       const mc_node *o = &m->nodes[nd->in[j]];
       for (int s = 0; s < o->layout.n; s++) uf_union(uf, in0->layout.seg[s].space, o->layout.seg[s].space);
     }
-    nd->layout = layout_copy(&in0->layout);
+    st = layout_copy(&nd->layout, &in0->layout, -1, file);
     break;
   case MC_SPACE_EXPAND:
-    nd->layout = layout_copy(&in0->layout);
+    if ((st = layout_copy(&nd->layout, &in0->layout, -1, file))) break;
     for (int s = 0; s < nd->layout.n; s++) nd->layout.seg[s].repeat *= in0->H * in0->W;
     break;
   case MC_SPACE_CONCAT: { /* at most MC_MAX_SEGMENTS, checked by the shape rule */
     int nseg = 0;
     for (int j = 0; j < nd->n_in; j++) nseg += m->nodes[nd->in[j]].layout.n;
-    nd->layout.n = nseg;
-    nd->layout.seg = mc_malloc(sizeof(mc_segment) * (size_t)nseg);
+    if ((st = layout_copy(&nd->layout, NULL, nseg, file))) break;
     nseg = 0;
     for (int j = 0; j < nd->n_in; j++) {
       const mc_layout *l = &m->nodes[nd->in[j]].layout;
@@ -339,6 +367,7 @@ static void apply_space(mc_model *m, uf_t *uf, int i, mc_space_rule rule) {
     break;
   }
   }
+  return st;
 }
 
 /* The tensors node i owns (its descriptor's parameters) appended to theta
@@ -366,8 +395,9 @@ static mc_status build(mc_model *m, const char *file, const mc_arch_params *p) {
     mc_node *nd = &m->nodes[i];
     const mc_op_desc *d = mc_op_desc_of(nd->kind);
     if ((st = d->shape(m, nd, file))) goto out;
-    apply_space(m, &uf, i, d->space);
-    if ((st = add_params(m, &tcap, file, i, d)) || (st = node_size(file, nd))) goto out;
+    if ((st = apply_space(m, &uf, i, d->space, file)) || (st = add_params(m, &tcap, file, i, d)) ||
+        (st = node_size(file, nd)))
+      goto out;
   }
   {
     /* the logits' spaces are fixed */
@@ -391,7 +421,11 @@ static mc_status build(mc_model *m, const char *file, const mc_arch_params *p) {
   }
   {
     /* compact group ids in order of first appearance */
-    int *gid = mc_malloc(sizeof(int) * (size_t)(uf.n ? uf.n : 1));
+    int *gid = mc_malloc_try(sizeof(int) * (size_t)uf.n);
+    if (!gid) {
+      st = oom(file, "the permutation groups");
+      goto out;
+    }
     for (int s = 0; s < uf.n; s++) gid[s] = -2;
     int ng = 0;
     for (int i = 0; i < m->n_nodes; i++) {
@@ -401,9 +435,14 @@ static mc_status build(mc_model *m, const char *file, const mc_arch_params *p) {
         int r = uf_find(&uf, sg->space);
         if (uf.fixed[r]) { sg->group = -1; continue; }
         if (gid[r] == -2) {
+          mc_group *gr = realloc(m->groups, sizeof(mc_group) * (size_t)(ng + 1));
+          if (!gr) {
+            free(gid);
+            st = oom(file, "the permutation groups");
+            goto out;
+          }
+          m->groups = gr;
           gid[r] = ng++;
-          m->groups = realloc(m->groups, sizeof(mc_group) * (size_t)ng);
-          MC_ASSERT(m->groups);
           mc_group *g = &m->groups[ng - 1];
           memset(g, 0, sizeof *g);
           snprintf(g->name, sizeof g->name, "%s", nd->name);
@@ -430,29 +469,31 @@ mc_status mc_model_from_spec(mc_model **out, const char *arch,
       p->in_w > MC_MAX_DIM || p->classes > MC_MAX_DIM)
     return mc_error(MC_EARG, "input %lldx%lldx%lld with %lld classes: every size must be in 1..%d and classes >= 2",
                     (long long)p->in_c, (long long)p->in_h, (long long)p->in_w, (long long)p->classes, MC_MAX_DIM);
-  mc_model *m = mc_calloc(1, sizeof *m);
+  mc_model *m = calloc(1, sizeof *m);
+  if (!m) return oom(arch, "the model");
   snprintf(m->arch, sizeof m->arch, "%s", arch);
   m->in_c = p->in_c; m->in_h = p->in_h; m->in_w = p->in_w;
   m->classes = p->classes;
   m->width = p->width;
   m->spec = strdup(spec);
-  MC_ASSERT(m->spec);
   char *copy = strdup(spec);
-  MC_ASSERT(copy);
   int cap = 0;
   pctx c = {arch, 0};
-  mc_status st = MC_OK;
-  char *save = NULL;
-  /* strtok_r over lines, keeping empty lines counted */
-  char *line = copy;
+  mc_status st = !m->spec || !copy ? oom(arch, "the spec text") : MC_OK;
+  /* line by line, keeping empty lines counted */
+  char *line = st ? NULL : copy;
   while (line && *line) {
     char *nl = strchr(line, '\n');
     if (nl) *nl = 0;
     c.line++;
     if (m->n_nodes == cap) {
+      mc_node *nodes = realloc(m->nodes, sizeof(mc_node) * (size_t)(cap ? cap * 2 : 64));
+      if (!nodes) {
+        st = oom(arch, "the node list");
+        break;
+      }
+      m->nodes = nodes;
       cap = cap ? cap * 2 : 64;
-      m->nodes = realloc(m->nodes, sizeof(mc_node) * (size_t)cap);
-      MC_ASSERT(m->nodes);
     }
     mc_node nd;
     st = parse_line(&c, line, m->nodes, m->n_nodes, p, &nd);
@@ -460,20 +501,22 @@ mc_status mc_model_from_spec(mc_model **out, const char *arch,
     if ((int)nd.kind >= 0) m->nodes[m->n_nodes++] = nd;
     if ((int)nd.kind == -2) { /* an output line: head 1, 2, ... */
       mc_head *h = realloc(m->heads, sizeof(mc_head) * (size_t)(m->n_heads + 2));
-      MC_ASSERT(h);
+      if (!h) {
+        st = oom(arch, "the output heads");
+        break;
+      }
       m->heads = h;
       m->heads[++m->n_heads] = (mc_head){nd.in[0], nd.p, nd.bias};
     }
     line = nl ? nl + 1 : NULL;
   }
-  (void)save;
   free(copy);
   if (!st && m->n_nodes < 2)
     st = mc_error(MC_EFORMAT, "%s: an architecture needs at least an input and one layer", arch);
+  mc_head *h0 = st ? NULL : realloc(m->heads, sizeof(mc_head) * (size_t)(m->n_heads + 2));
+  if (!st && !h0) st = oom(arch, "the output heads");
   if (!st) { /* head 0: the last node, weight 1 */
-    mc_head *h = realloc(m->heads, sizeof(mc_head) * (size_t)(m->n_heads + 2));
-    MC_ASSERT(h);
-    m->heads = h;
+    m->heads = h0;
     m->n_heads++;
     m->heads[0] = (mc_head){m->n_nodes - 1, 1.f, 0};
     for (int k = 1; k < m->n_heads && !st; k++) {
@@ -487,9 +530,10 @@ mc_status mc_model_from_spec(mc_model **out, const char *arch,
   }
   if (!st) st = build(m, arch, p);
   if (!st) {
-    m->norm_mean = mc_calloc((size_t)m->in_c, sizeof(float));
-    m->norm_std = mc_calloc((size_t)m->in_c, sizeof(float));
-    for (int64_t i = 0; i < m->in_c; i++) m->norm_std[i] = 1.f;
+    m->norm_mean = calloc((size_t)m->in_c, sizeof(float));
+    m->norm_std = calloc((size_t)m->in_c, sizeof(float));
+    if (!m->norm_mean || !m->norm_std) st = oom(arch, "the input normalisation");
+    for (int64_t i = 0; !st && i < m->in_c; i++) m->norm_std[i] = 1.f;
   }
   if (st) {
     mc_model_free(m);

@@ -62,20 +62,40 @@ void mc_model_init(const mc_model *m, float *theta, float *state,
 }
 
 /* ------------------------------------------------------------ permutation */
-/* Index map of one axis: map[i] = source index of destination index i. */
-static void axis_map(const mc_layout *l, int *const *perm, int64_t *map,
-                     int64_t len) {
-  int64_t off = 0;
-  for (int s = 0; s < l->n; s++) {
-    const mc_segment *sg = &l->seg[s];
-    for (int64_t c = 0; c < sg->count; c++) {
-      int64_t src = sg->group >= 0 ? perm[sg->group][c] : c;
-      for (int64_t j = 0; j < sg->repeat; j++)
-        map[off + c * sg->repeat + j] = off + src * sg->repeat + j;
-    }
-    off += sg->count * sg->repeat;
+/* Walks the indices of one axis in order, giving each destination index
+ * its source index under the permutation (the identity without a layout).
+ * Walking instead of building an index array keeps permuting free of
+ * allocations, so it cannot fail. */
+typedef struct {
+  const mc_layout *l;
+  int *const *perm;
+  int s;              /* segment */
+  int64_t c, j, off;  /* unit within it, index within the unit, segment start */
+} axis_walk;
+
+static int64_t walk_next(axis_walk *w, int64_t i) {
+  if (!w->l) return i;
+  while (w->c == w->l->seg[w->s].count) {
+    w->off += w->l->seg[w->s].count * w->l->seg[w->s].repeat;
+    w->s++;
+    w->c = 0;
+    MC_ASSERT(w->s < w->l->n);
   }
-  MC_ASSERT(off == len);
+  const mc_segment *sg = &w->l->seg[w->s];
+  const int64_t src = sg->group >= 0 ? w->perm[sg->group][w->c] : w->c;
+  const int64_t r = w->off + src * sg->repeat + w->j;
+  if (++w->j == sg->repeat) {
+    w->j = 0;
+    w->c++;
+  }
+  return r;
+}
+
+/* After the last index: the walk consumed every segment and len indices. */
+static void walk_end(const axis_walk *w, int64_t len) {
+  if (!w->l) return;
+  const mc_segment *sg = &w->l->seg[w->s];
+  MC_ASSERT(w->s == w->l->n - 1 && w->c == sg->count && w->j == 0 && w->off + sg->count * sg->repeat == len);
 }
 
 void mc_model_permute(const mc_model *m, int *const *perm, const float *theta,
@@ -87,18 +107,16 @@ void mc_model_permute(const mc_model *m, int *const *perm, const float *theta,
     int64_t d0 = t->shape[0];
     int64_t d1 = t->ndim > 1 ? t->shape[1] : 1;
     int64_t inner = (int64_t)t->numel / (d0 * d1);
-    int64_t *m0 = mc_malloc(sizeof(int64_t) * (size_t)d0);
-    int64_t *m1 = mc_malloc(sizeof(int64_t) * (size_t)d1);
-    if (t->axis[0]) axis_map(t->axis[0], perm, m0, d0);
-    else for (int64_t a = 0; a < d0; a++) m0[a] = a;
-    if (t->ndim > 1 && t->axis[1]) axis_map(t->axis[1], perm, m1, d1);
-    else for (int64_t b = 0; b < d1; b++) m1[b] = b;
-    for (int64_t a = 0; a < d0; a++)
+    axis_walk w0 = {t->axis[0], perm, 0, 0, 0, 0};
+    for (int64_t a = 0; a < d0; a++) {
+      const int64_t sa = walk_next(&w0, a);
+      axis_walk w1 = {t->ndim > 1 ? t->axis[1] : NULL, perm, 0, 0, 0, 0};
       for (int64_t b = 0; b < d1; b++)
-        memcpy(dst + (a * d1 + b) * inner, src + (m0[a] * d1 + m1[b]) * inner,
+        memcpy(dst + (a * d1 + b) * inner, src + (sa * d1 + walk_next(&w1, b)) * inner,
                sizeof(float) * (size_t)inner);
-    free(m0);
-    free(m1);
+      walk_end(&w1, d1);
+    }
+    walk_end(&w0, d0);
   }
 }
 
