@@ -15,6 +15,13 @@
  *           linear in each variable, so their FD is exact up to rounding
  *   models: rtol 5e-2, floor 1e-2 * largest |analytic| (see MODEL_TOL)
  *
+ * The input gradient of the dx-only backward (grad = NULL, the PGD attack's)
+ * is the same bytes as the full backward's in every model check (which is
+ * the one checked against finite differences on the reference backend), and
+ * on the oneDNN backend it is checked against finite differences of the
+ * oneDNN forward itself (the kink guard read from a reference twin at the
+ * same point), eval and train mode, every zoo architecture.
+ *
  * Backward passes accumulate: the analytic gradient buffers are pre-filled
  * with random values that are subtracted afterwards, which checks the
  * accumulate-don't-overwrite contract too. */
@@ -691,6 +698,9 @@ typedef struct {
   int32_t *labels;
   int64_t n;
   mc_mode mode;
+  int dx_only;   /* the analytic gradient: the input-gradient-only backward */
+  mc_exec *eref; /* another backend's e: a reference twin for the kink guard */
+  float *sstate; /* its scratch running statistics (train modes) */
 } model_prob;
 
 static double model_loss(gc_prob *g) {
@@ -704,22 +714,34 @@ static double model_loss(gc_prob *g) {
 static void model_grad(gc_prob *g) {
   model_prob *P = (model_prob *)g;
   (void)model_loss(g); /* dlogits of the current point */
-  tu_backward(P->e, P->theta, P->dlogits, P->grad, P->dx);
+  tu_backward(P->e, P->theta, P->dlogits, P->dx_only ? NULL : P->grad, P->dx);
 }
 
-/* ReLU activity pattern and max-pool argmax of the last forward. */
+/* ReLU activity pattern and max-pool argmax of the last forward (with a
+ * twin: of the twin's forward at the same point). */
 static size_t model_sig(gc_prob *g, unsigned char *buf) {
   model_prob *P = (model_prob *)g;
   const mc_model *m = P->m;
+  if (P->eref) {
+    float *st = P->state;
+    if (P->mode != MC_MODE_EVAL) {
+      memcpy(P->sstate, P->state, sizeof(float) * m->n_state);
+      st = P->sstate;
+      if (P->mode == MC_MODE_BN_RECOMPUTE) mc_exec_bn_reset(P->eref, st);
+    }
+    mc_exec_set_seed(P->eref, 77);
+    (void)tu_forward(P->eref, P->theta, st, P->x, P->n, P->mode);
+  }
+  mc_exec *e = P->eref ? P->eref : P->e;
   size_t k = 0;
   for (int i = 0; i < m->n_nodes; i++) {
     const mc_node *nd = &m->nodes[i];
     size_t cnt = (size_t)(P->n * nd->C * nd->H * nd->W);
     if (nd->kind == MC_NODE_RELU) {
-      const float *a = ref_of(P->e)->act[i];
+      const float *a = ref_of(e)->act[i];
       for (size_t j = 0; j < cnt; j++) buf[k++] = a[j] > 0.f;
     } else if (nd->kind == MC_NODE_MAXPOOL) {
-      memcpy(buf + k, ref_of(P->e)->argmax[i], sizeof(int32_t) * cnt);
+      memcpy(buf + k, ref_of(e)->argmax[i], sizeof(int32_t) * cnt);
       k += sizeof(int32_t) * cnt;
     }
   }
@@ -785,7 +807,28 @@ static const char *mode_name(mc_mode md) {
 #define MODEL_H 3e-3
 static const gc_tol MODEL_TOL = {5e-2, 1e-4, 1e-2, 2, 0.3};
 
-static void check_model(const arch_case *ac, mc_mode mode) {
+/* The input gradient of the dx-only backward (grad = NULL) against the full
+ * backward's on the same executor: the same bytes (printed and asserted). */
+static void check_dx_only_equal(model_prob *P, const char *label) {
+  const mc_model *m = P->m;
+  const size_t nx = (size_t)(P->n * m->in_c * m->in_h * m->in_w);
+  float *d1 = mc_calloc(nx, sizeof(float)), *d2 = mc_calloc(nx, sizeof(float));
+  float *g = mc_calloc(m->n_theta, sizeof(float));
+  (void)model_loss(&P->base);
+  tu_backward(P->e, P->theta, P->dlogits, g, d1);
+  (void)model_loss(&P->base);
+  tu_backward(P->e, P->theta, P->dlogits, NULL, d2);
+  const double e = tu_max_rel(d2, d1, nx, 1e-30);
+  printf("  %-34s dx-only backward vs full backward's dx: %s (max rel diff %.1e)\n", label,
+         memcmp(d1, d2, sizeof(float) * nx) ? "DIFFERENT BYTES" : "same bytes", e);
+  assert_memory_equal(d1, d2, sizeof(float) * nx);
+  free(d1); free(d2); free(g);
+}
+
+/* be: the executor's backend (DNNL: its kink guard reads a reference twin);
+ * dx_only: check only the input gradient, computed by the dx-only backward
+ * (grad = NULL), against finite differences. */
+static void check_model_on(const arch_case *ac, mc_mode mode, mc_backend be, int dx_only) {
   const int64_t n = ac->batch;
   mc_arch_params p;
   mc_arch_params_default(&p);
@@ -814,7 +857,12 @@ static void check_model(const arch_case *ac, mc_mode mode) {
   P.grad = mc_calloc(m->n_theta, sizeof(float));
   P.dx = mc_calloc(nx, sizeof(float));
   P.dlogits = mc_malloc(sizeof(float) * (size_t)(n * m->classes));
-  assert_int_equal(mc_exec_create(&P.e, m, n, MC_BACKEND_REF), MC_OK);
+  assert_int_equal(mc_exec_create(&P.e, m, n, be), MC_OK);
+  P.dx_only = dx_only;
+  if (be != MC_BACKEND_REF) {
+    assert_int_equal(mc_exec_create(&P.eref, m, n, MC_BACKEND_REF), MC_OK);
+    P.sstate = mc_malloc(sizeof(float) * (m->n_state + 1));
+  }
   if (mode == MC_MODE_EVAL) {
     /* realistic running statistics: the exact batch statistics of another
      * random batch (else deep nets' eval activations vanish) */
@@ -837,7 +885,7 @@ static void check_model(const arch_case *ac, mc_mode mode) {
       {MC_NODE_BN, MC_ROLE_WEIGHT, "bn.weight"},      {MC_NODE_BN, MC_ROLE_BIAS, "bn.bias"},
   };
   size_t *idxs[8] = {0};
-  for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+  for (size_t k = 0; !dx_only && k < sizeof kinds / sizeof kinds[0]; k++) {
     size_t *idx = mc_malloc(sizeof(size_t) * MODEL_NCAND);
     size_t ni = pick_kind(m, kinds[k].k, kinds[k].role, MODEL_NCAND, &r, idx);
     if (!ni) {
@@ -871,10 +919,12 @@ static void check_model(const arch_case *ac, mc_mode mode) {
     idxs[P.base.nvar - 1] = idx;
   }
   char label[96];
-  snprintf(label, sizeof label, "%s %lldx%lldx%lld w=%g%s %s", ac->arch, (long long)ac->c,
+  snprintf(label, sizeof label, "%s %lldx%lldx%lld w=%g%s %s%s%s", ac->arch, (long long)ac->c,
            (long long)ac->h, (long long)ac->w, ac->width, ac->bn ? " bn" : "",
-           mode == MC_MODE_BN_RECOMPUTE ? "bnrc" : mode_name(mode));
+           mode == MC_MODE_BN_RECOMPUTE ? "bnrc" : mode_name(mode), be == MC_BACKEND_REF ? "" : " dnnl",
+           dx_only ? " dx-only" : "");
   gc_run(&P.base, label, MODEL_WANT, &MODEL_TOL);
+  check_dx_only_equal(&P, label);
   /* without dx the input-side paths are skipped; theta grads must agree */
   float *g2 = mc_calloc(m->n_theta, sizeof(float));
   memset(P.grad, 0, sizeof(float) * m->n_theta);
@@ -885,12 +935,16 @@ static void check_model(const arch_case *ac, mc_mode mode) {
   printf("  %-34s theta grad with dx=NULL vs with dx: max rel diff %.1e\n", label, e2);
   assert_true(e2 <= 1e-6);
   free(g2);
+  mc_exec_free(P.eref);
+  free(P.sstate);
   for (int v = 0; v < 8; v++) free(idxs[v]);
   mc_exec_free(P.e);
   free(P.theta); free(P.state); free(P.x); free(P.labels); free(P.grad); free(P.dx);
   free(P.dlogits);
   mc_model_free(m);
 }
+
+static void check_model(const arch_case *ac, mc_mode mode) { check_model_on(ac, mode, MC_BACKEND_REF, 0); }
 
 /* The model checks run thousands of tiny forward passes: one thread (many
  * short parallel regions are slow on a loaded machine).  The op checks run
@@ -938,6 +992,21 @@ static void test_models_bn_recompute(void **st) {
   single_thread_end(g);
 }
 
+/* The input gradient through the dx-only backward (the PGD attack's) on the
+ * oneDNN backend against finite differences of its own forward, the kink
+ * guard on a reference twin at the same point; the same bytes as its full
+ * backward's dx on both backends (check_dx_only_equal, also run by every
+ * check above). */
+static void test_models_dx_only_dnnl(void **st) {
+  (void)st;
+  single_thread_guard g = single_thread_begin();
+  for (size_t i = 0; i < sizeof model_cases / sizeof model_cases[0]; i++) {
+    check_model_on(&model_cases[i], MC_MODE_EVAL, MC_BACKEND_DNNL, 1);
+    check_model_on(&model_cases[i], MC_MODE_TRAIN, MC_BACKEND_DNNL, 1);
+  }
+  single_thread_end(g);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_conv2d),       cmocka_unit_test(test_linear),
@@ -946,7 +1015,7 @@ int main(void) {
       cmocka_unit_test(test_normalize),    cmocka_unit_test(test_dropout),
       cmocka_unit_test(test_concat_add),   cmocka_unit_test(test_softmax_xent),
       cmocka_unit_test(test_models_eval),  cmocka_unit_test(test_models_train),
-      cmocka_unit_test(test_models_bn_recompute),
+      cmocka_unit_test(test_models_bn_recompute), cmocka_unit_test(test_models_dx_only_dnnl),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
