@@ -72,8 +72,8 @@ static void test_keys(void **s) {
   const char *sample[MC_KEY_COUNT] = {
       [MC_KEY_OUT] = "out=3", [MC_KEY_K] = "k=2", [MC_KEY_S] = "s=2", [MC_KEY_P] = "p=1",
       [MC_KEY_BIAS] = "bias=0", [MC_KEY_EPS] = "eps=0.001", [MC_KEY_MOMENTUM] = "momentum=0.25",
-      [MC_KEY_RATE] = "rate=0.25"};
-  const double sample_v[MC_KEY_COUNT] = {3, 2, 2, 1, 0, 0.001f, 0.25, 0.25};
+      [MC_KEY_RATE] = "rate=0.25", [MC_KEY_CEIL] = "ceil=1"};
+  const double sample_v[MC_KEY_COUNT] = {3, 2, 2, 1, 0, 0.001f, 0.25, 0.25, 1};
   for (int k = 0; k < MC_NODE_KIND_COUNT; k++) {
     const mc_op_desc *d = mc_op_desc_of((mc_node_kind)k);
     char req[128] = "";
