@@ -21,7 +21,8 @@
 # default). Environment: MODECONN (the CLI, default build/modeconn),
 # BENCH_DIR (scratch, default a fresh temp dir; reused: the setup models
 # are kept), ATTACK_N (test images attacked, default 10000), ADV_N
-# (training images of the Madry epoch, default 12800). Prints one line per run
+# (training images of the Madry epoch, default 12800), POINT_N (training
+# images of the BN recompute and test images of a path point, default 10000). Prints one line per run
 # and a table; timings are never asserted.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -36,10 +37,11 @@ mkdir -p "$work"
 tcm=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
 an=${ATTACK_N:-10000}
 tn=${ADV_N:-12800}
+pn=${POINT_N:-10000}
 wl=${*:-attack-tinyten attack-resnet20 advtrain-tinyten advtrain-resnet20 advpoint-tinyten}
 export PYTHONDONTWRITEBYTECODE=1
 echo "# $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg); $($mc --version 2>/dev/null | head -1); torch $($py -c 'import torch; print(torch.__version__)')"
-echo "# scratch $work, backend $be, reps $reps, attack $an test images, Madry epoch $tn training images"
+echo "# scratch $work, backend $be, reps $reps, attack $an test images, Madry epoch $tn training images, path point $pn/$pn"
 
 # setup (not timed): clean endpoints, 1 epoch on 6,400 images, seeds 1 and 2
 for arch in tinyten resnet20; do
@@ -50,7 +52,17 @@ for arch in tinyten resnet20; do
   done
 done
 
-jget() { $py -c "import json,sys; print(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])[sys.argv[2]])" "$1" "$2"; }
+# a JSON file's key, or the key of a JSON-lines file's last record
+jget() {
+  $py -c "
+import json, sys
+s = open(sys.argv[1]).read().strip()
+try:
+    j = json.loads(s)
+except ValueError:
+    j = json.loads(s.splitlines()[-1])
+print(j[sys.argv[2]])" "$1" "$2"
+}
 
 # modeconn seconds of one workload
 mc_run() {
@@ -65,7 +77,7 @@ mc_run() {
                 jget "$work/adv.log" seconds ;;
     advpoint-*) a=${1#advpoint-}
                 "$mc" interp --a "$work/$a-1.safetensors" --b "$work/$a-2.safetensors" --adv pgd --points 3 \
-                  --bn-samples 10000 --test-subset 10000 --threads 2 --backend "$be" --json "$work/mc.json" \
+                  --bn-samples $pn --test-subset $pn --threads 2 --backend "$be" --json "$work/mc.json" \
                   >/dev/null 2>&1
                 $py -c "import json,sys; print(json.load(open(sys.argv[1]))['seconds'] / 3)" "$work/mc.json" ;;
   esac
@@ -84,7 +96,8 @@ torch_run() {
     attack-*) "$@" attack --model "$work/${w#attack-}-1.safetensors" --n $an >"$work/t.json" ;;
     advtrain-*) "$@" advtrain --arch "${w#advtrain-}" --n $tn >"$work/t.json" ;;
     advpoint-*) a=${w#advpoint-}
-                "$@" advpoint --a "$work/$a-1.safetensors" --b "$work/$a-2.safetensors" --points 3 >"$work/t.json" ;;
+                "$@" advpoint --a "$work/$a-1.safetensors" --b "$work/$a-2.safetensors" --points 3 \
+                  --bn-samples $pn --test-n $pn >"$work/t.json" ;;
   esac
   case $w in
     advpoint-*) jget "$work/t.json" seconds_per_point ;;

@@ -806,6 +806,12 @@ static const char *mode_name(mc_mode md) {
 #define MODEL_NCAND 300
 #define MODEL_H 3e-3
 static const gc_tol MODEL_TOL = {5e-2, 1e-4, 1e-2, 2, 0.3};
+/* oneDNN's forward (Winograd and blocked kernels) rounds differently per
+ * call shape and carries ~1e-6 relative noise, i.e. fd noise up to ~5e-4
+ * absolute at h = 3e-3 (measured 4.5e-4 on resnet20 train, |an| max 0.21):
+ * the floor is 5e-2 * S there; a wiring error is still O(1) on the large
+ * coordinates. */
+static const gc_tol MODEL_TOL_DNNL = {5e-2, 1e-4, 5e-2, 2, 0.3};
 
 /* The input gradient of the dx-only backward (grad = NULL) against the full
  * backward's on the same executor: the same bytes (printed and asserted). */
@@ -923,9 +929,10 @@ static void check_model_on(const arch_case *ac, mc_mode mode, mc_backend be, int
            (long long)ac->h, (long long)ac->w, ac->width, ac->bn ? " bn" : "",
            mode == MC_MODE_BN_RECOMPUTE ? "bnrc" : mode_name(mode), be == MC_BACKEND_REF ? "" : " dnnl",
            dx_only ? " dx-only" : "");
-  gc_run(&P.base, label, MODEL_WANT, &MODEL_TOL);
+  gc_run(&P.base, label, MODEL_WANT, be == MC_BACKEND_REF ? &MODEL_TOL : &MODEL_TOL_DNNL);
   check_dx_only_equal(&P, label);
   /* without dx the input-side paths are skipped; theta grads must agree */
+  P.dx_only = 0;
   float *g2 = mc_calloc(m->n_theta, sizeof(float));
   memset(P.grad, 0, sizeof(float) * m->n_theta);
   model_grad(&P.base);

@@ -2,7 +2,7 @@
  * at test time by tests/pgd_ref.py under Debian's python3-torch
  * (/usr/bin/python3; override with MC_TORCH_PYTHON), float32 on both sides.
  *
- * Cases: tinyten (width 1) and resnet20 (width 0.25) on Fashion-MNIST
+ * Cases: tinyten (width 1) and resnet20 (width 0.5) on Fashion-MNIST
  * (synthetic images when it is not installed), each trained for one epoch
  * on TRAIN_N training images so that the attack meets a model with real
  * margins; attacked: the first N test images, eps 0.1, alpha 0.025,
@@ -55,7 +55,7 @@
 #include <unistd.h>
 
 #define N 100        /* attacked test images */
-#define TRAIN_N 1000 /* training images of the endpoints' single epoch */
+#define TRAIN_N 2000 /* training images of the endpoints' single epoch */
 #define TOL_X 1e-5
 /* the bounds, about twice the worst measured (see the header) */
 #define TF_MAX_FRAC 2.5e-4 /* pixel-steps of one configuration */
@@ -84,7 +84,7 @@ typedef struct {
 
 static pcase cases[] = {
     {.label = "tinyten w=1", .arch = "tinyten", .width = 1.0},
-    {.label = "resnet20 w=0.25", .arch = "resnet20", .width = 0.25},
+    {.label = "resnet20 w=0.5", .arch = "resnet20", .width = 0.5},
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 
