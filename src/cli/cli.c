@@ -355,3 +355,20 @@ mc_status cli_sgd_check(const cli_sgd_opts *o, int preset) {
     return mc_error(MC_EARG, "--flip %s: expected on, off or auto", o->flip);
   return MC_OK;
 }
+
+mc_status cli_write_with_labels(const char *path, const char *name, const float *data, int ndim, const int64_t *shape,
+                                const mc_dataset *ds, const char *const *mk, const char *const *mv, int nmeta) {
+  const int64_t n = shape[0];
+  size_t count = 1;
+  for (int d = 0; d < ndim; d++) count *= (size_t)shape[d];
+  int64_t *labels = mc_malloc(sizeof(int64_t) * (size_t)(n + 1));
+  for (int64_t i = 0; i < n; i++) labels[i] = ds->labels[i];
+  mc_st_tensor t[2] = {{.name = (char *)name, .dtype = MC_DT_F32, .dtype_name = "F32", .ndim = ndim,
+                        .nbytes = sizeof(float) * count, .data = (void *)data},
+                       {.name = "labels", .dtype = MC_DT_I64, .dtype_name = "I64", .ndim = 1, .shape = {n},
+                        .nbytes = sizeof(int64_t) * (size_t)n, .data = labels}};
+  for (int d = 0; d < ndim; d++) t[0].shape[d] = shape[d];
+  mc_status st = mc_st_write(path, t, 2, mk, mv, nmeta);
+  free(labels);
+  return st;
+}

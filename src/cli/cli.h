@@ -168,6 +168,10 @@ mc_status cli_path_adv(const cli_adv_opts *o, int64_t channels, mc_pgd *p, mc_pa
  * same OUT, which also proves its directory writable; then removes stale
  * temporaries of OUT and OUT.train left by a killed run. */
 mc_status cli_claim_out(const char *out);
+/* A safetensors file of one F32 tensor `name` (shape[0] = n rows of ds) and
+ * I64 "labels" [n], ds's first n labels, with nmeta metadata pairs. */
+mc_status cli_write_with_labels(const char *path, const char *name, const float *data, int ndim, const int64_t *shape,
+                                const mc_dataset *ds, const char *const *mk, const char *const *mv, int nmeta);
 /* Writes JSON atomically if path is non-NULL; takes ownership of j. */
 mc_status cli_write_json(const char *path, json_t *j);
 

@@ -9,22 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* FILE: safetensors with F32 "x_adv" [n, C, H, W] and I64 "labels" [n]. */
-static mc_status write_examples(const char *path, const float *xadv, const mc_dataset *ds, int64_t n,
-                                const char *model) {
-  int64_t *labels = mc_malloc(sizeof(int64_t) * (size_t)(n + 1));
-  for (int64_t i = 0; i < n; i++) labels[i] = ds->labels[i];
-  const size_t nx = (size_t)(n * ds->c * ds->h * ds->w);
-  mc_st_tensor t[2] = {{.name = "x_adv", .dtype = MC_DT_F32, .dtype_name = "F32", .ndim = 4,
-                        .shape = {n, ds->c, ds->h, ds->w}, .nbytes = sizeof(float) * nx, .data = (void *)xadv},
-                       {.name = "labels", .dtype = MC_DT_I64, .dtype_name = "I64", .ndim = 1, .shape = {n},
-                        .nbytes = sizeof(int64_t) * (size_t)n, .data = labels}};
-  const char *mk[] = {"modeconn.model"}, *mv[] = {model};
-  mc_status st = mc_st_write(path, t, 2, mk, mv, 1);
-  free(labels);
-  return st;
-}
-
 int cmd_attack(int argc, char **argv) {
   static const cli_cmd cmd = {
       "attack",
@@ -105,7 +89,11 @@ int cmd_attack(int argc, char **argv) {
                                         bn_recompute && bn_adv, "seconds", secs));
     st = cli_write_json(json, j);
   }
-  if (!st && examples) st = write_examples(examples, xadv, ds, rob.n, model);
+  if (!st && examples) { /* F32 "x_adv" [n, C, H, W], I64 "labels" [n] */
+    const int64_t shape[4] = {rob.n, ds->c, ds->h, ds->w};
+    const char *mk[] = {"modeconn.model"}, *mv[] = {model};
+    st = cli_write_with_labels(examples, "x_adv", xadv, 4, shape, ds, mk, mv, 1);
+  }
 out:
   free(xadv);
   mc_exec_free(e);

@@ -11,22 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* FILE: safetensors with F32 "logits" [n, classes] (eval-mode BN, the
- * split's first n examples in dataset order) and I64 "labels" [n]. */
-static mc_status write_logits(const char *path, const float *logits, const mc_dataset *ds, int64_t n,
-                              int64_t classes, const char *model, const char *split) {
-  int64_t *labels = mc_malloc(sizeof(int64_t) * (size_t)(n + 1));
-  for (int64_t i = 0; i < n; i++) labels[i] = ds->labels[i];
-  mc_st_tensor t[2] = {{.name = "logits", .dtype = MC_DT_F32, .dtype_name = "F32", .ndim = 2,
-                        .shape = {n, classes}, .nbytes = sizeof(float) * (size_t)(n * classes), .data = logits},
-                       {.name = "labels", .dtype = MC_DT_I64, .dtype_name = "I64", .ndim = 1, .shape = {n},
-                        .nbytes = sizeof(int64_t) * (size_t)n, .data = labels}};
-  const char *mk[] = {"modeconn.model", "modeconn.split"}, *mv[] = {model, split};
-  mc_status st = mc_st_write(path, t, 2, mk, mv, 2);
-  free(labels);
-  return st;
-}
-
 int cmd_eval(int argc, char **argv) {
   static const cli_cmd cmd = {"eval", "Evaluate a checkpoint: mean cross-entropy and accuracy on a dataset split.",
                               "--model FILE [--data D] [--split test|train] [--json FILE] [--logits FILE]", cmd_eval};
@@ -82,7 +66,11 @@ int cmd_eval(int argc, char **argv) {
       st = mc_json_write(json, j);
       json_decref(j);
     }
-    if (!st && logits_path) st = write_logits(logits_path, logits, ds, mt.n, m->classes, model, split);
+    if (!st && logits_path) { /* F32 "logits" [n, classes] (eval-mode BN, dataset order), I64 "labels" [n] */
+      const int64_t shape[2] = {mt.n, m->classes};
+      const char *mk[] = {"modeconn.model", "modeconn.split"}, *mv[] = {model, split};
+      st = cli_write_with_labels(logits_path, "logits", logits, 2, shape, ds, mk, mv, 2);
+    }
   }
   free(logits);
   mc_exec_free(e);

@@ -83,32 +83,47 @@ static const char *PATHS[4] = {"interp_unaligned.json", "interp_aligned.json", "
                                "curve_aligned.json"};
 static const char *LABELS[4] = {"line, unaligned", "line, aligned", "Bezier curve, unaligned", "Bezier curve, aligned"};
 
-static mc_status path_plots(const char *run, const char *out, json_t **pj) {
+/* One figure (PNG and SVG) OUT/NAME.{png,svg} of n series: series i is
+ * key[i] against t of the JSON j[i] (read from file[i]), scaled. */
+static mc_status lines_figure(const char *out, const char *name, const char *title, const char *ylabel, int n,
+                              json_t *const *j, const char *const *file, const char *const *label,
+                              const char *const *key, double scale) {
   mc_status st = MC_OK;
-  const char *what[2] = {"test_accuracy", "test_loss"};
-  for (int w = 0; w < 2 && !st; w++) {
-    mc_series s[4];
-    double *x[4] = {0}, *y[4] = {0};
-    for (int i = 0; i < 4 && !st; i++) {
-      char file[1200];
-      snprintf(file, sizeof file, "%s/%s", run, PATHS[i]);
-      int n = 0;
-      if (!(st = series(pj[i], file, "t", 1, &x[i], &n))) st = series(pj[i], file, what[w], w == 0 ? 100 : 1, &y[i], &n);
-      s[i] = (mc_series){LABELS[i], x[i], y[i], n};
-    }
-    const char *ext[2] = {"png", "svg"};
-    for (int e = 0; e < 2 && !st; e++) {
-      char p[1200];
-      snprintf(p, sizeof p, "%s/path_%s.%s", out, w == 0 ? "accuracy" : "loss", ext[e]);
-      st = mc_plot_lines(p, w == 0 ? "Test accuracy along the paths (BN recomputed at every t)"
-                                   : "Test loss along the paths (BN recomputed at every t)",
-                         "t", w == 0 ? "test accuracy (%)" : "test loss", s, 4);
-    }
-    for (int i = 0; i < 4; i++) {
-      free(x[i]);
-      free(y[i]);
-    }
+  mc_series s[4];
+  double *x[4] = {0}, *y[4] = {0};
+  MC_ASSERT(n <= 4);
+  for (int i = 0; i < n && !st; i++) {
+    int len = 0;
+    if (!(st = series(j[i], file[i], "t", 1, &x[i], &len))) st = series(j[i], file[i], key[i], scale, &y[i], &len);
+    s[i] = (mc_series){label[i], x[i], y[i], len};
   }
+  const char *ext[2] = {"png", "svg"};
+  for (int e = 0; e < 2 && !st; e++) {
+    char p[1200];
+    snprintf(p, sizeof p, "%s/%s.%s", out, name, ext[e]);
+    st = mc_plot_lines(p, title, "t", ylabel, s, n);
+  }
+  for (int i = 0; i < n; i++) {
+    free(x[i]);
+    free(y[i]);
+  }
+  return st;
+}
+
+static mc_status path_plots(const char *run, const char *out, json_t **pj) {
+  char files[4][1200];
+  const char *fp[4], *acc[4], *loss[4];
+  for (int i = 0; i < 4; i++) {
+    snprintf(files[i], sizeof files[i], "%s/%s", run, PATHS[i]);
+    fp[i] = files[i];
+    acc[i] = "test_accuracy";
+    loss[i] = "test_loss";
+  }
+  mc_status st = lines_figure(out, "path_accuracy", "Test accuracy along the paths (BN recomputed at every t)",
+                              "test accuracy (%)", 4, pj, fp, LABELS, acc, 100);
+  if (!st)
+    st = lines_figure(out, "path_loss", "Test loss along the paths (BN recomputed at every t)", "test loss", 4, pj,
+                      fp, LABELS, loss, 1);
   return st;
 }
 
@@ -119,34 +134,20 @@ static const char *RPATHS[2] = {"robust_curve_unaligned.json", "robust_curve_ali
 static const char *RLABELS[2] = {"robust curve, unaligned", "robust curve, aligned"};
 
 static mc_status robust_plots(const char *run, const char *out, json_t **rj) {
-  mc_status st = MC_OK;
-  const char *clean[2] = {"test_accuracy", "test_loss"}, *rob[2] = {"robust_accuracy", "robust_loss"};
-  for (int w = 0; w < 2 && !st; w++) {
-    mc_series s[4];
-    double *x[4] = {0}, *y[4] = {0};
-    char lab[4][96];
-    for (int i = 0; i < 4 && !st; i++) {
-      char file[1200];
-      snprintf(file, sizeof file, "%s/%s", run, RPATHS[i / 2]);
-      snprintf(lab[i], sizeof lab[i], "%s, %s", RLABELS[i / 2], i % 2 ? "PGD" : "clean");
-      int n = 0;
-      if (!(st = series(rj[i / 2], file, "t", 1, &x[i], &n)))
-        st = series(rj[i / 2], file, i % 2 ? rob[w] : clean[w], w == 0 ? 100 : 1, &y[i], &n);
-      s[i] = (mc_series){lab[i], x[i], y[i], n};
-    }
-    const char *ext[2] = {"png", "svg"};
-    for (int e = 0; e < 2 && !st; e++) {
-      char p[1200];
-      snprintf(p, sizeof p, "%s/robust_path_%s.%s", out, w == 0 ? "accuracy" : "loss", ext[e]);
-      st = mc_plot_lines(p, w == 0 ? "Clean and PGD test accuracy along robust curves (BN on PGD examples)"
-                                   : "Clean and PGD test loss along robust curves (BN on PGD examples)",
-                         "t", w == 0 ? "test accuracy (%)" : "test loss", s, 4);
-    }
-    for (int i = 0; i < 4; i++) {
-      free(x[i]);
-      free(y[i]);
-    }
-  }
+  char files[2][1200];
+  for (int i = 0; i < 2; i++) snprintf(files[i], sizeof files[i], "%s/%s", run, RPATHS[i]);
+  json_t *j[4] = {rj[0], rj[0], rj[1], rj[1]};
+  const char *fp[4] = {files[0], files[0], files[1], files[1]};
+  const char *lab[4] = {"robust curve, unaligned, clean", "robust curve, unaligned, PGD",
+                        "robust curve, aligned, clean", "robust curve, aligned, PGD"};
+  const char *acc[4] = {"test_accuracy", "robust_accuracy", "test_accuracy", "robust_accuracy"};
+  const char *loss[4] = {"test_loss", "robust_loss", "test_loss", "robust_loss"};
+  mc_status st = lines_figure(out, "robust_path_accuracy",
+                              "Clean and PGD test accuracy along robust curves (BN on PGD examples)",
+                              "test accuracy (%)", 4, j, fp, lab, acc, 100);
+  if (!st)
+    st = lines_figure(out, "robust_path_loss", "Clean and PGD test loss along robust curves (BN on PGD examples)",
+                      "test loss", 4, j, fp, lab, loss, 1);
   return st;
 }
 
