@@ -4,6 +4,7 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,4 +122,23 @@ double rec_rel_err(const float *c, const rec *t, size_t n, double floor) {
     if (!(d <= mx)) mx = d; /* NaN fails */
   }
   return mx;
+}
+
+int mctr_run_script(const char *name, const char *args) {
+  char script[1024];
+  const char *src = getenv("MC_SOURCE_DIR");
+  if (src) {
+    snprintf(script, sizeof script, "%s/tests/%s", src, name);
+  } else {
+    snprintf(script, sizeof script, "%s", __FILE__);
+    char *slash = strrchr(script, '/');
+    if (slash) snprintf(slash + 1, sizeof script - (size_t)(slash + 1 - script), "%s", name);
+    else snprintf(script, sizeof script, "%s", name);
+  }
+  const char *py = tu_env("MC_TORCH_PYTHON", "/usr/bin/python3");
+  printf("running %s %s\n", py, script);
+  fflush(stdout);
+  const int status = tu_sh("'%s' '%s' %s", py, script, args);
+  if (status) printf("%s failed: exit status %d\n", name, status);
+  return status;
 }

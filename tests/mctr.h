@@ -40,4 +40,8 @@ const rec *r_get(const recset *rs, const char *name); /* NULL: absent */
 /* max |c - t| / max(max |t|, floor) over t's n values (a NaN gives NaN,
  * which fails every <= test); fails the test when t is NULL or not n long */
 double rec_rel_err(const float *c, const rec *t, size_t n, double floor);
+/* Runs the reference script tests/NAME (MC_SOURCE_DIR, else next to this
+ * file) under $MC_TORCH_PYTHON (default /usr/bin/python3) with the
+ * arguments `args` (already quoted); returns its exit status. */
+int mctr_run_script(const char *name, const char *args);
 #endif

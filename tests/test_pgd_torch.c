@@ -245,26 +245,12 @@ static int group_setup(void **st) {
     run_case(&cases[i], i);
     printf("%s: trained and attacked in %.1f s\n", cases[i].label, omp_get_wtime() - t0);
   }
-  char script[1024];
-  const char *src = getenv("MC_SOURCE_DIR");
-  if (src) {
-    snprintf(script, sizeof script, "%s/tests/pgd_ref.py", src);
-  } else {
-    snprintf(script, sizeof script, "%s", __FILE__);
-    char *slash = strrchr(script, '/');
-    if (slash) strcpy(slash + 1, "pgd_ref.py");
-    else snprintf(script, sizeof script, "pgd_ref.py");
-  }
-  const char *py = tu_env("MC_TORCH_PYTHON", "/usr/bin/python3");
-  char cmd[4096];
-  int k = snprintf(cmd, sizeof cmd, "'%s' '%s'", py, script);
+  char args[4096];
+  int k = 0;
   for (int i = 0; i < NCASES; i++)
-    k += snprintf(cmd + k, sizeof cmd - (size_t)k, " '%s' '%s'", cases[i].in, cases[i].out);
-  MC_ASSERT(k < (int)sizeof cmd);
-  printf("running %s %s (%d cases)\n", py, script, NCASES);
-  fflush(stdout);
-  g_script_status = tu_sh("%s", cmd);
-  if (g_script_status) printf("pgd_ref.py failed: exit status %d\n", g_script_status);
+    k += snprintf(args + k, sizeof args - (size_t)k, " '%s' '%s'", cases[i].in, cases[i].out);
+  MC_ASSERT(k < (int)sizeof args);
+  g_script_status = mctr_run_script("pgd_ref.py", args);
   return 0;
 }
 
