@@ -11,6 +11,7 @@
 #   experiments/table1.sh ARCH PAIRS [OUT]
 #
 # Environment (defaults are the Fashion-MNIST preset at the paper's scale):
+#   ARCH_FLAGS      extra model flags for train, e.g. "--width 0.5" (none)
 #   DATA            dataset (fashion-mnist; cifar10:DIR, cifar100:DIR for the
 #                   paper's own CIFAR binary files)
 #   EPOCHS          endpoint epochs (10)
@@ -34,7 +35,7 @@ ARCH=${1:?usage: table1.sh ARCH PAIRS [OUT]}
 PAIRS=${2:?usage: table1.sh ARCH PAIRS [OUT]}
 OUT=${3:-$root/experiments/results/$(basename "$ARCH" .arch)-table1}
 MC=${MC:-$root/build/modeconn}
-DATA=${DATA:-fashion-mnist}; EPOCHS=${EPOCHS:-10}; CURVE_EPOCHS=${CURVE_EPOCHS:-20}; P_EPOCHS=${P_EPOCHS:-20}
+ARCH_FLAGS=${ARCH_FLAGS:-}; DATA=${DATA:-fashion-mnist}; EPOCHS=${EPOCHS:-10}; CURVE_EPOCHS=${CURVE_EPOCHS:-20}; P_EPOCHS=${P_EPOCHS:-20}
 METHODS=${METHODS:-none pam_none pam_corr corr}; POINTS=${POINTS:-65}; BN_SAMPLES=${BN_SAMPLES:-0}
 SAMPLES=${SAMPLES:-10000}; SAMPLES_ROUNDING=${SAMPLES_ROUNDING:-32}; SELECT_SAMPLES=${SELECT_SAMPLES:-5000}
 TRAIN_SUBSET=${TRAIN_SUBSET:-0}; TEST_SUBSET=${TEST_SUBSET:-0}; THREADS=${THREADS:-0}
@@ -45,7 +46,7 @@ for i in $(seq 1 "$PAIRS"); do
   d="$OUT/pair$i"; mkdir -p "$d"
   sa=$((2 * i - 1)); sb=$((2 * i))
   for s in $sa $sb; do
-    [ -e "$d/m$s.safetensors" ] || "$MC" train "${com[@]}" --arch "$ARCH" --epochs "$EPOCHS" --seed "$s" \
+    [ -e "$d/m$s.safetensors" ] || "$MC" train "${com[@]}" --arch "$ARCH" $ARCH_FLAGS --epochs "$EPOCHS" --seed "$s" \
       --eval-every "$EPOCHS" --out "$d/m$s.safetensors" > "$d/train$s.log"
     [ -e "$d/eval$s.json" ] || "$MC" eval "${com[@]}" --model "$d/m$s.safetensors" --bn-recompute \
       --json "$d/eval$s.json" > /dev/null
@@ -80,7 +81,7 @@ for i in $(seq 1 "$PAIRS"); do
 done
 secs=$(( $(date +%s) - start ))
 /usr/bin/python3 - "$OUT" "$ARCH" "$PAIRS" "$METHODS" "$secs" "$(lscpu | sed -n 's/^Model name: *//p' | head -1)" \
-  "DATA=$DATA EPOCHS=$EPOCHS CURVE_EPOCHS=$CURVE_EPOCHS P_EPOCHS=$P_EPOCHS POINTS=$POINTS BN_SAMPLES=$BN_SAMPLES" \
+  "ARCH_FLAGS=${ARCH_FLAGS:-none} DATA=$DATA EPOCHS=$EPOCHS CURVE_EPOCHS=$CURVE_EPOCHS P_EPOCHS=$P_EPOCHS POINTS=$POINTS BN_SAMPLES=$BN_SAMPLES" \
   "SAMPLES=$SAMPLES SAMPLES_ROUNDING=$SAMPLES_ROUNDING SELECT_SAMPLES=$SELECT_SAMPLES TRAIN_SUBSET=$TRAIN_SUBSET" \
   "TEST_SUBSET=$TEST_SUBSET THREADS=$THREADS" <<'PY'
 import json, os, statistics as st, sys

@@ -149,7 +149,11 @@ mc_status mc_align_apply(const mc_model *m, const mc_alignment *al, const float 
   mc_status st;
   double err = logits_err(m, tb, sb, tb_out, sb_out, x, n, be, &st);
   if (st) return st;
-  if (err <= 1e-5) return MC_OK;
+  /* A wrong permutation moves logits by O(1) of their scale; a right one
+   * only by float rounding through a different summation order, which in
+   * 13 conv+BN layers (vgg16-bn, random weights, AVX2 oneDNN) reaches
+   * 1.1e-5 of the largest logit. */
+  if (err <= 1e-4) return MC_OK;
   /* find the offending group: apply each alone */
   int **one = mc_calloc((size_t)m->n_groups + 1, sizeof(int *));
   int bad = -1;
@@ -160,7 +164,7 @@ mc_status mc_align_apply(const mc_model *m, const mc_alignment *al, const float 
       for (int64_t i = 0; i < m->groups[h].size; i++) one[h][i] = h == g ? al->perm[g][i] : (int)i;
     }
     mc_model_permute(m, one, tb, sb, tb_out, sb_out);
-    if (logits_err(m, tb, sb, tb_out, sb_out, x, n, be, &st) > 1e-5) bad = g;
+    if (logits_err(m, tb, sb, tb_out, sb_out, x, n, be, &st) > 1e-4) bad = g;
   }
   for (int h = 0; h < m->n_groups; h++) free(one[h]);
   free(one);
