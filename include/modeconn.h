@@ -306,8 +306,10 @@ mc_status mc_exec_view(mc_exec *e, int node, float *buf, mc_act_view *v);
  * are independent: threads never wait for one another, and a single-
  * threaded oneDNN primitive wastes nothing on synchronisation (two such
  * threads evaluate resnet20 about 1.3x faster than one 2-thread
- * executor). fn's nested parallel regions run on its thread alone.  fn
- * returns a status; the first failure (in thread order) is returned. */
+ * executor). fn runs in a one-thread team of its own, so its nested
+ * parallel regions, and any orphaned barrier in the libraries it calls,
+ * involve its thread alone.  fn returns a status; the first failure (in
+ * thread order) is returned. */
 #define MC_EXEC_PARALLEL_MAX 4
 typedef mc_status (*mc_exec_worker_fn)(mc_exec **w, int tid, int nthr, void *arg);
 mc_status mc_exec_parallel(mc_exec *const *es, int ne, int64_t rows, mc_exec_worker_fn fn, void *arg);

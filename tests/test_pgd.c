@@ -15,7 +15,13 @@
  *   random starts    keyed by dataset index: mc_evaluate_pgd's loss,
  *                    accuracy and examples are the same bytes with 1 and 2
  *                    threads, and row i of them equals mc_pgd_run on a batch
- *                    holding rows i.. alone (other batch boundaries)
+ *                    holding rows i.. alone (other batch boundaries);
+ *                    300 rows are 5 slices of 64, so one thread runs
+ *                    more PGD backwards than the other (the mlp's BN1d
+ *                    once hung there on oneDNN, issue 14)
+ *   BN recompute     on PGD examples (train-mode forwards and backwards)
+ *                    with 1 and 2 threads over 3 batches (2 on one thread,
+ *                    1 on the other): the same statistics up to rounding
  * The attack against PyTorch is tests/test_pgd_torch.c. */
 #include "testutil.h"
 
@@ -231,18 +237,6 @@ static void test_threads_and_keys(void **st) {
   for (int c = 0; c < 2; c++)
     for (int b = 0; b < 2; b++) {
       const icase *ic = &g_cases[c];
-      if (ic->m->n_state && !strcmp(ic->arch, "mlp") && g_be[b] == MC_BACKEND_DNNL) {
-        /* KNOWN BUG (2026-12-02): mc_evaluate_pgd with 2 threads on the
-         * oneDNN backend hangs for an mlp with BN (BatchNorm1d): the worker
-         * executor's backward blocks inside a oneDNN primitive (futex wait
-         * in libgomp under dnnl::impl::parallel, dn_be_backward) while the
-         * other thread waits at the end of mc_exec_parallel's region.
-         * tinyten and the mlp without BN are fine.  Skipped here so the
-         * suite does not hang; see the report to the lead. */
-        printf("  %-8s %-4s 1 vs 2 threads: SKIPPED (known hang of the oneDNN BN1d backward in mc_exec_parallel)\n",
-               ic->arch, mc_backend_name(g_be[b]));
-        continue;
-      }
       mc_pgd p;
       mc_pgd_default(&p, 1);
       p.seed = 17;
@@ -293,12 +287,45 @@ static void test_threads_and_keys(void **st) {
   free(xa[1]);
 }
 
+/* mc_bn_recompute_pgd on the mlp with BN, 1 and 2 threads: an executor
+ * for 400 rows makes 3 batches of the 1000 training images, so the threads'
+ * workers run 2 and 1 batches of train-mode PGD (BN statistics of each
+ * forward, a BN backward per step): uneven work in mc_exec_parallel, which
+ * hung on oneDNN before its workers ran in teams of their own. */
+static void test_bn_recompute_threads(void **st) {
+  (void)st;
+  const icase *ic = &g_cases[1];
+  const size_t ns = ic->m->n_state;
+  float *s[2] = {mc_aligned_alloc(sizeof(float) * (ns + 1)), mc_aligned_alloc(sizeof(float) * (ns + 1))};
+  for (int b = 0; b < 2; b++) {
+    mc_pgd p;
+    mc_pgd_default(&p, 1);
+    p.seed = 5;
+    for (int t = 0; t < 2; t++) {
+      mc_set_threads(t + 1);
+      memcpy(s[t], ic->state, sizeof(float) * ns);
+      mc_exec *e;
+      assert_int_equal(mc_exec_create(&e, ic->m, 400, g_be[b]), MC_OK);
+      assert_int_equal(mc_bn_recompute_pgd(e, ic->theta, s[t], &g_data.train, 0, &p), MC_OK);
+      mc_exec_free(e);
+    }
+    mc_set_threads(1);
+    const double mx = tu_max_rel(s[0], s[1], ns, 1e-3);
+    printf("  mlp      %-4s PGD BN recompute, 3 batches on 1 vs 2 threads: max rel diff %.1e\n",
+           mc_backend_name(g_be[b]), mx);
+    assert_true(mx < 1e-4);
+  }
+  free(s[0]);
+  free(s[1]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_eps_zero),
       cmocka_unit_test(test_steps_zero),
       cmocka_unit_test(test_eps_ball),
       cmocka_unit_test(test_threads_and_keys),
+      cmocka_unit_test(test_bn_recompute_threads),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -285,7 +285,21 @@ mc_status mc_exec_parallel(mc_exec *const *es, int ne, int64_t rows, mc_exec_wor
     int stop;
 #pragma omp atomic read
     stop = failed;
-    if (!s && !stop) s = fn(w, tid, nthr, arg);
+    if (!s && !stop) {
+      /* fn runs in a team of its own (one thread, an inactive nested
+       * region): an orphaned `omp barrier` in the code it calls binds to
+       * the innermost enclosing region, and without this one that would be
+       * the T-thread team above.  oneDNN 2.6's ncsp batch normalisation
+       * (BN1d, the mlp's) calls one (dnnl_thr_barrier) from inside its
+       * parallel(), which runs the body as f(0, 1) on this thread when it
+       * sees omp_in_parallel(): twice per backward, and in a forward that
+       * computes batch statistics.  In this T-thread team those barriers
+       * paired with the other threads' and, once one thread ran more
+       * batches than another (5 PGD slices on 2 threads), waited forever
+       * for a thread already at the region's closing barrier (issue 14). */
+#pragma omp parallel num_threads(1)
+      s = fn(w, tid, nthr, arg);
+    }
     stv[tid] = s;
     if (s) snprintf(msg[tid], sizeof msg[tid], "%s", mc_errmsg());
   }
