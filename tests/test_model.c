@@ -113,16 +113,8 @@ static void test_parser_errors(void **s) {
 static int **random_perms(const mc_model *m, uint64_t seed) {
   mc_rng r;
   mc_rng_seed(&r, seed);
-  int **perm = mc_calloc((size_t)m->n_groups + 1, sizeof(int *));
-  for (int g = 0; g < m->n_groups; g++) {
-    int64_t n = m->groups[g].size;
-    int64_t *tmp = mc_malloc(sizeof(int64_t) * (size_t)n);
-    for (int64_t i = 0; i < n; i++) tmp[i] = i;
-    mc_rng_shuffle(&r, tmp, (size_t)n);
-    perm[g] = mc_malloc(sizeof(int) * (size_t)n);
-    for (int64_t i = 0; i < n; i++) perm[g][i] = (int)tmp[i];
-    free(tmp);
-  }
+  int **perm = tu_perms_alloc(m);
+  tu_random_perms(m, &r, perm);
   return perm;
 }
 
@@ -155,8 +147,7 @@ static void check_perm_invariance(const char *arch, int64_t c, int64_t h, int64_
   /* and the permutation really moved something */
   double moved = tu_max_rel(t2, theta, m->n_theta, 1e-3);
   assert_true(moved > 1e-3);
-  for (int g = 0; g < m->n_groups; g++) free(perm[g]);
-  free(perm);
+  tu_perms_free(m, perm);
   mc_exec_free(e);
   free(l1); free(x); free(t2); free(s2); free(theta); free(state);
   mc_model_free(m);

@@ -1,6 +1,8 @@
 /* Helpers shared by the tests. */
 #include "testutil.h"
 
+#include "curve/pam.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,4 +120,46 @@ void tu_backward(mc_exec *e, const float *theta, const float *dlogits, float *gr
 
 void tu_read(mc_exec *e, int node, float *out) {
   if (mc_exec_read(e, node, out)) fail_msg("read of node %d: %s", node, mc_errmsg());
+}
+
+void tu_random_perms(const mc_model *m, mc_rng *r, int **perm) {
+  for (int g = 0; g < m->n_groups; g++) {
+    int64_t n = m->groups[g].size, *tmp = mc_malloc(sizeof(int64_t) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) tmp[i] = i;
+    mc_rng_shuffle(r, tmp, (size_t)n);
+    for (int64_t i = 0; i < n; i++) perm[g][i] = (int)tmp[i];
+    free(tmp);
+  }
+}
+
+int **tu_perms_alloc(const mc_model *m) {
+  int **p = mc_calloc((size_t)m->n_groups + 1, sizeof(int *));
+  for (int g = 0; g < m->n_groups; g++) {
+    p[g] = mc_malloc(sizeof(int) * (size_t)m->groups[g].size);
+    for (int64_t i = 0; i < m->groups[g].size; i++) p[g][i] = (int)i;
+  }
+  return p;
+}
+
+void tu_perms_free(const mc_model *m, int **p) {
+  for (int g = 0; g < m->n_groups; g++) free(p[g]);
+  free(p);
+}
+
+void tu_random_ds(const mc_model *m, mc_rng *r, float **P, double noise) {
+  int **q = tu_perms_alloc(m);
+  for (int g = 0; g < m->n_groups; g++) {
+    const int64_t n = m->groups[g].size;
+    double *D = mc_calloc((size_t)(n * n), sizeof(double));
+    for (int64_t i = 0; i < n; i++) D[i * n + i] = 0.6;
+    for (int k = 0; k < 2; k++) {
+      tu_random_perms(m, r, q);
+      for (int64_t i = 0; i < n; i++) D[i * n + q[g][i]] += 0.2;
+    }
+    for (int64_t i = 0; i < n * n; i++) D[i] += noise * mc_rng_uniform(r) / (double)n;
+    mc_ds_project(D, n, 20);
+    for (int64_t i = 0; i < n * n; i++) P[g][i] = (float)D[i];
+    free(D);
+  }
+  tu_perms_free(m, q);
 }

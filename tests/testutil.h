@@ -18,6 +18,15 @@ void tu_random_input(float *x, size_t n, uint64_t seed);
  * way the loaders store them; free images and labels */
 mc_dataset tu_synth_data(int64_t n, int64_t c, int64_t h, int64_t w, uint64_t seed);
 double tu_max_rel(const float *a, const float *b, size_t n, double floor);
+/* Per-group permutations (perm[g][i]: source unit of unit i) and dense
+ * matrices P[g] (size^2 floats): identities (free with tu_perms_free), a
+ * uniformly random permutation per group, and a random near-doubly-
+ * stochastic P per group (0.6 identity + 2 x 0.2 random permutations +
+ * noise/n uniform, projected by mc_ds_project). */
+int **tu_perms_alloc(const mc_model *m);
+void tu_perms_free(const mc_model *m, int **p);
+void tu_random_perms(const mc_model *m, mc_rng *r, int **perm);
+void tu_random_ds(const mc_model *m, mc_rng *r, float **P, double noise);
 /* runs a shell command, returns its exit status */
 int tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *tu_env(const char *name, const char *fallback);
