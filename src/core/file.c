@@ -51,10 +51,10 @@ mc_status mc_read_file(const char *path, const char *what, size_t max, unsigned 
                     (long long)sb.st_size, max);
   }
   size_t n = (size_t)sb.st_size;
-  unsigned char *buf = malloc(n + 1);
+  unsigned char *buf = mc_malloc_try(n + 1);
   if (!buf) {
     close(fd);
-    return mc_error(MC_ENOMEM, "%s: cannot allocate %zu bytes to read the %s", path, n, what);
+    return mc_oom(n + 1, "reading the %s %s", what, path);
   }
   size_t got = 0;
   while (got < n) {
