@@ -75,3 +75,13 @@ mc_status mc_read_file(const char *path, const char *what, size_t max, unsigned 
   *size = n;
   return MC_OK;
 }
+
+mc_status mc_parent_dir(const char *path, char **dir) {
+  const char *slash = strrchr(path, '/');
+  size_t dl = slash ? (size_t)(slash - path) : 0;
+  if (slash && !dl) dl = 1; /* the root */
+  if (!(*dir = mc_malloc_try(dl + 2))) return mc_oom(dl + 2, "the directory name of %s", path);
+  if (slash) memcpy(*dir, path, dl), (*dir)[dl] = 0;
+  else strcpy(*dir, ".");
+  return MC_OK;
+}
