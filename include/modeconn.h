@@ -209,8 +209,8 @@ typedef struct {
 
 void mc_arch_params_default(mc_arch_params *p); /* 1x28x28, 10 classes */
 
-/* Text of a built-in architecture (caller frees), or NULL + error. */
-char *mc_zoo_spec(const char *arch, const mc_arch_params *p);
+/* *out = the text of a built-in architecture (caller frees). */
+mc_status mc_zoo_spec(const char *arch, const mc_arch_params *p, char **out);
 const char *const *mc_zoo_names(void); /* NULL-terminated */
 
 /* Build a model from spec text.  `arch` is the name recorded in files. */
