@@ -47,13 +47,31 @@ const char *mc_status_name(mc_status st);
   } while (0)
 _Noreturn void mc_assert_fail(const char *expr, const char *file, int line);
 
-void *mc_malloc(size_t n);              /* aborts with message on OOM */
-void *mc_calloc(size_t n, size_t size); /* idem */
-void *mc_aligned_alloc(size_t n);       /* 64-byte aligned, zeroed; free() */
-/* The same without the abort: NULL on failure (the caller reports
- * MC_ENOMEM naming what it was allocating); never NULL for n = 0. */
-void *mc_aligned_alloc_try(size_t n);
+/* Allocation.  Every allocation whose size or failure the user or the
+ * system can cause goes through the _try functions, which return NULL on
+ * failure (never for n = 0); the caller then returns mc_oom(bytes, what),
+ * MC_ENOMEM with a message naming what it was allocating and how many
+ * bytes, and frees what it had on its usual error path. */
 void *mc_malloc_try(size_t n);
+void *mc_calloc_try(size_t n, size_t size); /* zeroed; NULL if n * size overflows */
+void *mc_realloc_try(void *p, size_t n);    /* p stays valid on failure */
+void *mc_aligned_alloc_try(size_t n);       /* 64-byte aligned, zeroed; free() */
+char *mc_strdup_try(const char *s);
+mc_status mc_oom(size_t bytes, const char *what_fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The same, aborting with a message on failure.  Only for small
+ * fixed-size allocations of our own (a few structs or pointers, never a
+ * count read from a file, a flag or a model); each use says why. */
+void *mc_malloc(size_t n);
+void *mc_calloc(size_t n, size_t size);
+void *mc_aligned_alloc(size_t n);
+
+/* Fault injection for tests, compiled in and off by default: the n-th _try
+ * allocation from this call on fails, once (n = 0: none).  Returns how many
+ * _try allocations were made since the previous call.  MC_TEST_FAIL_ALLOC=n
+ * in the environment does the same from the first allocation of a process
+ * (for the CLI). */
+long mc_test_fail_alloc(long n);
 
 /* ------------------------------------------------------------------- rng */
 /* xoshiro256** seeded by splitmix64; the whole state is 4 words so it can
@@ -191,8 +209,8 @@ typedef struct {
 
 void mc_arch_params_default(mc_arch_params *p); /* 1x28x28, 10 classes */
 
-/* Text of a built-in architecture (caller frees), or NULL + error. */
-char *mc_zoo_spec(const char *arch, const mc_arch_params *p);
+/* *out = the text of a built-in architecture (caller frees). */
+mc_status mc_zoo_spec(const char *arch, const mc_arch_params *p, char **out);
 const char *const *mc_zoo_names(void); /* NULL-terminated */
 
 /* Build a model from spec text.  `arch` is the name recorded in files. */

@@ -40,7 +40,7 @@ static void shuffle_roundtrip(const char *arch, mc_align_method method) {
   assert_int_equal(mc_bn_recompute(e, ta, sa, &ds, 0), MC_OK);
   mc_exec_free(e);
   mc_alignment shuf;
-  mc_alignment_init_identity(&shuf, m);
+  assert_int_equal(mc_alignment_init_identity(&shuf, m), MC_OK);
   mc_rng r;
   mc_rng_seed(&r, 99);
   for (int g = 0; g < m->n_groups; g++) {
@@ -101,7 +101,7 @@ static void corr_vs_bruteforce(const char *arch, mc_backend be) {
   assert_int_equal(mc_bn_recompute(e, ta, sa, &ds, 0), MC_OK);
   assert_int_equal(mc_bn_recompute(e, tb, sb, &ds, 0), MC_OK);
   mc_alignment al;
-  mc_alignment_init_identity(&al, m);
+  assert_int_equal(mc_alignment_init_identity(&al, m), MC_OK);
   mc_rng r;
   mc_rng_seed(&r, 5);
   for (int g = 0; g < m->n_groups; g++) {
@@ -212,7 +212,7 @@ static void test_apply_rejects(void **s) {
   float *ta, *sa;
   tu_random_params(m, 5, &ta, &sa);
   mc_alignment al;
-  mc_alignment_init_identity(&al, m);
+  assert_int_equal(mc_alignment_init_identity(&al, m), MC_OK);
   al.perm[2][0] = 1; /* duplicate index */
   float *tb = mc_malloc(sizeof(float) * m->n_theta), *sb = mc_malloc(sizeof(float) * (m->n_state + 1));
   float x[784];

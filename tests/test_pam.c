@@ -62,7 +62,7 @@ static void test_projection(void **s) {
       for (int64_t i = 0; i < n * n; i++) P[i] = 3 * mc_rng_uniform(&r) - 1;
       memcpy(Q, P, sizeof(double) * (size_t)(n * n));
       double err, mn, mn1;
-      mc_ds_affine_project(P, n);
+      assert_int_equal(mc_ds_affine_project(P, n), MC_OK);
       sums_err(P, n, &err, &mn);
       worst_aff = fmax(worst_aff, err);
       assert_true(err < 1e-6);
@@ -74,14 +74,14 @@ static void test_projection(void **s) {
       }
       /* idempotent */
       memcpy(Q, P, sizeof(double) * (size_t)(n * n));
-      mc_ds_affine_project(Q, n);
+      assert_int_equal(mc_ds_affine_project(Q, n), MC_OK);
       for (int64_t i = 0; i < n * n; i++) assert_true(fabs(P[i] - Q[i]) < 1e-12);
       /* clamp + project: one round, then 20 */
       for (int64_t i = 0; i < n * n; i++) Q[i] = 3 * mc_rng_uniform(&r) - 1;
       memcpy(P, Q, sizeof(double) * (size_t)(n * n));
-      mc_ds_project(P, n, 1);
+      assert_int_equal(mc_ds_project(P, n, 1), MC_OK);
       sums_err(P, n, &err, &mn1);
-      mc_ds_project(Q, n, 20);
+      assert_int_equal(mc_ds_project(Q, n, 20), MC_OK);
       sums_err(Q, n, &err, &mn);
       worst_sum = fmax(worst_sum, err);
       worst_neg = fmin(worst_neg, mn);
@@ -172,8 +172,10 @@ static void test_hard_perm_exact(void **s) {
     float *want = mc_malloc(sizeof(float) * m->n_theta), *got = mc_malloc(sizeof(float) * m->n_theta);
     float *so = mc_malloc(sizeof(float) * (m->n_state + 1));
     mc_model_permute(m, perm, tb, sb, want, so);
-    float **P = mc_pmat_alloc(m, perm);
-    mc_pact *A = mc_pact_create(m);
+    float **P;
+    mc_pact *A;
+    assert_int_equal(mc_pmat_alloc(&P, m, perm), MC_OK);
+    assert_int_equal(mc_pact_create(&A, m), MC_OK);
     mc_pact_apply(A, P, tb, got);
     size_t bad = 0;
     for (size_t i = 0; i < m->n_theta; i++) bad += got[i] != want[i];
@@ -207,9 +209,12 @@ static void test_adjoint(void **s) {
     tu_random_params(m, 30 + (uint64_t)k, &tb, &sb);
     float *G = mc_malloc(sizeof(float) * m->n_theta), *out = mc_malloc(sizeof(float) * m->n_theta);
     for (size_t i = 0; i < m->n_theta; i++) G[i] = mc_rng_normal(&r);
-    float **P = mc_pmat_alloc(m, NULL), **dP = mc_pmat_alloc(m, NULL);
+    float **P, **dP;
+    mc_pact *A;
+    assert_int_equal(mc_pmat_alloc(&P, m, NULL), MC_OK);
+    assert_int_equal(mc_pmat_alloc(&dP, m, NULL), MC_OK);
     tu_random_ds(m, &r, P, 1.0);
-    mc_pact *A = mc_pact_create(m);
+    assert_int_equal(mc_pact_create(&A, m), MC_OK);
     for (int g = 0; g < m->n_groups; g++)
       for (int64_t i = 0; i < m->groups[g].size * m->groups[g].size; i++) dP[g][i] = 0.25f; /* accumulates */
     lin_obj(A, P, tb, G, out, m->n_theta);
@@ -257,7 +262,8 @@ static void check_loss_grad(const char *arch, int64_t hw, double width, double t
   int32_t y[6] = {0, 3, 5, 7, 9, 1};
   mc_pam *p;
   assert_int_equal(mc_pam_create(&p, m, ta, tb, phi, n, MC_BACKEND_REF), MC_OK);
-  float **P = mc_pam_matrices(p), **dP = mc_pmat_alloc(m, NULL);
+  float **P = mc_pam_matrices(p), **dP;
+  assert_int_equal(mc_pmat_alloc(&dP, m, NULL), MC_OK);
   tu_random_ds(m, &r, P, 0.5);
   for (int g = 0; g < m->n_groups; g++) memset(dP[g], 0, sizeof(float) * (size_t)(m->groups[g].size * m->groups[g].size));
   double l0;

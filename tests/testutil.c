@@ -157,7 +157,7 @@ void tu_random_ds(const mc_model *m, mc_rng *r, float **P, double noise) {
       for (int64_t i = 0; i < n; i++) D[i * n + q[g][i]] += 0.2;
     }
     for (int64_t i = 0; i < n * n; i++) D[i] += noise * mc_rng_uniform(r) / (double)n;
-    mc_ds_project(D, n, 20);
+    MC_ASSERT(mc_ds_project(D, n, 20) == MC_OK);
     for (int64_t i = 0; i < n * n; i++) P[g][i] = (float)D[i];
     free(D);
   }

@@ -19,7 +19,8 @@ typedef struct {
   int iterations;      /* weight matching: coordinate-descent passes */
 } mc_alignment;
 
-void mc_alignment_init_identity(mc_alignment *al, const mc_model *m);
+/* The identity alignment of m (MC_ENOMEM: al is left empty, freeable). */
+mc_status mc_alignment_init_identity(mc_alignment *al, const mc_model *m);
 void mc_alignment_free(mc_alignment *al);
 
 /* Correlation statistics of A and B (BN eval mode) over the first n

@@ -11,22 +11,33 @@
 #include <stdlib.h>
 #include <string.h>
 
-void mc_alignment_init_identity(mc_alignment *al, const mc_model *m) {
+mc_status mc_alignment_init_identity(mc_alignment *al, const mc_model *m) {
   memset(al, 0, sizeof *al);
   al->n_groups = m->n_groups;
-  al->perm = mc_calloc((size_t)m->n_groups + 1, sizeof(int *));
-  al->corr_before = mc_calloc((size_t)m->n_groups + 1, sizeof(double));
-  al->corr_after = mc_calloc((size_t)m->n_groups + 1, sizeof(double));
-  al->n_taps = mc_calloc((size_t)m->n_groups + 1, sizeof(int));
+  const size_t ng = (size_t)m->n_groups + 1;
+  al->perm = mc_calloc_try(ng, sizeof(int *));
+  al->corr_before = mc_calloc_try(ng, sizeof(double));
+  al->corr_after = mc_calloc_try(ng, sizeof(double));
+  al->n_taps = mc_calloc_try(ng, sizeof(int));
+  if (!al->perm || !al->corr_before || !al->corr_after || !al->n_taps) {
+    mc_alignment_free(al);
+    return mc_oom(ng * (sizeof(int *) + 2 * sizeof(double) + sizeof(int)), "an alignment of %d groups",
+                  m->n_groups);
+  }
   for (int g = 0; g < m->n_groups; g++) {
-    al->perm[g] = mc_malloc(sizeof(int) * (size_t)m->groups[g].size);
+    const size_t bytes = sizeof(int) * (size_t)m->groups[g].size;
+    if (!(al->perm[g] = mc_malloc_try(bytes))) {
+      mc_alignment_free(al);
+      return mc_oom(bytes, "the permutation of group %d (%s)", g, m->groups[g].name);
+    }
     for (int64_t i = 0; i < m->groups[g].size; i++) al->perm[g][i] = (int)i;
     al->corr_before[g] = al->corr_after[g] = NAN;
   }
+  return MC_OK;
 }
 
 void mc_alignment_free(mc_alignment *al) {
-  for (int g = 0; g < al->n_groups; g++) free(al->perm[g]);
+  for (int g = 0; al->perm && g < al->n_groups; g++) free(al->perm[g]);
   free(al->perm);
   free(al->corr_before);
   free(al->corr_after);
@@ -58,8 +69,13 @@ static int is_tap_node(const mc_model *m, int i, const int *has_relu) {
   return 0;
 }
 
-static tap *collect_taps(const mc_model *m, int *ntap, size_t *nmom) {
-  int *has_relu = mc_calloc((size_t)m->n_groups + 1, sizeof(int));
+/* *taps = every statistic of m (*ntap of them, *nmom moments in all). */
+static mc_status collect_taps(const mc_model *m, tap **taps, int *ntap, size_t *nmom) {
+  *taps = NULL;
+  *ntap = 0;
+  *nmom = 0;
+  int *has_relu = mc_calloc_try((size_t)m->n_groups + 1, sizeof(int));
+  if (!has_relu) return mc_oom(sizeof(int) * ((size_t)m->n_groups + 1), "the alignment's group table");
   for (int i = 0; i < m->n_nodes; i++) {
     const mc_node *nd = &m->nodes[i];
     if (nd->kind != MC_NODE_RELU) continue;
@@ -68,7 +84,6 @@ static tap *collect_taps(const mc_model *m, int *ntap, size_t *nmom) {
   }
   tap *t = NULL;
   int n = 0;
-  *nmom = 0;
   for (int i = 0; i < m->n_nodes; i++) {
     if (!is_tap_node(m, i, has_relu)) continue;
     const mc_node *nd = &m->nodes[i];
@@ -76,8 +91,13 @@ static tap *collect_taps(const mc_model *m, int *ntap, size_t *nmom) {
     for (int s = 0; s < nd->layout.n; s++) {
       const mc_segment *sg = &nd->layout.seg[s];
       if (sg->group >= 0) {
-        t = realloc(t, sizeof(tap) * (size_t)(n + 1));
-        MC_ASSERT(t);
+        tap *grown = mc_realloc_try(t, sizeof(tap) * (size_t)(n + 1));
+        if (!grown) {
+          free(t);
+          free(has_relu);
+          return mc_oom(sizeof(tap) * (size_t)(n + 1), "the alignment's list of %d activation taps", n + 1);
+        }
+        t = grown;
         tap *p = &t[n++];
         memset(p, 0, sizeof *p);
         p->node = i;
@@ -93,7 +113,8 @@ static tap *collect_taps(const mc_model *m, int *ntap, size_t *nmom) {
   }
   free(has_relu);
   *ntap = n;
-  return t;
+  *taps = t;
+  return MC_OK;
 }
 
 /* Moments, per image: the image's segment is taken as blocks of 8 units,
@@ -190,22 +211,27 @@ static mc_status corr_slices(mc_exec **w, int tid, int nthr, void *arg) {
     size_t s = (size_t)(pad8(j->taps[t].count) * nd->H * nd->W * j->taps[t].repeat);
     if (s > maxblk) maxblk = s;
   }
-  double *acc = j->acc[tid] = mc_calloc(j->nmom, sizeof(double));
-  float *xa = mc_aligned_alloc(sizeof(float) * maxact * (size_t)j->rows);
-  float *xb = mc_aligned_alloc(sizeof(float) * maxact * (size_t)j->rows);
-  float *wa = mc_aligned_alloc(sizeof(float) * maxblk), *wb = mc_aligned_alloc(sizeof(float) * maxblk);
-  mc_batches bt;
-  mc_batches_init_part(&bt, j->ds, j->n, j->rows, tid, nthr);
+  const size_t act = sizeof(float) * maxact * (size_t)j->rows, blk = sizeof(float) * maxblk;
+  double *acc = j->acc[tid] = mc_calloc_try(j->nmom, sizeof(double));
+  float *xa = mc_aligned_alloc_try(act), *xb = mc_aligned_alloc_try(act);
+  float *wa = mc_aligned_alloc_try(blk), *wb = mc_aligned_alloc_try(blk);
   /* --align-adv: each model sees its own PGD examples of the images (eval
    * mode), as the official align_googlenet.py / AlignedModelPairs do */
-  const size_t nx = (size_t)(j->rows * m->in_c * m->in_h * m->in_w);
+  const size_t nx = sizeof(float) * (size_t)(j->rows * m->in_c * m->in_h * m->in_w);
   float *adv[2] = {NULL, NULL}, *dx = NULL;
   if (j->pgd) {
-    adv[0] = mc_aligned_alloc(sizeof(float) * nx);
-    adv[1] = mc_aligned_alloc(sizeof(float) * nx);
-    dx = mc_aligned_alloc(sizeof(float) * nx);
+    adv[0] = mc_aligned_alloc_try(nx);
+    adv[1] = mc_aligned_alloc_try(nx);
+    dx = mc_aligned_alloc_try(nx);
   }
+  mc_batches bt;
   mc_status st = MC_OK;
+  if (!acc || !xa || !xb || !wa || !wb || (j->pgd && (!adv[0] || !adv[1] || !dx))) {
+    st = mc_oom(sizeof(double) * j->nmom + 2 * (act + blk) + (j->pgd ? 3 * nx : 0),
+                "the alignment statistics of thread %d", tid);
+    goto done;
+  }
+  mc_batches_init_part(&bt, j->ds, j->n, j->rows, tid, nthr); /* still aborts on OOM: eval.c */
   for (int64_t k; !st && (k = mc_batches_next(&bt)) > 0;) {
     const float *in[2] = {bt.x, bt.x};
     const float *th[2] = {j->ta, j->tb};
@@ -228,6 +254,7 @@ static mc_status corr_slices(mc_exec **w, int tid, int nthr, void *arg) {
     }
   }
   mc_batches_free(&bt);
+done:
   free(xa);
   free(xb);
   free(wa);
@@ -257,24 +284,33 @@ static mc_status corr_matrices(const mc_model *m, const float *ta, float *sa, co
   const int T = mc_get_threads();
   corr_job j = {.m = m, .ta = ta, .tb = tb, .sa = sa, .sb = sb, .ds = ds, .n = n, .rows = mc_eval_rows(e[0]),
                 .pgd = pgd};
-  tap *taps = collect_taps(m, &j.ntap, &j.nmom);
+  tap *taps = NULL;
+  double *total = NULL, **G = NULL;
+  if ((st = collect_taps(m, &taps, &j.ntap, &j.nmom))) goto done;
   j.taps = taps;
-  j.acc = mc_calloc((size_t)T, sizeof(double *));
+  if (!(j.acc = mc_calloc_try((size_t)T, sizeof(double *)))) {
+    st = mc_oom(sizeof(double *) * (size_t)T, "the alignment's per-thread statistics");
+    goto done;
+  }
   st = mc_exec_parallel(e, 2, j.rows, corr_slices, &j);
-  double *total = mc_calloc(j.nmom + 1, sizeof(double));
+  if (!st && !(total = mc_calloc_try(j.nmom + 1, sizeof(double))))
+    st = mc_oom(sizeof(double) * (j.nmom + 1), "the alignment's summed statistics");
   for (int t = 0; t < T; t++) {
-    for (size_t q = 0; j.acc[t] && q < j.nmom; q++) total[q] += j.acc[t][q];
+    for (size_t q = 0; total && j.acc[t] && q < j.nmom; q++) total[q] += j.acc[t][q];
     free(j.acc[t]);
   }
   free(j.acc);
-  double **G = NULL;
   if (!st) {
-    G = mc_calloc((size_t)m->n_groups + 1, sizeof(double *));
-    for (int g = 0; g < m->n_groups; g++) {
+    if (!(G = mc_calloc_try((size_t)m->n_groups + 1, sizeof(double *))))
+      st = mc_oom(sizeof(double *) * ((size_t)m->n_groups + 1), "the alignment's correlation matrices");
+    for (int g = 0; g < m->n_groups && !st; g++) {
       size_t c = (size_t)m->groups[g].size;
-      G[g] = mc_calloc(c * c, sizeof(double));
+      if (!(G[g] = mc_calloc_try(c * c, sizeof(double))))
+        st = mc_oom(sizeof(double) * c * c, "the correlation matrix of group %d (%s)", g, m->groups[g].name);
       taps_per_group[g] = 0;
     }
+  }
+  if (!st) {
     for (int t = 0; t < j.ntap; t++) {
       const tap *p = &taps[t];
       const mc_node *nd = &m->nodes[p->node];
@@ -282,6 +318,12 @@ static mc_status corr_matrices(const mc_model *m, const float *ta, float *sa, co
       taps_per_group[p->group]++;
     }
   }
+  if (st && G) {
+    for (int g = 0; g < m->n_groups; g++) free(G[g]);
+    free(G);
+    G = NULL;
+  }
+done:
   free(total);
   free(taps);
   mc_exec_free(e[0]);
@@ -321,8 +363,9 @@ mc_status mc_align_corr(const mc_model *m, const float *ta, float *sa, const flo
 mc_status mc_align_corr_pgd(const mc_model *m, const float *ta, float *sa, const float *tb, float *sb,
                             const mc_dataset *ds, int64_t n, int64_t batch, mc_backend be, const mc_pgd *pgd,
                             mc_alignment *out) {
-  mc_alignment_init_identity(out, m);
-  mc_status st = corr_common(m, ta, sa, tb, sb, ds, n, batch, be, pgd, out, 1);
+  mc_status st = mc_alignment_init_identity(out, m);
+  if (st) return st;
+  st = corr_common(m, ta, sa, tb, sb, ds, n, batch, be, pgd, out, 1);
   if (st) mc_alignment_free(out);
   return st;
 }

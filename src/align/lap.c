@@ -276,7 +276,9 @@ mc_status mc_lap_max(const double *C, int64_t n, int *perm, double *obj) {
   const double *P = C;
   if (has_nan || shift) {
     const size_t nn = (size_t)n * (size_t)n;
-    copy = mc_malloc(nn * sizeof(double));
+    if (!(copy = mc_malloc_try(nn * sizeof(double))))
+      return mc_oom(nn * sizeof(double), "lap: a sanitised copy of the %lld x %lld matrix", (long long)n,
+                    (long long)n);
     for (size_t k = 0; k < nn; k++) {
       const double c = C[k];
       copy[k] = isnan(c) ? 0 : (shift ? ldexp(c, -shift) : c);
@@ -285,10 +287,19 @@ mc_status mc_lap_max(const double *C, int64_t n, int *perm, double *obj) {
   }
 
   lap_ws w = {.n = n, .P = P};
-  w.u = mc_malloc(3 * (size_t)n * sizeof(double));
+  w.u = mc_malloc_try(3 * (size_t)n * sizeof(double));
+  w.pred = mc_malloc_try(6 * (size_t)n * sizeof(int));
+  int *freerows = mc_malloc_try((size_t)n * sizeof(int));
+  if (!w.u || !w.pred || !freerows) {
+    free(w.u);
+    free(w.pred);
+    free(freerows);
+    free(copy);
+    return mc_oom((size_t)n * (3 * sizeof(double) + 7 * sizeof(int)), "lap: the workspace of a %lld x %lld problem",
+                  (long long)n, (long long)n);
+  }
   w.v = w.u + n;
   w.d = w.v + n;
-  w.pred = mc_malloc(6 * (size_t)n * sizeof(int));
   w.x = w.pred + n;
   w.y = w.x + n;
   w.todo = w.y + n;
@@ -300,7 +311,6 @@ mc_status mc_lap_max(const double *C, int64_t n, int *perm, double *obj) {
   reduction_transfer(&w);
   int nfree = augmenting_row_reduction(&w, 2);
   /* augment() reuses srow: take the list of free rows out first */
-  int *freerows = mc_malloc((size_t)nfree * sizeof(int) + 1);
   memcpy(freerows, w.srow, (size_t)nfree * sizeof(int));
   for (int k = 0; k < nfree && st == MC_OK; k++) st = augment(&w, freerows[k]);
   free(freerows);

@@ -44,23 +44,28 @@ static void add_similarity(const mc_tensor *t, int a, int g, const float *A, con
 
 mc_status mc_align_weights(const mc_model *m, const float *ta, const float *tb, uint64_t seed,
                            mc_alignment *out) {
-  mc_alignment_init_identity(out, m);
+  mc_status st = mc_alignment_init_identity(out, m);
   const int G = m->n_groups;
-  if (G == 0) return MC_OK;
-  float *bp = mc_aligned_alloc(sizeof(float) * m->n_theta);
-  float *dummy_state = mc_aligned_alloc(sizeof(float) * (m->n_state + 1));
-  float *zero_state = mc_aligned_alloc(sizeof(float) * (m->n_state + 1));
-  int64_t *order = mc_malloc(sizeof(int64_t) * (size_t)G);
-  int *ident = NULL, *cand = NULL;
+  if (st || G == 0) return st;
+  const size_t nth = sizeof(float) * (size_t)m->n_theta, nst = sizeof(float) * (size_t)(m->n_state + 1);
+  float *bp = mc_aligned_alloc_try(nth);
+  float *dummy_state = mc_aligned_alloc_try(nst);
+  float *zero_state = mc_aligned_alloc_try(nst);
+  int64_t *order = mc_malloc_try(sizeof(int64_t) * (size_t)G);
   int64_t maxs = 0;
   for (int g = 0; g < G; g++) maxs = m->groups[g].size > maxs ? m->groups[g].size : maxs;
-  ident = mc_malloc(sizeof(int) * (size_t)maxs);
-  cand = mc_malloc(sizeof(int) * (size_t)maxs);
-  double *S = mc_malloc(sizeof(double) * (size_t)(maxs * maxs));
+  int *ident = mc_malloc_try(sizeof(int) * (size_t)maxs);
+  int *cand = mc_malloc_try(sizeof(int) * (size_t)maxs);
+  double *S = mc_malloc_try(sizeof(double) * (size_t)(maxs * maxs));
   mc_rng r;
   mc_rng_seed(&r, seed);
-  mc_status st = MC_OK;
-  int it;
+  int it = 0;
+  if (!bp || !dummy_state || !zero_state || !order || !ident || !cand || !S) {
+    st = mc_oom(nth + 2 * nst + (sizeof(int64_t) + 2 * sizeof(int) + sizeof(double) * (size_t)maxs) * (size_t)maxs,
+                "weight matching (a permuted copy of B and %lld x %lld similarities)", (long long)maxs,
+                (long long)maxs);
+    goto out;
+  }
   for (it = 0; it < 200; it++) {
     for (int g = 0; g < G; g++) order[g] = g;
     mc_rng_shuffle(&r, order, (size_t)G);
@@ -107,8 +112,14 @@ static double logits_err(const mc_model *m, const float *ta, const float *sa, co
   mc_exec *e;
   if ((*st = mc_exec_create(&e, m, n, be))) return INFINITY;
   size_t nl = (size_t)(n * m->classes);
-  float *l1 = mc_malloc(sizeof(float) * nl);
-  float *s1 = mc_malloc(sizeof(float) * (m->n_state + 1)), *s2 = mc_malloc(sizeof(float) * (m->n_state + 1));
+  const size_t nst = sizeof(float) * (size_t)(m->n_state + 1);
+  float *l1 = mc_malloc_try(sizeof(float) * nl), *s1 = mc_malloc_try(nst), *s2 = mc_malloc_try(nst);
+  if (!l1 || !s1 || !s2) {
+    free(l1); free(s1); free(s2);
+    mc_exec_free(e);
+    *st = mc_oom(sizeof(float) * nl + 2 * nst, "the equivalence check of the permuted model");
+    return INFINITY;
+  }
   memcpy(s1, sa, sizeof(float) * m->n_state);
   memcpy(s2, sb, sizeof(float) * m->n_state);
   double scale = 1e-6, err = 0;
@@ -133,7 +144,8 @@ mc_status mc_align_apply(const mc_model *m, const mc_alignment *al, const float 
   for (int g = 0; g < m->n_groups; g++) {
     /* a permutation must be one: every index exactly once */
     int64_t sz = m->groups[g].size;
-    char *seen = mc_calloc((size_t)sz, 1);
+    char *seen = mc_calloc_try((size_t)sz, 1);
+    if (!seen) return mc_oom((size_t)sz, "checking the permutation of group %d (%s)", g, m->groups[g].name);
     for (int64_t i = 0; i < sz; i++) {
       int p = al->perm[g][i];
       if (p < 0 || p >= sz || seen[p]) {
@@ -155,19 +167,17 @@ mc_status mc_align_apply(const mc_model *m, const mc_alignment *al, const float 
    * 1.1e-5 of the largest logit. */
   if (err <= 1e-4) return MC_OK;
   /* find the offending group: apply each alone */
-  int **one = mc_calloc((size_t)m->n_groups + 1, sizeof(int *));
+  mc_alignment one;
+  if ((st = mc_alignment_init_identity(&one, m))) return st;
   int bad = -1;
-  for (int g = 0; g < m->n_groups && bad < 0; g++) {
-    for (int h = 0; h < m->n_groups; h++) {
-      free(one[h]);
-      one[h] = mc_malloc(sizeof(int) * (size_t)m->groups[h].size);
-      for (int64_t i = 0; i < m->groups[h].size; i++) one[h][i] = h == g ? al->perm[g][i] : (int)i;
-    }
-    mc_model_permute(m, one, tb, sb, tb_out, sb_out);
-    if (logits_err(m, tb, sb, tb_out, sb_out, x, n, be, &st) > 1e-4) bad = g;
+  for (int g = 0; g < m->n_groups && bad < 0 && !st; g++) {
+    memcpy(one.perm[g], al->perm[g], sizeof(int) * (size_t)m->groups[g].size);
+    mc_model_permute(m, one.perm, tb, sb, tb_out, sb_out);
+    if (logits_err(m, tb, sb, tb_out, sb_out, x, n, be, &st) > 1e-4 && !st) bad = g;
+    for (int64_t i = 0; i < m->groups[g].size; i++) one.perm[g][i] = (int)i;
   }
-  for (int h = 0; h < m->n_groups; h++) free(one[h]);
-  free(one);
+  mc_alignment_free(&one);
+  if (st) return st;
   if (bad >= 0)
     return mc_error(MC_EINTERNAL, "permuted model differs from the original (max rel logit error %.3g); "
                     "offending group %d (%s); nothing written", err, bad, m->groups[bad].name);

@@ -67,7 +67,10 @@ mc_status mc_align_run(const mc_model *m, mc_align_method method, const float *t
   if (st) return st;
   /* the equivalence check runs on a few real images when we have them */
   int64_t n = 16;
-  float *x = mc_aligned_alloc(sizeof(float) * (size_t)(n * m->in_c * m->in_h * m->in_w));
+  const size_t bytes = sizeof(float) * (size_t)(n * m->in_c * m->in_h * m->in_w);
+  float *x = mc_aligned_alloc_try(bytes);
+  if (!x)
+    return mc_oom(bytes, "the %lld images of the alignment's equivalence check", (long long)n);
   if (ds && ds->n >= n) {
     int64_t idx[16];
     int32_t y[16];

@@ -232,7 +232,7 @@ static int cmd_curve_train(int argc, char **argv) {
     if (no_align) {
       memcpy(cf.b, tb, sizeof(float) * cf.m->n_theta);
       memcpy(cf.sb, sb, sizeof(float) * cf.m->n_state);
-      mc_alignment_init_identity(&al, cf.m);
+      if ((st = mc_alignment_init_identity(&al, cf.m))) goto done;
     } else {
       fprintf(stderr, "aligning %s to %s (%s)\n", pb, pa, align_s);
       st = mc_align_run(cf.m, method, cf.a, cf.sa, tb, sb, &d.train, samples, 500, (uint64_t)so.seed, be,

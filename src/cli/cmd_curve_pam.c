@@ -72,7 +72,7 @@ mc_status cli_curve_pam(const cli_pam_opts *po, double nu, const mc_curve_train_
   snprintf(cf->align, sizeof cf->align, "pam+%s", align_s);
   /* the permutation of the raw B: PAM's on top of the initial alignment */
   mc_alignment comp;
-  mc_alignment_init_identity(&comp, m);
+  if ((st = mc_alignment_init_identity(&comp, m))) return mc_pam_result_free(&res), st;
   for (int g = 0; g < m->n_groups; g++)
     for (int64_t i = 0; i < m->groups[g].size; i++) comp.perm[g][i] = al->perm[g][res.perm[g][i]];
   free(cf->perm_json);

@@ -3,6 +3,8 @@
 #include "modeconn.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,24 +47,57 @@ void mc_assert_fail(const char *expr, const char *file, int line) {
   abort();
 }
 
-static void *oom(size_t n) {
-  fprintf(stderr, "modeconn: out of memory allocating %zu bytes\n", n);
-  abort();
+/* ---------------------------------------------------------- allocation */
+
+/* Fault injection: g_fail_at counts down the _try allocations and the one
+ * that takes it from 1 to 0 fails; g_count counts them for the test.  The
+ * environment is read once, at the first allocation. */
+static atomic_long g_fail_at, g_count;
+static atomic_int g_env_read;
+
+long mc_test_fail_alloc(long n) {
+  atomic_store(&g_env_read, 1);
+  atomic_store(&g_fail_at, n > 0 ? n : 0);
+  return atomic_exchange(&g_count, 0);
 }
 
-void *mc_malloc_try(size_t n) { return malloc(n ? n : 1); }
-
-void *mc_malloc(size_t n) {
-  void *p = mc_malloc_try(n);
-  return p ? p : oom(n);
+static bool injected_failure(void) {
+  if (!atomic_load_explicit(&g_env_read, memory_order_relaxed) && !atomic_exchange(&g_env_read, 1)) {
+    const char *e = getenv("MC_TEST_FAIL_ALLOC");
+    if (e && *e) atomic_store(&g_fail_at, strtol(e, NULL, 10));
+  }
+  atomic_fetch_add_explicit(&g_count, 1, memory_order_relaxed);
+  long left = atomic_load_explicit(&g_fail_at, memory_order_relaxed);
+  while (left > 0 && !atomic_compare_exchange_weak(&g_fail_at, &left, left - 1)) {}
+  return left == 1;
 }
 
-void *mc_calloc(size_t n, size_t size) {
-  void *p = calloc(n ? n : 1, size ? size : 1);
-  return p ? p : oom(n * size);
+mc_status mc_oom(size_t bytes, const char *what_fmt, ...) {
+  char what[512];
+  va_list ap;
+  va_start(ap, what_fmt);
+  vsnprintf(what, sizeof what, what_fmt, ap);
+  va_end(ap);
+  return mc_error(MC_ENOMEM, "out of memory allocating %zu bytes for %s", bytes, what);
 }
 
-void *mc_aligned_alloc_try(size_t n) {
+void *mc_malloc_try(size_t n) { return injected_failure() ? NULL : malloc(n ? n : 1); }
+
+void *mc_calloc_try(size_t n, size_t size) {
+  size_t b;
+  if (__builtin_mul_overflow(n, size, &b) || injected_failure()) return NULL;
+  return calloc(b ? b : 1, 1);
+}
+
+void *mc_realloc_try(void *p, size_t n) { return injected_failure() ? NULL : realloc(p, n ? n : 1); }
+
+char *mc_strdup_try(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *d = mc_malloc_try(n);
+  return d ? memcpy(d, s, n) : NULL;
+}
+
+static void *aligned_zeroed(size_t n) {
   if (n > SIZE_MAX - 64) return NULL;
   size_t r = (n + 63) & ~(size_t)63;
   void *p = aligned_alloc(64, r ? r : 64);
@@ -70,7 +105,29 @@ void *mc_aligned_alloc_try(size_t n) {
   return p;
 }
 
+void *mc_aligned_alloc_try(size_t n) { return injected_failure() ? NULL : aligned_zeroed(n); }
+
+/* The aborting variants bypass the fault injection: they are for our own
+ * fixed-size allocations, whose failure is not a path we recover from. */
+_Noreturn static void die_oom(size_t n) {
+  fprintf(stderr, "modeconn: out of memory allocating %zu bytes\n", n);
+  abort();
+}
+
+void *mc_malloc(size_t n) {
+  void *p = malloc(n ? n : 1);
+  if (!p) die_oom(n);
+  return p;
+}
+
+void *mc_calloc(size_t n, size_t size) {
+  void *p = calloc(n ? n : 1, size ? size : 1);
+  if (!p) die_oom(n * size);
+  return p;
+}
+
 void *mc_aligned_alloc(size_t n) {
-  void *p = mc_aligned_alloc_try(n);
-  return p ? p : oom(n);
+  void *p = aligned_zeroed(n);
+  if (!p) die_oom(n);
+  return p;
 }

@@ -51,10 +51,10 @@ mc_status mc_read_file(const char *path, const char *what, size_t max, unsigned 
                     (long long)sb.st_size, max);
   }
   size_t n = (size_t)sb.st_size;
-  unsigned char *buf = malloc(n + 1);
+  unsigned char *buf = mc_malloc_try(n + 1);
   if (!buf) {
     close(fd);
-    return mc_error(MC_ENOMEM, "%s: cannot allocate %zu bytes to read the %s", path, n, what);
+    return mc_oom(n + 1, "reading the %s %s", what, path);
   }
   size_t got = 0;
   while (got < n) {
@@ -73,5 +73,15 @@ mc_status mc_read_file(const char *path, const char *what, size_t max, unsigned 
   buf[n] = 0;
   *out = buf;
   *size = n;
+  return MC_OK;
+}
+
+mc_status mc_parent_dir(const char *path, char **dir) {
+  const char *slash = strrchr(path, '/');
+  size_t dl = slash ? (size_t)(slash - path) : 0;
+  if (slash && !dl) dl = 1; /* the root */
+  if (!(*dir = mc_malloc_try(dl + 2))) return mc_oom(dl + 2, "the directory name of %s", path);
+  if (slash) memcpy(*dir, path, dl), (*dir)[dl] = 0;
+  else strcpy(*dir, ".");
   return MC_OK;
 }

@@ -18,4 +18,8 @@ int mc_open_regular(const char *path, const char *what, mc_status *st);
  * with a NUL after the data (*out, *size). */
 mc_status mc_read_file(const char *path, const char *what, size_t max, unsigned char **out, size_t *size);
 
+/* *dir = a fresh copy of the directory part of path: "." when it has no
+ * '/', "/" for a file in the root; MC_ENOMEM naming path. */
+mc_status mc_parent_dir(const char *path, char **dir);
+
 #endif

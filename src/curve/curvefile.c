@@ -6,13 +6,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A curve file's parts (a., b., bend1. ...) and metadata (the curve's,
- * then extra); the caller frees *parts, *names and *kv. */
-static int curve_parts(const mc_curve_file *cf, const mc_kv *extra, int nextra, int more_parts, mc_ckpt_part **parts,
-                       char (**names)[32], mc_kv **kv, char nb[16]) {
-  int np = 2 + cf->c.n_bends;
-  *parts = mc_calloc((size_t)(np + more_parts), sizeof **parts);
-  *names = mc_calloc((size_t)(np + more_parts), 32);
+/* A curve file's parts (a., b., bend1. ... : *np of them, room for
+ * more_parts after) and metadata (the curve's, then extra); the caller
+ * frees *parts, *names and *kv, also on failure. */
+static mc_status curve_parts(const char *path, const mc_curve_file *cf, const mc_kv *extra, int nextra, int more_parts,
+                             mc_ckpt_part **parts, char (**names)[32], mc_kv **kv, char nb[16], int *np) {
+  *np = 2 + cf->c.n_bends;
+  const size_t nparts = (size_t)(*np + more_parts);
+  *parts = mc_calloc_try(nparts, sizeof **parts);
+  *names = mc_calloc_try(nparts, 32);
+  *kv = mc_calloc_try((size_t)(4 + nextra), sizeof **kv);
+  if (!*parts || !*names || !*kv)
+    return mc_oom(nparts * (sizeof **parts + 32) + (size_t)(4 + nextra) * sizeof **kv,
+                  "the list of %zu parts of curve file %s", nparts, path);
   (*parts)[0] = (mc_ckpt_part){"a.", cf->a, cf->sa};
   (*parts)[1] = (mc_ckpt_part){"b.", cf->b, cf->sb};
   for (int k = 0; k < cf->c.n_bends; k++) {
@@ -20,21 +26,21 @@ static int curve_parts(const mc_curve_file *cf, const mc_kv *extra, int nextra, 
     (*parts)[2 + k] = (mc_ckpt_part){(*names)[k], cf->c.bends[k], NULL};
   }
   snprintf(nb, 16, "%d", cf->c.n_bends);
-  *kv = mc_calloc((size_t)(4 + nextra), sizeof **kv);
   (*kv)[0] = (mc_kv){"modeconn.curve.kind", mc_curve_kind_name(cf->c.kind)};
   (*kv)[1] = (mc_kv){"modeconn.curve.bends", nb};
   (*kv)[2] = (mc_kv){"modeconn.curve.align", cf->align};
   (*kv)[3] = (mc_kv){"modeconn.curve.perm", cf->perm_json ? cf->perm_json : "null"};
   for (int i = 0; i < nextra; i++) (*kv)[4 + i] = extra[i];
-  return np;
+  return MC_OK;
 }
 
 mc_status mc_curve_save(const char *path, const mc_curve_file *cf, const mc_kv *extra, int nextra) {
   mc_ckpt_part *parts;
   char(*names)[32], nb[16];
   mc_kv *kv;
-  int np = curve_parts(cf, extra, nextra, 0, &parts, &names, &kv, nb);
-  mc_status st = mc_ckpt_save(path, cf->m, parts, np, kv, 4 + nextra);
+  int np;
+  mc_status st = curve_parts(path, cf, extra, nextra, 0, &parts, &names, &kv, nb, &np);
+  if (!st) st = mc_ckpt_save(path, cf->m, parts, np, kv, 4 + nextra);
   free(parts);
   free(names);
   free(kv);
@@ -47,12 +53,13 @@ mc_status mc_curve_ckpt_save(const char *out, const mc_curve_file *cf, float *co
   char(*names)[32], nb[16];
   mc_kv *kv;
   const int K = cf->c.n_bends;
-  int np = curve_parts(cf, extra, nextra, K, &parts, &names, &kv, nb);
-  for (int k = 0; k < K; k++) {
+  int np;
+  mc_status st = curve_parts(out, cf, extra, nextra, K, &parts, &names, &kv, nb, &np);
+  for (int k = 0; k < K && !st; k++) {
     snprintf(names[K + k], 32, "mom%d.", k + 1);
     parts[np + k] = (mc_ckpt_part){names[K + k], mom[k], NULL};
   }
-  mc_status st = mc_resume_save(out, cf->m, parts, np + K, parts, np, kv, 4 + nextra, epoch, run);
+  if (!st) st = mc_resume_save(out, cf->m, parts, np + K, parts, np, kv, 4 + nextra, epoch, run);
   free(parts);
   free(names);
   free(kv);
@@ -96,24 +103,28 @@ static mc_status curve_from_st(const mc_st_file *f, mc_curve_file *cf) {
   }
   cf->c.n_bends = (int)k;
   cf->c.n = m->n_theta;
-  cf->a = mc_aligned_alloc(sizeof(float) * m->n_theta);
-  cf->b = mc_aligned_alloc(sizeof(float) * m->n_theta);
-  cf->sa = mc_aligned_alloc(sizeof(float) * (m->n_state + 1));
-  cf->sb = mc_aligned_alloc(sizeof(float) * (m->n_state + 1));
-  cf->c.bends = mc_calloc((size_t)k + 1, sizeof(float *));
-  st = mc_ckpt_get(f, m, "a.", cf->a, cf->sa, 0);
+  const size_t nth = sizeof(float) * m->n_theta, nst = sizeof(float) * (m->n_state + 1);
+  cf->a = mc_aligned_alloc_try(nth);
+  cf->b = mc_aligned_alloc_try(nth);
+  cf->sa = mc_aligned_alloc_try(nst);
+  cf->sb = mc_aligned_alloc_try(nst);
+  cf->c.bends = mc_calloc_try((size_t)k + 1, sizeof(float *));
+  if (!cf->a || !cf->b || !cf->sa || !cf->sb || !cf->c.bends)
+    st = mc_oom(2 * (nth + nst) + sizeof(float *) * ((size_t)k + 1), "%s: the endpoints of the curve", path);
+  if (!st) st = mc_ckpt_get(f, m, "a.", cf->a, cf->sa, 0);
   if (!st) st = mc_ckpt_get(f, m, "b.", cf->b, cf->sb, 0);
   for (int i = 0; i < k && !st; i++) {
     char pre[32];
     snprintf(pre, sizeof pre, "bend%d.", i + 1);
-    cf->c.bends[i] = mc_aligned_alloc(sizeof(float) * m->n_theta);
-    st = mc_ckpt_get(f, m, pre, cf->c.bends[i], NULL, 0);
+    if (!(cf->c.bends[i] = mc_aligned_alloc_try(nth))) st = mc_oom(nth, "%s: bend %d of the curve", path, i + 1);
+    else st = mc_ckpt_get(f, m, pre, cf->c.bends[i], NULL, 0);
   }
   cf->c.a = cf->a;
   cf->c.b = cf->b;
   const char *al = mc_st_meta(f, "modeconn.curve.align"), *pj = mc_st_meta(f, "modeconn.curve.perm");
   snprintf(cf->align, sizeof cf->align, "%s", al ? al : "unknown");
-  if (pj && strcmp(pj, "null")) cf->perm_json = strdup(pj);
+  if (!st && pj && strcmp(pj, "null") && !(cf->perm_json = mc_strdup_try(pj)))
+    st = mc_oom(strlen(pj) + 1, "%s: the curve's modeconn.curve.perm metadata", path);
   if (st) mc_curve_file_free(cf);
   return st;
 }
@@ -139,15 +150,17 @@ mc_status mc_curve_ckpt_resume(const char *ckpt, const char *want, const char *w
   st = curve_from_st(&g, cf);
   if (!st) {
     const int K = cf->c.n_bends;
-    *mom = mc_calloc((size_t)K + 1, sizeof(float *));
+    const size_t nth = sizeof(float) * cf->m->n_theta;
+    if (!(*mom = mc_calloc_try((size_t)K + 1, sizeof(float *))))
+      st = mc_oom(sizeof(float *) * ((size_t)K + 1), "%s: the list of %d momentum buffers", ckpt, K);
     for (int k = 0; k < K && !st; k++) {
       char pre[32];
       snprintf(pre, sizeof pre, "mom%d.", k + 1);
-      (*mom)[k] = mc_aligned_alloc(sizeof(float) * cf->m->n_theta);
-      st = mc_ckpt_get(&g, cf->m, pre, (*mom)[k], NULL, 0);
+      if (!((*mom)[k] = mc_aligned_alloc_try(nth))) st = mc_oom(nth, "%s: momentum buffer %d", ckpt, k + 1);
+      else st = mc_ckpt_get(&g, cf->m, pre, (*mom)[k], NULL, 0);
     }
     if (st) {
-      for (int k = 0; k < K; k++) free((*mom)[k]);
+      for (int k = 0; *mom && k < K; k++) free((*mom)[k]);
       free(*mom);
       *mom = NULL;
       mc_curve_file_free(cf);

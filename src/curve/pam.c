@@ -40,8 +40,8 @@ mc_status mc_pam_create(mc_pam **out, const mc_model *m, const float *a, const f
   p->a = a;
   p->b = b;
   p->phi = phi;
-  p->act = mc_pact_create(m);
-  p->P = mc_pmat_alloc(m, NULL);
+  if ((st = mc_pact_create(&p->act, m))) return mc_exec_free(e), mc_pam_free(p), st;
+  if ((st = mc_pmat_alloc(&p->P, m, NULL))) return mc_exec_free(e), mc_pam_free(p), st;
   p->e = e;
   p->batch = batch;
   p->pb = mc_aligned_alloc(sizeof(float) * n);
@@ -262,7 +262,7 @@ static mc_status pstep_batch(void *arg, const mc_batch_ctx *b, double *loss, int
     const int64_t n = m->groups[g].size;
     double *P = j->Pd[g];
     for (int64_t i = 0; i < n * n; i++) P[i] = (P[i] - b->lr * j->dP[g][i] + r * j->P0[g][i]) / (1 + r);
-    mc_ds_project(P, n, j->cfg->proj_iters);
+    if ((st = mc_ds_project(P, n, j->cfg->proj_iters))) return st;
     for (int64_t i = 0; i < n * n; i++) p->P[g][i] = (float)P[i];
   }
   return MC_OK;

@@ -15,11 +15,11 @@
  * affine set {P1 = 1, 1^T P = 1}, in closed form:
  *   P_ij += -(r_i - 1)/n - (c_j - 1)/n + (s - n)/n^2
  * with r, c the row and column sums and s the total. */
-void mc_ds_affine_project(double *P, int64_t n);
+mc_status mc_ds_affine_project(double *P, int64_t n);
 /* iters alternations of clamp-at-0 and the affine projection (the official
  * code's scheme; ends with a projection, so the sums are exact and small
  * negative entries may remain). */
-void mc_ds_project(double *P, int64_t n, int iters);
+mc_status mc_ds_project(double *P, int64_t n, int iters);
 
 /* Greedy Birkhoff-von Neumann decomposition of a (multiple of a)
  * doubly-stochastic n x n matrix D: repeatedly the exact LAP picks a
@@ -36,7 +36,7 @@ mc_status mc_bvn_decompose(const double *D, int64_t n, double tol, int max_terms
 /* Workspace for P(theta_B) on one model: one GEMM region per (tensor,
  * axis, segment of a permuted group). */
 typedef struct mc_pact mc_pact;
-mc_pact *mc_pact_create(const mc_model *m);
+mc_status mc_pact_create(mc_pact **out, const mc_model *m);
 void mc_pact_free(mc_pact *A);
 /* out = P(b): P[g] is groups[g].size^2 floats, row-major, P[g][i*n + j] the
  * weight of source unit j in unit i (a hard permutation perm has
@@ -46,9 +46,9 @@ void mc_pact_apply(mc_pact *A, float *const *P, const float *b, float *out);
 /* dP[g] += d<G, P(b)>/dP_g for the b and P of the last apply (G = dL/dP(b)). */
 void mc_pact_adjoint(mc_pact *A, float *const *P, const float *b, const float *G, float **dP);
 
-/* Dense identity / permutation matrices for every group (size^2 floats each,
- * caller frees with mc_pmat_free); perm NULL = identity. */
-float **mc_pmat_alloc(const mc_model *m, int *const *perm);
+/* *out = dense identity / permutation matrices for every group (size^2
+ * floats each, caller frees with mc_pmat_free); perm NULL = identity. */
+mc_status mc_pmat_alloc(float ***out, const mc_model *m, int *const *perm);
 void mc_pmat_free(const mc_model *m, float **P);
 
 /* --------------------------------------------------------------- training */

@@ -12,8 +12,10 @@
 #include <string.h>
 
 /* ------------------------------------------------- doubly-stochastic maths */
-void mc_ds_affine_project(double *P, int64_t n) {
-  double *r = mc_calloc((size_t)n, sizeof(double)), *c = mc_calloc((size_t)n, sizeof(double));
+/* r, c: room for n doubles each */
+static void affine_project(double *P, int64_t n, double *r, double *c) {
+  memset(r, 0, sizeof(double) * (size_t)n);
+  memset(c, 0, sizeof(double) * (size_t)n);
   double s = 0;
   for (int64_t i = 0; i < n; i++)
     for (int64_t j = 0; j < n; j++) {
@@ -24,21 +26,39 @@ void mc_ds_affine_project(double *P, int64_t n) {
   const double dn = (double)n, k = (s - dn) / (dn * dn);
   for (int64_t i = 0; i < n; i++)
     for (int64_t j = 0; j < n; j++) P[i * n + j] += -(r[i] - 1) / dn - (c[j] - 1) / dn + k;
-  free(r);
-  free(c);
 }
 
-void mc_ds_project(double *P, int64_t n, int iters) {
+mc_status mc_ds_project(double *P, int64_t n, int iters) {
+  double *rc = mc_malloc_try(2 * sizeof(double) * (size_t)n);
+  if (!rc) return mc_oom(2 * sizeof(double) * (size_t)n, "the row and column sums of a %lld x %lld projection",
+                         (long long)n, (long long)n);
   for (int it = 0; it < iters; it++) {
     for (int64_t i = 0; i < n * n; i++) P[i] = P[i] > 0 ? P[i] : 0;
-    mc_ds_affine_project(P, n);
+    affine_project(P, n, rc, rc + n);
   }
+  free(rc);
+  return MC_OK;
+}
+
+mc_status mc_ds_affine_project(double *P, int64_t n) {
+  double *rc = mc_malloc_try(2 * sizeof(double) * (size_t)n);
+  if (!rc) return mc_oom(2 * sizeof(double) * (size_t)n, "the row and column sums of a %lld x %lld projection",
+                         (long long)n, (long long)n);
+  affine_project(P, n, rc, rc + n);
+  free(rc);
+  return MC_OK;
 }
 
 mc_status mc_bvn_decompose(const double *D, int64_t n, double tol, int max_terms, int *perms, double *coef,
                            int *nterms) {
   const size_t nn = (size_t)(n * n);
-  double *R = mc_malloc(sizeof(double) * nn), *C = mc_malloc(sizeof(double) * nn);
+  double *R = mc_malloc_try(sizeof(double) * nn), *C = mc_malloc_try(sizeof(double) * nn);
+  if (!R || !C) {
+    free(R);
+    free(C);
+    return mc_oom(2 * sizeof(double) * nn, "the Birkhoff-von Neumann decomposition of a %lld x %lld matrix",
+                  (long long)n, (long long)n);
+  }
   memcpy(R, D, sizeof(double) * nn);
   mc_status st = MC_OK;
   int k = 0;
@@ -113,23 +133,30 @@ static void add_regions(mc_pact *A, const mc_tensor *t, int a) {
   MC_ASSERT(off == (a == 0 ? d0 : d1));
 }
 
-mc_pact *mc_pact_create(const mc_model *m) {
-  mc_pact *A = mc_calloc(1, sizeof *A);
+mc_status mc_pact_create(mc_pact **out, const mc_model *m) {
+  mc_pact *A = *out = mc_calloc_try(1, sizeof *A);
+  if (!A) return mc_oom(sizeof *A, "PAM's action on theta");
   A->m = m;
   int cap = 0;
   for (int i = 0; i < m->n_tensors; i++)
     for (int a = 0; a < 2; a++)
       if (m->tensors[i].axis[a]) cap += m->tensors[i].axis[a]->n;
-  for (int a = 0; a < 2; a++) A->r[a] = mc_calloc((size_t)cap + 1, sizeof(pact_region));
+  const size_t nth = sizeof(float) * (m->n_theta + 1);
+  for (int a = 0; a < 2; a++) A->r[a] = mc_calloc_try((size_t)cap + 1, sizeof(pact_region));
+  A->mid = mc_aligned_alloc_try(nth);
+  A->dmid = mc_aligned_alloc_try(nth);
+  if (!A->r[0] || !A->r[1] || !A->mid || !A->dmid) {
+    mc_pact_free(A);
+    *out = NULL;
+    return mc_oom(2 * (((size_t)cap + 1) * sizeof(pact_region) + nth), "PAM's action on theta (%d regions)", cap);
+  }
   for (int i = 0; i < m->n_tensors; i++) {
     const mc_tensor *t = &m->tensors[i];
     if (t->in_state) continue;
     if (t->axis[0]) add_regions(A, t, 0);
     if (t->ndim > 1 && t->axis[1]) add_regions(A, t, 1);
   }
-  A->mid = mc_aligned_alloc(sizeof(float) * (m->n_theta + 1));
-  A->dmid = mc_aligned_alloc(sizeof(float) * (m->n_theta + 1));
-  return A;
+  return MC_OK;
 }
 
 void mc_pact_free(mc_pact *A) {
@@ -180,14 +207,20 @@ void mc_pact_adjoint(mc_pact *A, float *const *P, const float *b, const float *G
   for (int i = 0; i < A->nr[0]; i++) region_grad(&A->r[0][i], A->dmid, b, dP[A->r[0][i].g]);
 }
 
-float **mc_pmat_alloc(const mc_model *m, int *const *perm) {
-  float **P = mc_calloc((size_t)m->n_groups + 1, sizeof(float *));
+mc_status mc_pmat_alloc(float ***out, const mc_model *m, int *const *perm) {
+  float **P = *out = mc_calloc_try((size_t)m->n_groups + 1, sizeof(float *));
+  if (!P) return mc_oom(sizeof(float *) * ((size_t)m->n_groups + 1), "PAM's list of %d matrices", m->n_groups);
   for (int g = 0; g < m->n_groups; g++) {
     const int64_t n = m->groups[g].size;
-    P[g] = mc_calloc((size_t)(n * n), sizeof(float));
+    if (!(P[g] = mc_calloc_try((size_t)(n * n), sizeof(float)))) {
+      mc_pmat_free(m, P);
+      *out = NULL;
+      return mc_oom(sizeof(float) * (size_t)(n * n), "PAM's %lld x %lld matrix of group %d (%s)", (long long)n,
+                    (long long)n, g, m->groups[g].name);
+    }
     for (int64_t i = 0; i < n; i++) P[g][i * n + (perm ? perm[g][i] : i)] = 1.f;
   }
-  return P;
+  return MC_OK;
 }
 
 void mc_pmat_free(const mc_model *m, float **P) {

@@ -73,6 +73,14 @@ static void dataset_free(mc_dataset *d) {
   memset(d, 0, sizeof *d);
 }
 
+/* Room for ds->n CIFAR records of ds (from path). */
+static mc_status cifar_alloc(mc_dataset *ds, const char *path) {
+  ds->images = mc_malloc_try((size_t)ds->n * CIFAR_PIXELS);
+  ds->labels = mc_malloc_try(sizeof(int32_t) * (size_t)ds->n);
+  if (ds->images && ds->labels) return MC_OK;
+  return mc_oom((size_t)ds->n * (CIFAR_PIXELS + sizeof(int32_t)), "%s: %lld images", path, (long long)ds->n);
+}
+
 static mc_status load_idx_split(mc_dataset *ds, const char *dir,
                                 const char *split, const char *hint) {
   char ip[1024], lp[1024], base[64];
@@ -201,9 +209,8 @@ mc_status mc_cifar_read_file(const char *path, int fine, mc_dataset *ds) {
   ds->c = 3;
   ds->h = ds->w = 32;
   ds->classes = fine ? 100 : 10;
-  ds->images = mc_malloc((size_t)records * CIFAR_PIXELS);
-  ds->labels = mc_malloc(sizeof(int32_t) * (size_t)records);
-  st = cifar_read(path, records, fine, ds->classes, ds, 0);
+  st = cifar_alloc(ds, path);
+  if (!st) st = cifar_read(path, records, fine, ds->classes, ds, 0);
   if (st) dataset_free(ds);
   return st;
 }
@@ -235,11 +242,11 @@ static mc_status load_cifar_split(mc_dataset *ds, const char *dir,
   ds->h = 32;
   ds->w = 32;
   ds->classes = classes;
-  ds->images = mc_malloc((size_t)total * CIFAR_PIXELS);
-  ds->labels = mc_malloc(sizeof(int32_t) * (size_t)total);
+  mc_status st = cifar_alloc(ds, dir);
+  if (st) return st;
   int64_t at = 0;
   for (int k = 0; k < nfiles; k++) {
-    mc_status st = cifar_read(paths[k], counts[k], fine, classes, ds, at);
+    st = cifar_read(paths[k], counts[k], fine, classes, ds, at);
     if (st) return st;
     at += counts[k];
   }
@@ -394,21 +401,40 @@ void mc_dataset_mean_std(const mc_dataset *d, float *mean, float *std) {
 
 /* --------------------------------------------------------------- batches */
 
+/* Augmented batches are made DRAW_CHUNK images at a time: the chunk's
+ * offsets and flips are drawn serially in index order (the same draws for
+ * any thread count and any chunking), then its images are filled in
+ * parallel; the draws live on the stack, so a batch allocates nothing. */
+enum { DRAW_CHUNK = 256 };
+
 void mc_dataset_batch(const mc_dataset *d, const int64_t *idx, int64_t n,
                       const mc_augment *aug, mc_rng *rng, float *x,
                       int32_t *y) {
   const int64_t C = d->c, H = d->h, W = d->w, hw = H * W, chw = C * hw;
   const int pad = aug && aug->crop_pad > 0 ? aug->crop_pad : 0;
   const int flip = aug && aug->flip;
-  int *dy = NULL, *dx = NULL;
-  uint8_t *fl = NULL;
-  if (pad || flip) {
-    MC_ASSERT(rng != NULL);
-    dy = mc_calloc((size_t)n + 1, sizeof(int));
-    dx = mc_calloc((size_t)n + 1, sizeof(int));
-    fl = mc_calloc((size_t)n + 1, 1);
-    /* serial draws in index order: independent of the thread count */
+  for (int64_t k = 0; k < n; k++) {
+    MC_ASSERT(idx[k] >= 0 && idx[k] < d->n);
+    y[k] = d->labels[idx[k]];
+  }
+  /* v / 255.0f, correctly rounded, via a table */
+  float s[256];
+  for (int v = 0; v < 256; v++) s[v] = (float)v / 255.0f;
+  if (!pad && !flip) {
+#pragma omp parallel for schedule(static) if (n * chw > (1 << 15))
     for (int64_t k = 0; k < n; k++) {
+      const uint8_t *src = d->images + idx[k] * chw;
+      float *dst = x + k * chw;
+      for (int64_t j = 0; j < chw; j++) dst[j] = s[src[j]];
+    }
+    return;
+  }
+  MC_ASSERT(rng != NULL);
+  int dy[DRAW_CHUNK], dx[DRAW_CHUNK];
+  uint8_t fl[DRAW_CHUNK];
+  for (int64_t k0 = 0; k0 < n; k0 += DRAW_CHUNK) {
+    const int64_t kn = n - k0 < DRAW_CHUNK ? n - k0 : DRAW_CHUNK;
+    for (int64_t k = 0; k < kn; k++) {
       if (pad) {
         dy[k] = (int)mc_rng_below(rng, (uint64_t)(2 * pad + 1));
         dx[k] = (int)mc_rng_below(rng, (uint64_t)(2 * pad + 1));
@@ -417,45 +443,31 @@ void mc_dataset_batch(const mc_dataset *d, const int64_t *idx, int64_t n,
       }
       fl[k] = flip ? mc_rng_uniform(rng) < 0.5 : 0;
     }
-  }
-  for (int64_t k = 0; k < n; k++) {
-    MC_ASSERT(idx[k] >= 0 && idx[k] < d->n);
-    y[k] = d->labels[idx[k]];
-  }
-  /* v / 255.0f, correctly rounded, via a table */
-  float s[256];
-  for (int v = 0; v < 256; v++) s[v] = (float)v / 255.0f;
-#pragma omp parallel for schedule(static) if (n * chw > (1 << 15))
-  for (int64_t k = 0; k < n; k++) {
-    const uint8_t *src = d->images + idx[k] * chw;
-    float *dst = x + k * chw;
-    if (!dy) {
-      for (int64_t j = 0; j < chw; j++) dst[j] = s[src[j]];
-      continue;
-    }
-    /* out(i, j) = padded(i + dy, j' + dx), j' = flipped ? W-1-j : j;
-     * padded(a, b) = img(a - pad, b - pad), zero outside */
-    const int64_t oy = dy[k] - pad, ox = dx[k] - pad;
-    const int f = fl[k];
-    for (int64_t c = 0; c < C; c++) {
-      const uint8_t *sp = src + c * hw;
-      float *dp = dst + c * hw;
-      for (int64_t i = 0; i < H; i++) {
-        const int64_t si = i + oy;
-        float *row = dp + i * W;
-        if (si < 0 || si >= H) {
-          for (int64_t j = 0; j < W; j++) row[j] = 0.0f;
-          continue;
-        }
-        const uint8_t *srow = sp + si * W;
-        for (int64_t j = 0; j < W; j++) {
-          const int64_t sj = (f ? W - 1 - j : j) + ox;
-          row[j] = (sj >= 0 && sj < W) ? s[srow[sj]] : 0.0f;
+#pragma omp parallel for schedule(static) if (kn * chw > (1 << 15))
+    for (int64_t k = 0; k < kn; k++) {
+      const uint8_t *src = d->images + idx[k0 + k] * chw;
+      float *dst = x + (k0 + k) * chw;
+      /* out(i, j) = padded(i + dy, j' + dx), j' = flipped ? W-1-j : j;
+       * padded(a, b) = img(a - pad, b - pad), zero outside */
+      const int64_t oy = dy[k] - pad, ox = dx[k] - pad;
+      const int f = fl[k];
+      for (int64_t c = 0; c < C; c++) {
+        const uint8_t *sp = src + c * hw;
+        float *dp = dst + c * hw;
+        for (int64_t i = 0; i < H; i++) {
+          const int64_t si = i + oy;
+          float *row = dp + i * W;
+          if (si < 0 || si >= H) {
+            for (int64_t j = 0; j < W; j++) row[j] = 0.0f;
+            continue;
+          }
+          const uint8_t *srow = sp + si * W;
+          for (int64_t j = 0; j < W; j++) {
+            const int64_t sj = (f ? W - 1 - j : j) + ox;
+            row[j] = (sj >= 0 && sj < W) ? s[srow[sj]] : 0.0f;
+          }
         }
       }
     }
   }
-  free(dy);
-  free(dx);
-  free(fl);
 }

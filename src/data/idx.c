@@ -190,7 +190,7 @@ static mc_status rd_growing(idx_reader *r, const char *path, int64_t total,
   while (*have < total) {
     int64_t ncap = cap ? 2 * cap : READ_CHUNK;
     if (ncap > total) ncap = total;
-    uint8_t *nb = realloc(*buf, (size_t)ncap);
+    uint8_t *nb = mc_realloc_try(*buf, (size_t)ncap);
     if (!nb)
       return mc_error(MC_ENOMEM,
                       "%s: out of memory growing the read buffer to %lld bytes "
@@ -277,7 +277,10 @@ mc_status mc_idx_read_labels(const char *path, mc_dataset *ds, int64_t classes) 
   snprintf(what, sizeof what, "%u labels", n);
   st = rd_expect_eof(&r, what);
   if (st) goto done;
-  lab = mc_malloc(sizeof(int32_t) * n);
+  if (!(lab = mc_malloc_try(sizeof(int32_t) * n))) {
+    st = mc_oom(sizeof(int32_t) * n, "%s: %u labels", path, n);
+    goto done;
+  }
   for (uint32_t i = 0; i < n; i++) {
     if (buf[i] >= classes) {
       st = mc_error(MC_EFORMAT,

@@ -65,21 +65,25 @@ mc_status mc_path_eval(const mc_model *m, const mc_curve *c, const float *state_
     return st;
   }
   out->T = T;
-  out->t = mc_calloc((size_t)T, sizeof(double));
-  out->test_loss = mc_calloc((size_t)T, sizeof(double));
-  out->test_acc = mc_calloc((size_t)T, sizeof(double));
-  out->seg_len = mc_calloc((size_t)T, sizeof(double));
+  const size_t col = sizeof(double) * (size_t)T;
+  out->t = mc_malloc_try(col);
+  out->test_loss = mc_malloc_try(col);
+  out->test_acc = mc_malloc_try(col);
+  out->seg_len = mc_calloc_try((size_t)T, sizeof(double));
   if (o->with_train) {
-    out->train_loss = mc_calloc((size_t)T, sizeof(double));
-    out->train_acc = mc_calloc((size_t)T, sizeof(double));
+    out->train_loss = mc_malloc_try(col);
+    out->train_acc = mc_malloc_try(col);
   }
   if (o->adv) {
-    out->robust_loss = mc_calloc((size_t)T, sizeof(double));
-    out->robust_acc = mc_calloc((size_t)T, sizeof(double));
+    out->robust_loss = mc_malloc_try(col);
+    out->robust_acc = mc_malloc_try(col);
   }
-  float *theta = mc_aligned_alloc(sizeof(float) * m->n_theta);
-  float *prev = mc_aligned_alloc(sizeof(float) * m->n_theta);
-  float *state = mc_aligned_alloc(sizeof(float) * (m->n_state + 1));
+  const size_t nth = sizeof(float) * m->n_theta, nst = sizeof(float) * (m->n_state + 1);
+  float *theta = mc_aligned_alloc_try(nth), *prev = mc_aligned_alloc_try(nth), *state = mc_aligned_alloc_try(nst);
+  if (!out->t || !out->test_loss || !out->test_acc || !out->seg_len ||
+      (o->with_train && (!out->train_loss || !out->train_acc)) || (o->adv && (!out->robust_loss || !out->robust_acc)) ||
+      !theta || !prev || !state)
+    st = mc_oom(8 * col + 2 * nth + nst, "the results of a %d-point path and its parameter buffers", T);
   double t0 = omp_get_wtime();
   int have_mid = 0;
   for (int i = 0; i < T && !st; i++) {
@@ -278,7 +282,8 @@ json_t *mc_path_json(const mc_path_result *r, const mc_path_metrics *pm) {
 
 mc_status mc_path_csv(const char *path, const mc_path_result *r) {
   size_t cap = 160 + (size_t)r->T * 160, len = 0;
-  char *buf = mc_malloc(cap);
+  char *buf = mc_malloc_try(cap);
+  if (!buf) return mc_oom(cap, "the CSV text of %s", path);
   len += (size_t)snprintf(buf + len, cap - len, "t,test_loss,test_accuracy%s%s\n",
                           r->train_loss ? ",train_loss,train_accuracy" : "",
                           r->robust_acc ? ",robust_loss,robust_accuracy" : "");
@@ -316,16 +321,30 @@ static void plane_basis(const float *t0, const float *t1, const float *t2, size_
   *p2a = c;
 }
 
+/* The same float vectors as plane_basis, formed element by element inside
+ * the dot products instead of stored: no allocation per projected point. */
 void mc_plane_project(const float *t0, const float *t1, const float *t2, size_t n, const float *theta, double *a,
                       double *b) {
-  float *x = mc_aligned_alloc(sizeof(float) * n), *yp = mc_aligned_alloc(sizeof(float) * n);
-  float *v = mc_aligned_alloc(sizeof(float) * n);
-  double xn, yn, p2a;
-  plane_basis(t0, t1, t2, n, x, yp, &xn, &yn, &p2a);
-  for (size_t i = 0; i < n; i++) v[i] = theta[i] - t0[i];
-  *a = xn > 0 ? dot(v, x, n) / (xn * xn) : 0;
-  *b = yn > 0 ? dot(v, yp, n) / (yn * yn) : 0;
-  free(x); free(yp); free(v);
+  double xx = 0, xy = 0, vx = 0;
+#pragma omp parallel for reduction(+ : xx, xy, vx) schedule(static)
+  for (size_t i = 0; i < n; i++) {
+    const float x = t1[i] - t0[i], y = t2[i] - t0[i], v = theta[i] - t0[i];
+    xx += (double)x * x;
+    xy += (double)x * y;
+    vx += (double)v * x;
+  }
+  const float c = (float)(xx > 0 ? xy / xx : 0);
+  double yy = 0, vy = 0;
+#pragma omp parallel for reduction(+ : yy, vy) schedule(static)
+  for (size_t i = 0; i < n; i++) {
+    float yp = t2[i] - t0[i];
+    yp -= c * (t1[i] - t0[i]);
+    yy += (double)yp * yp;
+    vy += (double)(theta[i] - t0[i]) * yp;
+  }
+  const double xn = sqrt(xx), yn = sqrt(yy);
+  *a = xn > 0 ? vx / (xn * xn) : 0;
+  *b = yn > 0 ? vy / (yn * yn) : 0;
 }
 
 mc_status mc_plane_eval(const mc_model *m, const float *t0, const float *t1, const float *t2, const mc_data *d,
@@ -334,7 +353,12 @@ mc_status mc_plane_eval(const mc_model *m, const float *t0, const float *t1, con
   memset(out, 0, sizeof *out);
   if (G < 2) return mc_error(MC_EARG, "--grid must be >= 2 (got %d)", G);
   const size_t n = m->n_theta;
-  float *x = mc_aligned_alloc(sizeof(float) * n), *yp = mc_aligned_alloc(sizeof(float) * n);
+  float *x = mc_aligned_alloc_try(sizeof(float) * n), *yp = mc_aligned_alloc_try(sizeof(float) * n);
+  if (!x || !yp) {
+    free(x);
+    free(yp);
+    return mc_oom(2 * sizeof(float) * n, "the plane's basis vectors");
+  }
   plane_basis(t0, t1, t2, n, x, yp, &out->xnorm, &out->ynorm, &out->p2a);
   if (out->xnorm == 0 || out->ynorm == 0) {
     free(x); free(yp);
@@ -348,19 +372,24 @@ mc_status mc_plane_eval(const mc_model *m, const float *t0, const float *t1, con
   if (!st && (st = mc_repair_begin(&rep, e, o, 3, refs, NULL, d))) mc_exec_free(e);
   if (st) { free(x); free(yp); return st; }
   out->G = G;
-  out->a = mc_calloc((size_t)G, sizeof(double));
-  out->b = mc_calloc((size_t)G, sizeof(double));
-  out->loss = mc_calloc((size_t)(G * G), sizeof(double));
-  out->acc = mc_calloc((size_t)(G * G), sizeof(double));
+  const size_t G2 = (size_t)G * (size_t)G;
+  out->a = mc_calloc_try((size_t)G, sizeof(double));
+  out->b = mc_calloc_try((size_t)G, sizeof(double));
+  out->loss = mc_calloc_try(G2, sizeof(double));
+  out->acc = mc_calloc_try(G2, sizeof(double));
   if (o->adv) {
-    out->rloss = mc_calloc((size_t)(G * G), sizeof(double));
-    out->racc = mc_calloc((size_t)(G * G), sizeof(double));
+    out->rloss = mc_calloc_try(G2, sizeof(double));
+    out->racc = mc_calloc_try(G2, sizeof(double));
   }
-  for (int i = 0; i < G; i++) {
+  const size_t nst = sizeof(float) * (m->n_state + 1);
+  float *theta = mc_aligned_alloc_try(sizeof(float) * n), *state = mc_aligned_alloc_try(nst);
+  if (!out->a || !out->b || !out->loss || !out->acc || (o->adv && (!out->rloss || !out->racc)) || !theta || !state)
+    st = mc_oom(sizeof(double) * (2 * (size_t)G + 4 * G2) + sizeof(float) * n + nst,
+                "the results of a %d x %d plane and its parameter buffers", G, G);
+  for (int i = 0; i < G && !st; i++) {
     out->a[i] = range[0] + (range[1] - range[0]) * i / (G - 1);
     out->b[i] = range[2] + (range[3] - range[2]) * i / (G - 1);
   }
-  float *theta = mc_aligned_alloc(sizeof(float) * n), *state = mc_aligned_alloc(sizeof(float) * (m->n_state + 1));
   double tstart = omp_get_wtime();
   for (int j = 0; j < G && !st; j++)
     for (int i = 0; i < G && !st; i++) {

@@ -31,7 +31,9 @@ mc_status mc_repair_layers(const mc_model *m, int *nodes, int *n) {
   const int N = m->n_nodes;
   /* needed[i]: node i feeds a head computed in eval mode; head[i]: it is one;
    * bn_fed[i]: a BN reads it */
-  char *flags = mc_calloc((size_t)(3 * N), 1), *needed = flags, *head = flags + N, *bn_fed = flags + 2 * N;
+  char *flags = mc_calloc_try((size_t)(3 * N), 1);
+  if (!flags) return mc_oom((size_t)(3 * N), "REPAIR's per-node flags");
+  char *needed = flags, *head = flags + N, *bn_fed = flags + 2 * N;
   for (int k = 0; k < m->n_heads; k++) {
     head[m->heads[k].node] = 1;
     if (!m->heads[k].train_only) needed[m->heads[k].node] = 1;
@@ -82,11 +84,16 @@ static mc_status stats_slices(mc_exec **w, int tid, int nthr, void *arg) {
     size_t s = (size_t)(nd->C * nd->H * nd->W);
     if (s > maxact) maxact = s;
   }
-  double *acc = j->acc[tid] = mc_calloc((size_t)(2 * j->nch), sizeof(double));
-  float *buf = mc_aligned_alloc(sizeof(float) * maxact * (size_t)j->rows);
+  const size_t act = sizeof(float) * maxact * (size_t)j->rows;
+  double *acc = j->acc[tid] = mc_calloc_try((size_t)(2 * j->nch), sizeof(double));
+  float *buf = mc_aligned_alloc_try(act);
+  if (!acc || !buf) {
+    free(buf);
+    return mc_oom(sizeof(double) * (size_t)(2 * j->nch) + act, "REPAIR's channel statistics of thread %d", tid);
+  }
   mc_batches b;
   mc_status st = MC_OK;
-  mc_batches_init_part(&b, j->ds, j->n, j->rows, tid, nthr);
+  mc_batches_init_part(&b, j->ds, j->n, j->rows, tid, nthr); /* still aborts on OOM: eval.c */
   for (int64_t k; !st && (k = mc_batches_next(&b)) > 0;) {
     if ((st = mc_exec_forward(w[0], j->theta, j->state, b.x, k, MC_MODE_EVAL))) break;
     double *sum = acc, *sq = acc + j->nch;
@@ -126,11 +133,13 @@ mc_status mc_channel_stats(mc_exec *e, const float *theta, float *state, const m
   int64_t nch = 0;
   for (int l = 0; l < nl; l++) nch += m->nodes[nodes[l]].C;
   const int T = mc_get_threads() > 0 ? mc_get_threads() : 1;
-  stats_job j = {theta, state, ds, n, mc_eval_rows(e), m, nodes, nl, nch, mc_calloc((size_t)T, sizeof(double *))};
+  stats_job j = {theta, state, ds, n, mc_eval_rows(e), m, nodes, nl, nch, mc_calloc_try((size_t)T, sizeof(double *))};
+  if (!j.acc) return mc_oom(sizeof(double *) * (size_t)T, "REPAIR's per-thread statistics");
   st = mc_exec_parallel(&e, 1, j.rows, stats_slices, &j);
-  double *tot = mc_calloc((size_t)(2 * nch + 1), sizeof(double));
+  double *tot = st ? NULL : mc_calloc_try((size_t)(2 * nch + 1), sizeof(double));
+  if (!st && !tot) st = mc_oom(sizeof(double) * (size_t)(2 * nch + 1), "REPAIR's summed channel statistics");
   for (int t = 0; t < T; t++) { /* thread order: the same bytes every run */
-    for (int64_t q = 0; j.acc[t] && q < 2 * nch; q++) tot[q] += j.acc[t][q];
+    for (int64_t q = 0; tot && j.acc[t] && q < 2 * nch; q++) tot[q] += j.acc[t][q];
     free(j.acc[t]);
   }
   free(j.acc);
@@ -173,22 +182,36 @@ mc_status mc_repair_init(mc_repair *r, mc_exec *e, int n_refs, const float *cons
   int nl;
   mc_status st = mc_repair_layers(m, NULL, &nl);
   if (st) return st;
-  r->nodes = mc_calloc((size_t)nl + 1, sizeof(int));
-  mc_repair_layers(m, r->nodes, &nl);
+  r->nodes = mc_calloc_try((size_t)nl + 1, sizeof(int));
+  r->off = mc_calloc_try((size_t)nl + 1, sizeof(int64_t));
+  if (!r->nodes || !r->off) {
+    mc_repair_free(r);
+    return mc_oom(((size_t)nl + 1) * (sizeof(int) + sizeof(int64_t)), "REPAIR's list of %d layers", nl);
+  }
+  if ((st = mc_repair_layers(m, r->nodes, &nl))) {
+    mc_repair_free(r);
+    return st;
+  }
   r->n_layers = nl;
-  r->off = mc_calloc((size_t)nl + 1, sizeof(int64_t));
   for (int l = 0; l < nl; l++) r->off[l + 1] = r->off[l] + m->nodes[r->nodes[l]].C;
   const size_t nch = (size_t)r->off[nl] + 1;
   r->n_refs = n_refs;
   r->samples = samples;
   r->w[0] = 1;
-  r->scale = mc_calloc(nch, sizeof(double));
-  r->shift = mc_calloc(nch, sizeof(double));
-  r->theta = mc_aligned_alloc(sizeof(float) * (m->n_theta + 1));
-  r->state = mc_aligned_alloc(sizeof(float) * (m->n_state + 1));
+  const size_t nth = sizeof(float) * (m->n_theta + 1), nst = sizeof(float) * (m->n_state + 1);
+  r->scale = mc_calloc_try(nch, sizeof(double));
+  r->shift = mc_calloc_try(nch, sizeof(double));
+  r->theta = mc_aligned_alloc_try(nth);
+  r->state = mc_aligned_alloc_try(nst);
+  if (!r->scale || !r->shift || !r->theta || !r->state)
+    st = mc_oom(2 * sizeof(double) * nch + nth + nst, "REPAIR's correction (%zu channels) and parameter buffers", nch);
   for (int k = 0; k < n_refs && !st; k++) {
-    r->mean[k] = mc_calloc(nch, sizeof(double));
-    r->std[k] = mc_calloc(nch, sizeof(double));
+    r->mean[k] = mc_calloc_try(nch, sizeof(double));
+    r->std[k] = mc_calloc_try(nch, sizeof(double));
+    if (!r->mean[k] || !r->std[k]) {
+      st = mc_oom(2 * sizeof(double) * nch, "REPAIR's statistics of reference model %d", k + 1);
+      break;
+    }
     if (nl == 0) continue; /* a model with BN everywhere: REPAIR is the BN reset */
     if (state && state[k]) memcpy(r->state, state[k], sizeof(float) * m->n_state);
     else st = mc_bn_recompute(e, theta[k], r->state, ds, samples);
@@ -222,8 +245,9 @@ static void fold(const mc_model *m, const mc_node *nd, float *theta, const doubl
 mc_status mc_repair_apply(mc_repair *r, mc_exec *e, float *theta, float *state, const mc_dataset *ds) {
   const mc_model *m = mc_exec_model(e);
   mc_status st = MC_OK;
-  double *mu = mc_calloc((size_t)r->off[r->n_layers] + 1, sizeof(double));
-  double *sd = mc_calloc((size_t)r->off[r->n_layers] + 1, sizeof(double));
+  const size_t nch = (size_t)r->off[r->n_layers] + 1;
+  double *mu = mc_calloc_try(nch, sizeof(double)), *sd = mc_calloc_try(nch, sizeof(double));
+  if (!mu || !sd) st = mc_oom(2 * sizeof(double) * nch, "REPAIR's channel statistics of a point (%zu channels)", nch);
   for (int l = 0; l < r->n_layers && !st; l++) {
     const mc_node *nd = &m->nodes[r->nodes[l]];
     const int64_t o = r->off[l];
@@ -257,7 +281,8 @@ mc_status mc_repair_begin(mc_repair **out, mc_exec *e, const mc_path_opts *o, in
                           const float *const *state, const mc_data *d) {
   *out = NULL;
   if (o->repair != MC_REPAIR_REPAIR) return MC_OK;
-  mc_repair *r = mc_calloc(1, sizeof *r);
+  mc_repair *r = mc_malloc_try(sizeof *r);
+  if (!r) return mc_oom(sizeof *r, "REPAIR's state");
   mc_status st = mc_repair_init(r, e, n_refs, theta, state, &d->train, o->bn_samples);
   if (st) free(r);
   else *out = r;

@@ -27,17 +27,22 @@ static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
   if (k < cap) snprintf(buf + k, cap - k, "]");
 }
 
-static char *cat2(const char *a, const char *b) {
-  size_t na = strlen(a), nb = strlen(b);
-  char *s = mc_malloc(na + nb + 1);
-  memcpy(s, a, na);
-  memcpy(s + na, b, nb + 1);
-  return s;
+/* *s = a b c, or MC_ENOMEM naming the tensor of checkpoint path. */
+static mc_status cat3(const char *path, const char *a, const char *b, const char *c, char **s) {
+  size_t na = strlen(a), nb = strlen(b), nc = strlen(c);
+  if (!(*s = mc_malloc_try(na + nb + nc + 1)))
+    return mc_oom(na + nb + nc + 1, "the name of tensor '%s%s%s' of %s", a, b, c, path);
+  memcpy(*s, a, na);
+  memcpy(*s + na, b, nb);
+  memcpy(*s + na + nb, c, nc + 1);
+  return MC_OK;
 }
 
+/* These two return NULL when out of memory (mc_ckpt_save reports it). */
 static char *join_floats(const float *v, int64_t n) {
   size_t cap = (size_t)n * 24 + 1;
-  char *s = mc_malloc(cap);
+  char *s = mc_malloc_try(cap);
+  if (!s) return NULL;
   size_t k = 0;
   s[0] = 0;
   for (int64_t i = 0; i < n; i++)
@@ -54,7 +59,8 @@ static int model_has_bn(const mc_model *m) {
 /* The mlp's hidden widths as built: every linear layer but the last. */
 static char *mlp_widths(const mc_model *m) {
   size_t cap = 32 * (size_t)(m->n_nodes + 1);
-  char *s = mc_malloc(cap);
+  char *s = mc_malloc_try(cap);
+  if (!s) return NULL;
   size_t k = 0;
   s[0] = 0;
   int last = -1;
@@ -79,16 +85,23 @@ mc_status mc_ckpt_save(const char *path, const mc_model *m,
   int n_bn = 0;
   for (int i = 0; i < m->n_nodes; i++) n_bn += m->nodes[i].kind == MC_NODE_BN;
   size_t cap = (size_t)nparts * (size_t)(m->n_tensors + n_bn) + 1;
-  mc_st_tensor *t = mc_calloc(cap, sizeof *t);
+  mc_st_tensor *t = mc_calloc_try(cap, sizeof *t);
+  if (!t) return mc_oom(cap * sizeof *t, "the tensor list of checkpoint %s", path);
   int n = 0;
   static const int64_t zero = 0;
-  for (int p = 0; p < nparts; p++) {
+  enum { NFIX = 10 };
+  int nk = 0;
+  const size_t nmeta = (size_t)(NFIX + nextra + 1);
+  const char **mk = NULL, **mv = NULL;
+  char *widths = NULL, *mean = NULL, *sd = NULL;
+  mc_status st = MC_OK;
+  for (int p = 0; p < nparts && !st; p++) {
     const char *pre = parts[p].prefix ? parts[p].prefix : "";
     for (int i = 0; i < m->n_tensors; i++) {
       const mc_tensor *mt = &m->tensors[i];
       if (mt->in_state && !parts[p].state) continue;
       mc_st_tensor *x = &t[n++];
-      x->name = cat2(pre, mt->name);
+      if ((st = cat3(path, pre, mt->name, "", &x->name))) break;
       x->dtype = MC_DT_F32;
       snprintf(x->dtype_name, sizeof x->dtype_name, "F32");
       x->ndim = mt->ndim;
@@ -98,12 +111,10 @@ mc_status mc_ckpt_save(const char *path, const mc_model *m,
     }
     /* a part without state (a curve bend) has no BN buffers at all */
     if (!parts[p].state) continue;
-    for (int i = 0; i < m->n_nodes; i++) {
+    for (int i = 0; i < m->n_nodes && !st; i++) {
       if (m->nodes[i].kind != MC_NODE_BN) continue;
       mc_st_tensor *x = &t[n++];
-      char *nm = cat2(pre, m->nodes[i].name);
-      x->name = cat2(nm, NBT);
-      free(nm);
+      if ((st = cat3(path, pre, m->nodes[i].name, NBT, &x->name))) break;
       x->dtype = MC_DT_I64;
       snprintf(x->dtype_name, sizeof x->dtype_name, "I64");
       x->ndim = 0;
@@ -112,12 +123,16 @@ mc_status mc_ckpt_save(const char *path, const mc_model *m,
     }
   }
 
-  enum { NFIX = 10 };
-  int nk = 0;
-  const char **mk = mc_calloc((size_t)(NFIX + nextra + 1), sizeof(char *));
-  const char **mv = mc_calloc((size_t)(NFIX + nextra + 1), sizeof(char *));
-  char *own[NFIX] = {0};
-  int nown = 0;
+  if (st) goto done;
+  mk = mc_calloc_try(nmeta, sizeof(char *));
+  mv = mc_calloc_try(nmeta, sizeof(char *));
+  if (!mk || !mv) st = mc_oom(2 * nmeta * sizeof(char *), "the metadata list of checkpoint %s", path);
+  else if (!strcmp(m->arch, "mlp") && !(widths = mlp_widths(m)))
+    st = mc_oom(32 * (size_t)(m->n_nodes + 1), "the modeconn.widths metadata of %s", path);
+  else if (m->norm_mean && m->norm_std &&
+           (!(mean = join_floats(m->norm_mean, m->in_c)) || !(sd = join_floats(m->norm_std, m->in_c))))
+    st = mc_oom((size_t)m->in_c * 24 + 1, "the modeconn.mean/std metadata of %s", path);
+  if (st) goto done;
   char input[96], classes[32], width[40];
   snprintf(input, sizeof input, "%lldx%lldx%lld", (long long)m->in_c, (long long)m->in_h, (long long)m->in_w);
   snprintf(classes, sizeof classes, "%lld", (long long)m->classes);
@@ -127,22 +142,24 @@ mc_status mc_ckpt_save(const char *path, const mc_model *m,
   mk[nk] = "modeconn.classes", mv[nk++] = classes;
   if (m->width != 1.0) mk[nk] = "modeconn.width", mv[nk++] = width;
   if (!strcmp(m->arch, "mlp")) {
-    mk[nk] = "modeconn.widths", mv[nk++] = own[nown++] = mlp_widths(m);
+    mk[nk] = "modeconn.widths", mv[nk++] = widths;
     mk[nk] = "modeconn.bn", mv[nk++] = model_has_bn(m) ? "1" : "0";
   }
   if (m->norm_mean && m->norm_std) {
-    mk[nk] = "modeconn.mean", mv[nk++] = own[nown++] = join_floats(m->norm_mean, m->in_c);
-    mk[nk] = "modeconn.std", mv[nk++] = own[nown++] = join_floats(m->norm_std, m->in_c);
+    mk[nk] = "modeconn.mean", mv[nk++] = mean;
+    mk[nk] = "modeconn.std", mv[nk++] = sd;
   }
   if (m->spec) mk[nk] = "modeconn.spec", mv[nk++] = m->spec;
   MC_ASSERT(nk <= NFIX);
   for (int i = 0; i < nextra; i++) mk[nk] = extra[i].key, mv[nk++] = extra[i].val;
 
-  mc_status st = mc_st_write(path, t, n, mk, mv, nk);
-
+  st = mc_st_write(path, t, n, mk, mv, nk);
+done:
   for (int i = 0; i < n; i++) free(t[i].name);
   free(t);
-  for (int i = 0; i < nown; i++) free(own[i]);
+  free(widths);
+  free(mean);
+  free(sd);
   free(mk);
   free(mv);
   return st;
@@ -328,10 +345,11 @@ static mc_status ckpt_walk(const mc_st_file *f, const mc_model *m, const char *p
     const mc_tensor *mt = &m->tensors[i];
     float *dst = mt->in_state ? state : theta;
     if (!(mt->in_state ? want_state : want_theta)) continue;
-    char *name = cat2(prefix, mt->name);
+    char *name;
+    mc_status st = cat3(f->path, prefix, mt->name, "", &name);
+    if (st) return st;
     const mc_st_tensor *ft = mc_st_find(f, name);
     shape_str(sh, sizeof sh, mt->ndim, mt->shape);
-    mc_status st = MC_OK;
     if (!ft) {
       mismatch_hint(f, m, prefix, mt->name, hint, sizeof hint);
       st = mc_error(MC_ESHAPE, "%s: tensor '%s' missing (expected F32 %s)%s", f->path, name, sh, hint);
@@ -393,9 +411,11 @@ mc_status mc_ckpt_load(const char *path, const char *fallback_arch,
   /* shapes first: metadata alone must not size an allocation */
   if (!st) st = mc_ckpt_check(&f, *m, "", 1, 1);
   if (!st) {
-    *theta = mc_calloc((*m)->n_theta + 1, sizeof(float));
-    *state = mc_calloc((*m)->n_state + 1, sizeof(float));
-    st = mc_ckpt_get(&f, *m, "", *theta, *state, 1);
+    *theta = mc_calloc_try((*m)->n_theta + 1, sizeof(float));
+    *state = mc_calloc_try((*m)->n_state + 1, sizeof(float));
+    if (!*theta || !*state)
+      st = mc_oom(sizeof(float) * (size_t)((*m)->n_theta + (*m)->n_state + 2), "the parameters of %s", path);
+    else st = mc_ckpt_get(&f, *m, "", *theta, *state, 1);
   }
   mc_st_free(&f);
   if (st) {

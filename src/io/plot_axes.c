@@ -6,17 +6,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-char *plot_text(const char *s) {
+const char *plot_text(char out[PLOT_TEXT_CAP], const char *s) {
   if (!s) s = "";
-  size_t n = strlen(s), extra = 0;
-  for (size_t i = 0; i < n; i++) extra += s[i] == '#';
-  char *t = mc_malloc(n + extra + 1), *p = t;
-  for (size_t i = 0; i < n; i++) {
-    *p++ = s[i];
-    if (s[i] == '#') *p++ = '#';
+  size_t k = 0;
+  for (size_t i = 0; s[i]; i++) {
+    if (k + (s[i] == '#' ? 2 : 1) >= PLOT_TEXT_CAP) {
+      if (((unsigned char)s[i] & 0xC0) == 0x80) { /* drop the partial UTF-8 sequence */
+        while (k > 0 && ((unsigned char)out[k - 1] & 0xC0) == 0x80) k--;
+        if (k > 0) k--;
+      }
+      break;
+    }
+    out[k++] = s[i];
+    if (s[i] == '#') out[k++] = '#';
   }
-  *p = '\0';
-  return t;
+  out[k] = '\0';
+  return out;
 }
 
 /* Tick labels: plain decimals with one number of decimals per axis (as

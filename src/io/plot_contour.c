@@ -90,8 +90,13 @@ mc_status mc_plot_contour(const char *path, const char *title,
 
   /* PLplot wants a[i][j] at (x[i], y[j]); non-finite cells clamp to the
    * top of the scale (-inf to the bottom) */
-  PLFLT *buf = mc_malloc(sizeof(PLFLT) * nz);
-  PLFLT **a = mc_malloc(sizeof(PLFLT *) * (size_t)nx);
+  PLFLT *buf = mc_malloc_try(sizeof(PLFLT) * nz);
+  PLFLT **a = mc_malloc_try(sizeof(PLFLT *) * (size_t)nx);
+  if (!buf || !a) {
+    free(buf);
+    free(a);
+    return mc_oom(sizeof(PLFLT) * nz + sizeof(PLFLT *) * (size_t)nx, "%s: the %d x %d contour grid", p, nx, ny);
+  }
   for (int i = 0; i < nx; i++) {
     a[i] = buf + (size_t)i * (size_t)ny;
     for (int j = 0; j < ny; j++) {
@@ -116,8 +121,9 @@ mc_status mc_plot_contour(const char *path, const char *title,
     free(buf);
     return st;
   }
-  char *t_title = plot_text(title), *t_x = plot_text(xlabel),
-       *t_y = plot_text(ylabel), *t_z = plot_text(zlabel);
+  char b_title[PLOT_TEXT_CAP], b_x[PLOT_TEXT_CAP], b_y[PLOT_TEXT_CAP], b_z[PLOT_TEXT_CAP], b_t[PLOT_TEXT_CAP];
+  const char *t_title = plot_text(b_title, title), *t_x = plot_text(b_x, xlabel), *t_y = plot_text(b_y, ylabel),
+             *t_z = plot_text(b_z, zlabel);
   set_cmap1();
   tick_fmt tf;
   double ydisp, pxw, pxh;
@@ -144,13 +150,12 @@ mc_status mc_plot_contour(const char *path, const char *title,
     plcol0(COL_BLACK);
     plot_marker_at(0, px[k], py[k], 5.5, pxw, pxh);
     if (plabels && plabels[k] && *plabels[k]) {
-      char *t = plot_text(plabels[k]);
+      const char *t = plot_text(b_t, plabels[k]);
       /* right of the point, or left of it near the right edge */
       double u = (px[k] - xlo) / (xhi - xlo);
       int left = u > 0.8;
       halo_text(px[k] + (left ? -10 : 10) * pxw, py[k] + 6 * pxh,
                 left ? 1.0 : 0.0, t, pxw, pxh);
-      free(t);
     }
   }
   plcol0(COL_BLACK);
@@ -162,7 +167,7 @@ mc_status mc_plot_contour(const char *path, const char *title,
   plmtex("t", 1.5, 0.5, 0.5, t_title);
 
   if (overlay && overlay->n > 0 && overlay->label && *overlay->label) {
-    char *t = plot_text(overlay->label);
+    const char *t = plot_text(b_t, overlay->label);
     PLINT lopt = PL_LEGEND_LINE, col = COL_BLACK, sty = 1, zero = 0;
     PLFLT wid = 2.5, zf = 0., sc = 1.;
     PLINT snum = 0;
@@ -172,9 +177,8 @@ mc_status mc_plot_contour(const char *path, const char *title,
              PL_POSITION_TOP | PL_POSITION_LEFT | PL_POSITION_INSIDE |
                  PL_POSITION_VIEWPORT,
              0.015, 0.02, 0.08, COL_WHITE, COL_BLACK, 1, 1, 1, 1, &lopt, 1.0,
-             0.9, 2.0, 0.0, &col, (const char *const *)&t, &zero, &zero, &zf,
+             0.9, 2.0, 0.0, &col, &t, &zero, &zero, &zf,
              &zf, &col, &sty, &wid, &col, &sc, &snum, &sym);
-    free(t);
   }
 
   /* colour bar at the right of the plot, labelled zlabel */
@@ -195,10 +199,6 @@ mc_status mc_plot_contour(const char *path, const char *title,
                n_values, values);
   }
 
-  free(t_title);
-  free(t_x);
-  free(t_y);
-  free(t_z);
   st = plot_out_end(&o, MC_OK);
   pthread_mutex_unlock(&plot_lock);
   free(a);

@@ -31,8 +31,12 @@ enum {
 };
 
 /* PLplot interprets '#' as the start of an escape sequence; user text is
- * shown literally by doubling it.  Returns a malloc'ed string. */
-char *plot_text(const char *s);
+ * shown literally by doubling it, into out (returned).  A fixed buffer, so
+ * nothing is allocated while a plot is being drawn: text longer than
+ * PLOT_TEXT_CAP - 1 bytes (far more than a page shows) is cut at a
+ * character boundary. */
+#define PLOT_TEXT_CAP 512
+const char *plot_text(char out[PLOT_TEXT_CAP], const char *s);
 
 /* One plot's output: PLplot renders into memory (a stdio stream of ours),
  * which plot_out_end writes atomically to path. */

@@ -131,8 +131,8 @@ mc_status mc_plot_lines(const char *path, const char *title,
     return st;
   }
 
-  char *t_title = plot_text(title), *t_x = plot_text(xlabel),
-       *t_y = plot_text(ylabel);
+  char b_title[PLOT_TEXT_CAP], b_x[PLOT_TEXT_CAP], b_y[PLOT_TEXT_CAP], b_labels[MAX_SERIES][PLOT_TEXT_CAP];
+  const char *t_title = plot_text(b_title, title), *t_x = plot_text(b_x, xlabel), *t_y = plot_text(b_y, ylabel);
   tick_fmt tf;
   double ydisp, pxw, pxh;
   plot_frame(&tf, x0, x1, y0, y1, 0.96, &ydisp, &pxw, &pxh);
@@ -150,7 +150,7 @@ mc_status mc_plot_lines(const char *path, const char *title,
       snum[MAX_SERIES], zero[MAX_SERIES];
   PLFLT widths[MAX_SERIES], sscale[MAX_SERIES], zerof[MAX_SERIES];
   const char *symbols[MAX_SERIES];
-  char *labels[MAX_SERIES];
+  const char *labels[MAX_SERIES];
   plwidth(2.0);
   for (int k = 0; k < ns; k++) {
     int marks = s[k].n <= MARKER_MAX_POINTS ||
@@ -165,10 +165,10 @@ mc_status mc_plot_lines(const char *path, const char *title,
     zerof[k] = 0.;
     symbols[k] = k_markers[k];
     if (s[k].label) {
-      labels[k] = plot_text(s[k].label);
+      labels[k] = plot_text(b_labels[k], s[k].label);
     } else {
-      labels[k] = mc_malloc(24);
-      snprintf(labels[k], 24, "series %d", k + 1);
+      snprintf(b_labels[k], sizeof b_labels[k], "series %d", k + 1);
+      labels[k] = b_labels[k];
     }
     plcol0(colors[k]);
     pllsty(styles[k]);
@@ -185,14 +185,10 @@ mc_status mc_plot_lines(const char *path, const char *title,
   PLFLT lw, lh;
   pllegend(&lw, &lh, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX, position,
            0.015, 0.02, 0.08, COL_WHITE, COL_BLACK, 1, ns, 1, ns, opt, 1.0,
-           0.9, 2.0, 0.0, text_colors, (const char *const *)labels, zero,
+           0.9, 2.0, 0.0, text_colors, labels, zero,
            zero, zerof, zerof, colors, styles, widths, colors, sscale, snum,
            symbols);
 
-  for (int k = 0; k < ns; k++) free(labels[k]);
-  free(t_title);
-  free(t_x);
-  free(t_y);
   st = plot_out_end(&o, MC_OK);
   pthread_mutex_unlock(&plot_lock);
   return st;

@@ -16,6 +16,7 @@
  * output is then written by mc_atomic_write: temporary file, every write
  * and the fsync checked, rename; on failure an error naming the file and no
  * file left behind. */
+#include "core/file.h"
 #include "io/plot_impl.h"
 
 #include "io/results.h"
@@ -69,7 +70,7 @@ static ssize_t sink_write(void *c, const char *p, size_t n) {
       if (cap > SIZE_MAX / 2) goto oom;
       cap *= 2;
     }
-    char *b = realloc(o->buf, cap);
+    char *b = mc_realloc_try(o->buf, cap);
     if (!b) goto oom;
     o->buf = b;
     o->cap = cap;
@@ -107,11 +108,9 @@ mc_status plot_out_begin(plot_out *o, const char *path) {
                     path, o->dev);
   /* the directory, before any drawing: the atomic write creates its
    * temporary file there */
-  const char *slash = strrchr(path, '/');
-  size_t dl = slash ? (size_t)(slash - path) : 0;
-  char *dir = mc_malloc(dl + 2);
-  if (slash) memcpy(dir, path, dl ? dl : 1), dir[dl ? dl : 1] = 0;
-  else strcpy(dir, ".");
+  char *dir;
+  mc_status st = mc_parent_dir(path, &dir);
+  if (st) return st;
   int ok = access(dir, W_OK | X_OK) == 0, e = errno;
   free(dir);
   if (!ok) return mc_error(MC_EIO, "%s: cannot create a file there: %s", path, strerror(e));

@@ -2,6 +2,7 @@
  * readers of numeric JSON arrays the report uses. */
 #include "io/results.h"
 
+#include "core/file.h"
 #include "eval/path.h"
 
 #include <dirent.h>
@@ -16,7 +17,8 @@
 
 mc_status mc_atomic_write(const char *path, const void *buf, size_t len) {
   size_t pl = strlen(path);
-  char *tmp = mc_malloc(pl + 16);
+  char *tmp = mc_malloc_try(pl + 16);
+  if (!tmp) return mc_oom(pl + 16, "the temporary file name of %s", path);
   snprintf(tmp, pl + 16, "%s.tmp.XXXXXX", path);
   int fd = mkstemp(tmp);
   if (fd < 0) {
@@ -54,7 +56,11 @@ mc_status mc_json_write(const char *path, const json_t *j) {
   char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
   if (!s) return mc_error(MC_EINTERNAL, "%s: cannot serialise JSON", path);
   size_t l = strlen(s);
-  char *t = mc_malloc(l + 2);
+  char *t = mc_malloc_try(l + 2);
+  if (!t) {
+    free(s);
+    return mc_oom(l + 2, "the JSON text of %s", path);
+  }
   memcpy(t, s, l);
   t[l] = '\n';
   free(s);
@@ -66,7 +72,8 @@ mc_status mc_json_write(const char *path, const json_t *j) {
 mc_status mc_mkdir_p(const char *dir) {
   size_t n = strlen(dir);
   if (!n) return mc_error(MC_EARG, "empty directory name");
-  char *p = mc_malloc(n + 1);
+  char *p = mc_malloc_try(n + 1);
+  if (!p) return mc_oom(n + 1, "the directory name %s", dir);
   memcpy(p, dir, n + 1);
   mc_status st = MC_OK;
   /* each prefix ending at a '/' (and the whole path), leading '/' skipped */
@@ -97,7 +104,8 @@ mc_status mc_json_doubles(const json_t *j, const char *file, const char *key, si
   size_t len = json_array_size(a);
   if (want != SIZE_MAX && len != want)
     return mc_error(MC_EFORMAT, "%s: '%s' has %zu values, expected %zu", file, key, len, want);
-  double *v = mc_malloc(sizeof(double) * (len + 1));
+  double *v = mc_malloc_try(sizeof(double) * (len + 1));
+  if (!v) return mc_oom(sizeof(double) * (len + 1), "%s: the %zu values of '%s'", file, len, key);
   for (size_t i = 0; i < len; i++) {
     const json_t *x = json_array_get(a, i);
     if (json_is_null(x)) v[i] = NAN;
@@ -149,22 +157,20 @@ fail:
   return st;
 }
 
+/* Best effort: when even the directory's name cannot be allocated the
+ * stale files stay, which is what happens when they cannot be removed. */
 void mc_remove_stale_tmp(const char *path) {
   const char *slash = strrchr(path, '/');
   const char *base = slash ? slash + 1 : path;
-  size_t dl = slash ? (size_t)(slash - path) : 0, bl = strlen(base);
-  char *dir = mc_malloc(dl + 2);
-  if (slash) memcpy(dir, path, dl ? dl : 1), dir[dl ? dl : 1] = 0;
-  else strcpy(dir, ".");
+  size_t bl = strlen(base);
+  char *dir;
+  if (mc_parent_dir(path, &dir)) return;
   DIR *d = opendir(dir);
   if (d) {
     for (struct dirent *e; (e = readdir(d));) {
       /* exactly base + ".tmp." + the 6 characters mkstemp filled in */
       if (strlen(e->d_name) != bl + 11 || strncmp(e->d_name, base, bl) || strncmp(e->d_name + bl, ".tmp.", 5)) continue;
-      char *p = mc_malloc(dl + bl + 14);
-      snprintf(p, dl + bl + 14, "%s/%s", dir, e->d_name);
-      unlink(p);
-      free(p);
+      unlinkat(dirfd(d), e->d_name, 0);
     }
     closedir(d);
   }

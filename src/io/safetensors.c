@@ -79,13 +79,6 @@ const mc_st_tensor *mc_st_find(const mc_st_file *f, const char *name) {
   return NULL;
 }
 
-static char *xstrdup(const char *s) {
-  size_t n = strlen(s) + 1;
-  char *d = mc_malloc(n);
-  memcpy(d, s, n);
-  return d;
-}
-
 typedef struct {
   uint64_t begin, end;
   int idx;
@@ -164,7 +157,8 @@ static mc_status parse_entry(const char *path, const char *name,
   t.dtype = dtype_code(dt);
   snprintf(t.dtype_name, sizeof t.dtype_name, "%s", dt);
   t.nbytes = nbytes;
-  t.name = xstrdup(name);
+  if (!(t.name = mc_strdup_try(name)))
+    return mc_oom(strlen(name) + 1, "%s: the name of tensor '%.200s'", path, name);
   r->begin = b;
   r->end = e;
   r->idx = f->n;
@@ -177,16 +171,21 @@ static mc_status parse_meta(const char *path, const json_t *v, mc_st_file *f) {
   if (!json_is_object(v))
     return mc_error(MC_EFORMAT, "%s: __metadata__ is not a JSON object", path);
   size_t n = json_object_size(v);
-  f->meta_key = mc_calloc(n + 1, sizeof(char *));
-  f->meta_val = mc_calloc(n + 1, sizeof(char *));
+  f->meta_key = mc_calloc_try(n + 1, sizeof(char *));
+  f->meta_val = mc_calloc_try(n + 1, sizeof(char *));
+  if (!f->meta_key || !f->meta_val)
+    return mc_oom(2 * (n + 1) * sizeof(char *), "%s: the list of %zu metadata entries", path, n);
   const char *k;
   json_t *x;
   json_object_foreach((json_t *)v, k, x) {
     if (!json_is_string(x))
       return mc_error(MC_EFORMAT, "%s: __metadata__ value of '%.200s' is not a string", path, k);
-    f->meta_key[f->n_meta] = xstrdup(k);
-    f->meta_val[f->n_meta] = xstrdup(json_string_value(x));
-    f->n_meta++;
+    const char *val = json_string_value(x);
+    const int i = f->n_meta++; /* counted first: mc_st_free frees what was made */
+    f->meta_key[i] = mc_strdup_try(k);
+    f->meta_val[i] = mc_strdup_try(val);
+    if (!f->meta_key[i] || !f->meta_val[i])
+      return mc_oom(strlen(k) + strlen(val) + 2, "%s: __metadata__ entry '%.200s'", path, k);
   }
   return MC_OK;
 }
@@ -218,8 +217,12 @@ static mc_status st_parse(const char *path, mc_st_file *f, size_t size) {
   size_t n = json_object_size(root);
   uint64_t dsize = (uint64_t)(size - 8) - hlen;
   const unsigned char *data = p + 8 + hlen;
-  f->t = mc_calloc(n + 1, sizeof(mc_st_tensor));
-  rg = mc_calloc(n + 1, sizeof(st_range));
+  f->t = mc_calloc_try(n + 1, sizeof(mc_st_tensor));
+  rg = mc_calloc_try(n + 1, sizeof(st_range));
+  if (!f->t || !rg) {
+    st = mc_oom((n + 1) * (sizeof(mc_st_tensor) + sizeof(st_range)), "%s: the list of %zu tensors", path, n);
+    goto out;
+  }
   const char *key;
   json_t *v;
   json_object_foreach(root, key, v) {
@@ -274,7 +277,7 @@ mc_status mc_st_read(const char *path, mc_st_file *f) {
 mc_status mc_st_read_mem(const char *name, const void *data, size_t size, mc_st_file *f) {
   memset(f, 0, sizeof *f);
   snprintf(f->path, sizeof f->path, "%s", name);
-  f->buf = mc_malloc(size + 1);
+  if (!(f->buf = mc_malloc_try(size + 1))) return mc_oom(size + 1, "a copy of %s", name);
   memcpy(f->buf, data, size);
   mc_status st = st_parse(name, f, size);
   if (st) mc_st_free(f);
@@ -307,11 +310,14 @@ static mc_status build_header(const char *path, const mc_st_tensor *t, int n,
                               const char *const *mk, const char *const *mv,
                               int n_meta, wt *w, char **out, size_t *outlen) {
   mc_status st = MC_OK;
-  wt **byname = mc_calloc((size_t)n + 1, sizeof(wt *));
-  wt **bydata = mc_calloc((size_t)n + 1, sizeof(wt *));
+  wt **byname = mc_calloc_try((size_t)n + 1, sizeof(wt *));
+  wt **bydata = mc_calloc_try((size_t)n + 1, sizeof(wt *));
   json_t *root = json_object();
-  MC_ASSERT(root);
   *out = NULL;
+  if (!byname || !bydata || !root) {
+    st = mc_oom(2 * ((size_t)n + 1) * sizeof(wt *), "%s: the header of %d tensors", path, n);
+    goto out;
+  }
   for (int i = 0; i < n; i++) {
     const mc_st_tensor *x = &t[i];
     const char *dt = dtype_str(x);
@@ -359,8 +365,10 @@ static mc_status build_header(const char *path, const mc_st_tensor *t, int n,
   }
   if (n_meta > 0) {
     json_t *meta = json_object();
-    MC_ASSERT(meta);
-    json_object_set_new(root, "__metadata__", meta);
+    if (!meta || json_object_set_new(root, "__metadata__", meta)) {
+      st = mc_error(MC_ENOMEM, "%s: out of memory building the header's __metadata__", path);
+      goto out;
+    }
     for (int i = 0; i < n_meta; i++) {
       if (!mk[i] || !mv[i]) {
         st = mc_error(MC_EARG, "%s: metadata entry %d is NULL", path, i);
@@ -389,16 +397,27 @@ static mc_status build_header(const char *path, const mc_st_tensor *t, int n,
     json_array_append_new(offs, json_integer((json_int_t)x->begin));
     json_array_append_new(offs, json_integer((json_int_t)(x->begin + x->t->nbytes)));
     json_t *e = json_pack("{s:s, s:o, s:o}", "dtype", dtype_str(x->t), "shape", shape, "data_offsets", offs);
-    MC_ASSERT(e);
+    if (!e) { /* the dtype is one of ours: only memory can fail here */
+      st = mc_error(MC_ENOMEM, "%s: out of memory building the header entry of tensor '%s'", path, x->t->name);
+      goto out;
+    }
     if (json_object_set_new(root, x->t->name, e)) {
       st = mc_error(MC_EARG, "%s: tensor name '%s' is not valid UTF-8", path, x->t->name);
       goto out;
     }
   }
   char *s = json_dumps(root, JSON_COMPACT);
-  MC_ASSERT(s);
+  if (!s) {
+    st = mc_error(MC_ENOMEM, "%s: out of memory serialising the header of %d tensors", path, n);
+    goto out;
+  }
   size_t len = strlen(s), padded = (len + 7) & ~(size_t)7;
-  char *h = mc_malloc(padded + 1);
+  char *h = mc_malloc_try(padded + 1);
+  if (!h) {
+    free(s);
+    st = mc_oom(padded + 1, "%s: the header text", path);
+    goto out;
+  }
   memcpy(h, s, len);
   memset(h + len, ' ', padded - len);
   h[padded] = 0;
@@ -426,22 +445,28 @@ mc_status mc_st_write(const char *path, const mc_st_tensor *t, int n,
   if (!path || !*path) return mc_error(MC_EARG, "safetensors: empty output path");
   if (n < 0 || n_meta < 0 || (n && !t) || (n_meta && (!meta_key || !meta_val)))
     return mc_error(MC_EARG, "%s: invalid tensor or metadata list", path);
-  wt *w = mc_calloc((size_t)n + 1, sizeof(wt));
-  char *hdr = NULL;
+  wt *w = mc_calloc_try((size_t)n + 1, sizeof(wt));
+  wt **order = mc_calloc_try((size_t)n + 1, sizeof(wt *));
+  size_t plen = strlen(path);
+  char *hdr = NULL, *tmp = mc_malloc_try(plen + 16);
   size_t hlen = 0;
-  mc_status st = build_header(path, t, n, meta_key, meta_val, n_meta, w, &hdr, &hlen);
+  mc_status st = !w || !order || !tmp
+                     ? mc_oom(((size_t)n + 1) * (sizeof(wt) + sizeof(wt *)) + plen + 16, "%s: the list of %d tensors",
+                              path, n)
+                     : build_header(path, t, n, meta_key, meta_val, n_meta, w, &hdr, &hlen);
   if (st) {
     free(w);
+    free(order);
+    free(tmp);
     return st;
   }
-  size_t plen = strlen(path);
-  char *tmp = mc_malloc(plen + 16);
   memcpy(tmp, path, plen);
   memcpy(tmp + plen, ".tmp.XXXXXX", 12);
   int fd = mkstemp(tmp);
   if (fd < 0) {
     int e = errno;
     free(w);
+    free(order);
     free(hdr);
     free(tmp);
     return write_fail(path, NULL, NULL, -1, "cannot create temporary file", e);
@@ -462,18 +487,15 @@ mc_status mc_st_write(const char *path, const mc_st_tensor *t, int n,
     goto done;
   }
   /* data in the order the offsets were assigned */
-  wt **order = mc_calloc((size_t)n + 1, sizeof(wt *));
   for (int i = 0; i < n; i++) order[i] = &w[i];
   qsort(order, (size_t)n, sizeof(wt *), wt_data_cmp);
   for (int i = 0; i < n; i++) {
     const mc_st_tensor *x = order[i]->t;
     if (x->nbytes && fwrite(x->data, 1, x->nbytes, fp) != x->nbytes) {
-      free(order);
       st = write_fail(path, tmp, fp, -1, "write failed", errno);
       goto done;
     }
   }
-  free(order);
   if (fflush(fp) != 0) {
     st = write_fail(path, tmp, fp, -1, "write failed", errno);
     goto done;
@@ -490,15 +512,10 @@ mc_status mc_st_write(const char *path, const mc_st_tensor *t, int n,
     st = write_fail(path, tmp, NULL, -1, "cannot rename the temporary file into place", errno);
     goto done;
   }
-  /* make the rename itself durable; failure here loses nothing already
-   * visible, so it is not reported */
-  {
-    char *dir = mc_malloc(plen + 2);
-    memcpy(dir, path, plen + 1);
-    char *slash = strrchr(dir, '/');
-    if (!slash) strcpy(dir, ".");
-    else if (slash == dir) dir[1] = 0;
-    else *slash = 0;
+  /* make the rename itself durable; failure here (even to allocate the
+   * directory's name) loses nothing already visible, so it is not reported */
+  char *dir;
+  if (mc_parent_dir(path, &dir) == MC_OK) {
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
       (void)fsync(dfd);
@@ -508,6 +525,7 @@ mc_status mc_st_write(const char *path, const mc_st_tensor *t, int n,
   }
 done:
   free(w);
+  free(order);
   free(hdr);
   free(tmp);
   return st;

@@ -35,9 +35,9 @@ typedef struct {
 static int uf_new(uf_t *u) {
   if (u->n == u->cap) {
     const int cap = u->cap ? u->cap * 2 : 64;
-    int *parent = realloc(u->parent, sizeof(int) * (size_t)cap);
+    int *parent = mc_realloc_try(u->parent, sizeof(int) * (size_t)cap);
     if (parent) u->parent = parent;
-    int *fixed = parent ? realloc(u->fixed, sizeof(int) * (size_t)cap) : NULL;
+    int *fixed = parent ? mc_realloc_try(u->fixed, sizeof(int) * (size_t)cap) : NULL;
     if (!fixed) return -1;
     u->fixed = fixed;
     u->cap = cap;
@@ -302,7 +302,7 @@ static mc_status add_tensor(mc_model *m, int *cap, const char *file, int node, c
                     "(shape %lld x %lld%s)", file, m->nodes[node].name, suffix, (long long)MC_MAX_NUMEL,
                     (long long)shape[0], (long long)(ndim > 1 ? shape[1] : 1), ndim > 2 ? " x ..." : "");
   if (m->n_tensors == *cap) {
-    mc_tensor *t = realloc(m->tensors, sizeof(mc_tensor) * (size_t)(*cap ? *cap * 2 : 64));
+    mc_tensor *t = mc_realloc_try(m->tensors, sizeof(mc_tensor) * (size_t)(*cap ? *cap * 2 : 64));
     if (!t) return oom(file, "the tensor list");
     m->tensors = t;
     *cap = *cap ? *cap * 2 : 64;
@@ -435,7 +435,7 @@ static mc_status build(mc_model *m, const char *file, const mc_arch_params *p) {
         int r = uf_find(&uf, sg->space);
         if (uf.fixed[r]) { sg->group = -1; continue; }
         if (gid[r] == -2) {
-          mc_group *gr = realloc(m->groups, sizeof(mc_group) * (size_t)(ng + 1));
+          mc_group *gr = mc_realloc_try(m->groups, sizeof(mc_group) * (size_t)(ng + 1));
           if (!gr) {
             free(gid);
             st = oom(file, "the permutation groups");
@@ -469,14 +469,14 @@ mc_status mc_model_from_spec(mc_model **out, const char *arch,
       p->in_w > MC_MAX_DIM || p->classes > MC_MAX_DIM)
     return mc_error(MC_EARG, "input %lldx%lldx%lld with %lld classes: every size must be in 1..%d and classes >= 2",
                     (long long)p->in_c, (long long)p->in_h, (long long)p->in_w, (long long)p->classes, MC_MAX_DIM);
-  mc_model *m = calloc(1, sizeof *m);
+  mc_model *m = mc_calloc_try(1, sizeof *m);
   if (!m) return oom(arch, "the model");
   snprintf(m->arch, sizeof m->arch, "%s", arch);
   m->in_c = p->in_c; m->in_h = p->in_h; m->in_w = p->in_w;
   m->classes = p->classes;
   m->width = p->width;
-  m->spec = strdup(spec);
-  char *copy = strdup(spec);
+  m->spec = mc_strdup_try(spec);
+  char *copy = mc_strdup_try(spec);
   int cap = 0;
   pctx c = {arch, 0};
   mc_status st = !m->spec || !copy ? oom(arch, "the spec text") : MC_OK;
@@ -487,7 +487,7 @@ mc_status mc_model_from_spec(mc_model **out, const char *arch,
     if (nl) *nl = 0;
     c.line++;
     if (m->n_nodes == cap) {
-      mc_node *nodes = realloc(m->nodes, sizeof(mc_node) * (size_t)(cap ? cap * 2 : 64));
+      mc_node *nodes = mc_realloc_try(m->nodes, sizeof(mc_node) * (size_t)(cap ? cap * 2 : 64));
       if (!nodes) {
         st = oom(arch, "the node list");
         break;
@@ -500,7 +500,7 @@ mc_status mc_model_from_spec(mc_model **out, const char *arch,
     if (st) break;
     if ((int)nd.kind >= 0) m->nodes[m->n_nodes++] = nd;
     if ((int)nd.kind == -2) { /* an output line: head 1, 2, ... */
-      mc_head *h = realloc(m->heads, sizeof(mc_head) * (size_t)(m->n_heads + 2));
+      mc_head *h = mc_realloc_try(m->heads, sizeof(mc_head) * (size_t)(m->n_heads + 2));
       if (!h) {
         st = oom(arch, "the output heads");
         break;
@@ -513,7 +513,7 @@ mc_status mc_model_from_spec(mc_model **out, const char *arch,
   free(copy);
   if (!st && m->n_nodes < 2)
     st = mc_error(MC_EFORMAT, "%s: an architecture needs at least an input and one layer", arch);
-  mc_head *h0 = st ? NULL : realloc(m->heads, sizeof(mc_head) * (size_t)(m->n_heads + 2));
+  mc_head *h0 = st ? NULL : mc_realloc_try(m->heads, sizeof(mc_head) * (size_t)(m->n_heads + 2));
   if (!st && !h0) st = oom(arch, "the output heads");
   if (!st) { /* head 0: the last node, weight 1 */
     m->heads = h0;
@@ -530,8 +530,8 @@ mc_status mc_model_from_spec(mc_model **out, const char *arch,
   }
   if (!st) st = build(m, arch, p);
   if (!st) {
-    m->norm_mean = calloc((size_t)m->in_c, sizeof(float));
-    m->norm_std = calloc((size_t)m->in_c, sizeof(float));
+    m->norm_mean = mc_calloc_try((size_t)m->in_c, sizeof(float));
+    m->norm_std = mc_calloc_try((size_t)m->in_c, sizeof(float));
     if (!m->norm_mean || !m->norm_std) st = oom(arch, "the input normalisation");
     for (int64_t i = 0; !st && i < m->in_c; i++) m->norm_std[i] = 1.f;
   }
@@ -543,13 +543,6 @@ mc_status mc_model_from_spec(mc_model **out, const char *arch,
   return MC_OK;
 }
 
-static char *read_text(const char *path) {
-  unsigned char *s;
-  size_t n;
-  if (mc_read_file(path, "architecture file", 1 << 24, &s, &n)) return NULL;
-  return (char *)s;
-}
-
 mc_status mc_model_create(mc_model **out, const char *arch,
                           const mc_arch_params *p) {
   /* the zoo scales channel counts by it (a double to int64 conversion) */
@@ -559,10 +552,17 @@ mc_status mc_model_create(mc_model **out, const char *arch,
   const char *path = NULL;
   if (!strncmp(arch, "file:", 5)) path = arch + 5;
   else if (strchr(arch, '/') || strstr(arch, ".arch")) path = arch;
-  if (path) spec = read_text(path);
-  else spec = mc_zoo_spec(arch, p);
-  if (!spec) return MC_EARG;
-  mc_status st = mc_model_from_spec(out, arch, spec, p);
+  mc_status st;
+  if (path) {
+    unsigned char *text;
+    size_t n;
+    st = mc_read_file(path, "architecture file", 1 << 24, &text, &n);
+    spec = (char *)text;
+  } else {
+    st = mc_zoo_spec(arch, p, &spec);
+  }
+  if (st) return st == MC_ENOMEM ? st : MC_EARG; /* an unreadable or impossible --arch: a usage error */
+  st = mc_model_from_spec(out, arch, spec, p);
   free(spec);
   return st;
 }

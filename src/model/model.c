@@ -159,11 +159,15 @@ void mc_model_print(const mc_model *m, FILE *f) {
     }
   }
   fprintf(f, "\ntotal trainable parameters: %zu", m->n_theta);
-  char *live = mc_malloc((size_t)m->n_nodes + 1);
-  mc_model_live(m, live, 0);
-  size_t n_eval = 0;
-  for (int i = 0; i < m->n_tensors; i++)
-    if (!m->tensors[i].in_state && live[m->tensors[i].node]) n_eval += m->tensors[i].numel;
+  /* without memory for the live-node table the train-only split is left out */
+  char *live = mc_malloc_try((size_t)m->n_nodes + 1);
+  size_t n_eval = m->n_theta;
+  if (live) {
+    mc_model_live(m, live, 0);
+    n_eval = 0;
+    for (int i = 0; i < m->n_tensors; i++)
+      if (!m->tensors[i].in_state && live[m->tensors[i].node]) n_eval += m->tensors[i].numel;
+  }
   if (n_eval != m->n_theta) fprintf(f, " (%zu without the train-only heads)", n_eval);
   fprintf(f, "\nforward FLOPs per sample: %.4g", mc_model_flops(m));
   if (n_eval != m->n_theta) fprintf(f, " (%.4g without the train-only heads)", flops_of(m, live));

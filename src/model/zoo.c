@@ -12,13 +12,14 @@
 typedef struct {
   char *s;
   size_t n, cap;
+  int oom; /* a growth failed: later appends do nothing, mc_zoo_spec reports it */
 } sbuf;
 
 static void sb_printf(sbuf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void sb_printf(sbuf *b, const char *fmt, ...) {
   va_list ap;
-  for (;;) {
+  while (!b->oom) {
     va_start(ap, fmt);
     int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0,
                       fmt, ap);
@@ -29,9 +30,9 @@ static void sb_printf(sbuf *b, const char *fmt, ...) {
       return;
     }
     b->cap = (b->cap + (size_t)k + 1) * 2;
-    char *t = realloc(b->s, b->cap);
-    MC_ASSERT(t != NULL);
-    b->s = t;
+    char *t = mc_realloc_try(b->s, b->cap);
+    if (!t) b->oom = 1;
+    else b->s = t;
   }
 }
 
@@ -274,7 +275,8 @@ static const char *const zoo_names[] = {"mlp",      "tinyten", "resnet20",
 
 const char *const *mc_zoo_names(void) { return zoo_names; }
 
-char *mc_zoo_spec(const char *arch, const mc_arch_params *p) {
+mc_status mc_zoo_spec(const char *arch, const mc_arch_params *p, char **out) {
+  *out = NULL;
   sbuf b = {0};
   if (!strcmp(arch, "tinyten")) tinyten(&b, p);
   else if (!strcmp(arch, "resnet20")) resnet(&b, 20, p);
@@ -286,15 +288,19 @@ char *mc_zoo_spec(const char *arch, const mc_arch_params *p) {
   else if (!strcmp(arch, "googlenet")) {
     if (googlenet(&b, p)) {
       free(b.s);
-      return NULL;
+      return MC_ESHAPE;
     }
   }
   else {
-    mc_error(MC_EARG,
-             "unknown architecture '%s' (built-in: mlp, tinyten, resnet20, "
-             "resnet32, resnet56, vgg16-bn, googlenet, branchnet; or a spec file path)",
-             arch);
-    return NULL;
+    return mc_error(MC_EARG,
+                    "unknown architecture '%s' (built-in: mlp, tinyten, resnet20, "
+                    "resnet32, resnet56, vgg16-bn, googlenet, branchnet; or a spec file path)",
+                    arch);
   }
-  return b.s;
+  if (b.oom) {
+    free(b.s);
+    return mc_oom(b.cap, "the spec text of architecture %s", arch);
+  }
+  *out = b.s;
+  return MC_OK;
 }

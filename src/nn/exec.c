@@ -111,22 +111,22 @@ mc_status mc_exec_create(mc_exec **out, const mc_model *m, int64_t batch, mc_bac
   if (__builtin_mul_overflow(batch, m->classes, &outf) || outf > (INT64_MAX / 8))
     return mc_error(MC_ENOMEM, "batch %lld x %lld classes: too large", (long long)batch,
                     (long long)m->classes);
-  mc_exec *e = calloc(1, sizeof *e);
-  if (!e) return mc_error(MC_ENOMEM, "out of memory creating an executor");
+  mc_exec *e = mc_calloc_try(1, sizeof *e);
+  if (!e) return mc_oom(sizeof *e, "an executor of %s", m->arch);
   e->m = m;
   e->ops = ops;
   e->be = be;
   e->batch = batch;
   mc_rng_seed(&e->rng, 0);
   const size_t nn = (size_t)m->n_nodes, nh = (size_t)m->n_heads;
-  e->live_train = calloc(nn, 1);
-  e->live_eval = calloc(nn, 1);
-  e->head_run = calloc(nh, 1);
-  e->out = calloc(nh, sizeof(float *));
-  e->dout = calloc(nh, sizeof(float *));
+  e->live_train = mc_calloc_try(nn, 1);
+  e->live_eval = mc_calloc_try(nn, 1);
+  e->head_run = mc_calloc_try(nh, 1);
+  e->out = mc_calloc_try(nh, sizeof(float *));
+  e->dout = mc_calloc_try(nh, sizeof(float *));
   mc_status st = MC_OK;
   if (!e->live_train || !e->live_eval || !e->head_run || !e->out || !e->dout) {
-    st = mc_error(MC_ENOMEM, "out of memory creating an executor");
+    st = mc_oom(2 * nn + nh * (1 + 2 * sizeof(float *)), "the node and head tables of an executor of %s", m->arch);
     goto fail;
   }
   mc_model_live(m, e->live_train, 1);
@@ -135,7 +135,7 @@ mc_status mc_exec_create(mc_exec **out, const mc_model *m, int64_t batch, mc_bac
   for (size_t k = 0; k < nh; k++) {
     const size_t bytes = sizeof(float) * (size_t)outf;
     if (!(e->out[k] = mc_aligned_alloc_try(bytes)) || !(e->dout[k] = mc_aligned_alloc_try(bytes))) {
-      st = mc_error(MC_ENOMEM, "out of memory allocating %zu bytes for output head %zu", bytes, k);
+      st = mc_oom(bytes, "output head %zu of an executor of %s", k, m->arch);
       goto fail;
     }
   }
@@ -259,8 +259,8 @@ mc_status mc_exec_parallel(mc_exec *const *es, int ne, int64_t rows, mc_exec_wor
   for (int i = 0; i < ne; i++) {
     mc_exec *e = es[i];
     if (e->n_workers < T) {
-      mc_exec **wk = realloc(e->workers, sizeof(mc_exec *) * (size_t)T);
-      if (!wk) return mc_error(MC_ENOMEM, "out of memory for %d worker executors", T);
+      mc_exec **wk = mc_realloc_try(e->workers, sizeof(mc_exec *) * (size_t)T);
+      if (!wk) return mc_oom(sizeof(mc_exec *) * (size_t)T, "the list of %d worker executors", T);
       e->workers = wk;
       for (int t = e->n_workers; t < T; t++) e->workers[t] = NULL;
       e->n_workers = T;

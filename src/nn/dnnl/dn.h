@@ -144,14 +144,14 @@ typedef struct {
 
 enum { DN_DX = 1, DN_GRAD = 2 };
 
-#define PUSH(arr, n, cap, val)                                              \
+/* Room for one more element in the growable array *arrp (n used of
+ * *cap, elements of elem bytes), or MC_ENOMEM naming what it holds. */
+mc_status dn_grow(void *arrp, int *cap, int n, size_t elem, const char *what);
+/* Appends val; returns the status from the enclosing function when the
+ * array cannot grow. */
+#define PUSH(arr, n, cap, val, what)                                        \
   do {                                                                      \
-    if ((n) == (cap)) {                                                     \
-      (cap) = (cap) ? 2 * (cap) : 16;                                       \
-      void *t_ = realloc((arr), sizeof *(arr) * (size_t)(cap));             \
-      MC_ASSERT(t_ != NULL);                                                \
-      (arr) = t_;                                                           \
-    }                                                                       \
+    MCK(dn_grow(&(arr), &(cap), (n), sizeof *(arr), (what)));               \
     (arr)[(n)++] = (val);                                                   \
   } while (0)
 
@@ -215,7 +215,8 @@ mc_status dn_as_md(dstate *st, plan *p, steplist *L, dnnl_memory_t src, const dn
                    int cache, dnnl_memory_t *out);
 mc_status dn_set_out(dstate *st, plan *p, int i);
 mc_status dn_add_ws(dstate *st, plan *p, int i, dnnl_exec_arg_t *a, int *na);
-void dn_push_custom(steplist *L, int kind, int node, dnnl_memory_t a, dnnl_memory_t b, int64_t count, int need);
+mc_status dn_push_custom(steplist *L, int kind, int node, dnnl_memory_t a, dnnl_memory_t b, int64_t count,
+                         int need);
 mc_status dn_create_bwd_pd(dstate *st, dnnl_primitive_desc_t *pd, const void *desc,
                            const_dnnl_primitive_desc_t hint);
 /* Where a primitive writes the gradient for input node s (first: no

@@ -60,13 +60,9 @@ static void dn_be_free(mc_exec *e) {
   if (!st) return;
   const int nn = e->m->n_nodes;
   for (int k = 0; k < MAX_PLANS; k++) dn_plan_free(st->plans[k]);
-  for (int i = 0; st->buf && i < nn; i++) {
-    free(st->buf[i]);
-    free(st->dbuf[i]);
-    free(st->bnmean[i]);
-    free(st->bnvar[i]);
-    free(st->mask[i]);
-  }
+  float **const per_node[] = {st->buf, st->dbuf, st->bnmean, st->bnvar, st->mask};
+  for (size_t a = 0; a < sizeof per_node / sizeof *per_node; a++) /* NULL after a failed init */
+    for (int i = 0; per_node[a] && i < nn; i++) free(per_node[a][i]);
   free(st->buf);
   free(st->dbuf);
   free(st->bufsz);
@@ -109,35 +105,40 @@ static mc_status init_engine(dstate *st) {
 static mc_status dn_be_init(mc_exec *e) {
   const mc_model *m = e->m;
   const int nn = m->n_nodes;
-  dstate *st = calloc(1, sizeof *st);
-  if (!st) return mc_error(MC_ENOMEM, "oneDNN backend: out of memory");
+  dstate *st = mc_calloc_try(1, sizeof *st);
+  if (!st) return mc_oom(sizeof *st, "the oneDNN backend state");
   e->impl = st;
   st->e = e;
   st->gen = 1;
-  st->buf = calloc((size_t)nn, sizeof(float *));
-  st->dbuf = calloc((size_t)nn, sizeof(float *));
-  st->bufsz = calloc((size_t)nn, sizeof(size_t));
-  st->dbufsz = calloc((size_t)nn, sizeof(size_t));
-  st->bnmean = calloc((size_t)nn, sizeof(float *));
-  st->bnvar = calloc((size_t)nn, sizeof(float *));
-  st->mask = calloc((size_t)nn, sizeof(float *));
-  st->mask_id = calloc((size_t)nn, sizeof(int));
-  st->relu_of = calloc((size_t)nn, sizeof(int));
-  st->fused = calloc((size_t)nn, 1);
-  st->dout = calloc((size_t)m->n_heads, sizeof(float *));
-  st->zeros = mc_aligned_alloc_try(sizeof(float) * (size_t)(e->batch * m->classes));
+  size_t bytes = (size_t)nn * (6 * sizeof(float *) + 2 * sizeof(size_t) + 2 * sizeof(int) + 1);
+  st->buf = mc_calloc_try((size_t)nn, sizeof(float *));
+  st->dbuf = mc_calloc_try((size_t)nn, sizeof(float *));
+  st->bufsz = mc_calloc_try((size_t)nn, sizeof(size_t));
+  st->dbufsz = mc_calloc_try((size_t)nn, sizeof(size_t));
+  st->bnmean = mc_calloc_try((size_t)nn, sizeof(float *));
+  st->bnvar = mc_calloc_try((size_t)nn, sizeof(float *));
+  st->mask = mc_calloc_try((size_t)nn, sizeof(float *));
+  st->mask_id = mc_calloc_try((size_t)nn, sizeof(int));
+  st->relu_of = mc_calloc_try((size_t)nn, sizeof(int));
+  st->fused = mc_calloc_try((size_t)nn, 1);
   if (!st->buf || !st->dbuf || !st->bufsz || !st->dbufsz || !st->bnmean || !st->bnvar || !st->mask ||
-      !st->mask_id || !st->relu_of || !st->fused || !st->dout || !st->zeros)
-    return mc_error(MC_ENOMEM, "oneDNN backend: out of memory");
+      !st->mask_id || !st->relu_of || !st->fused)
+    return mc_oom(bytes, "the oneDNN backend's per-node tables (%d nodes)", nn);
+  if (!(st->dout = mc_calloc_try((size_t)m->n_heads, sizeof(float *))))
+    return mc_oom(sizeof(float *) * (size_t)m->n_heads, "the oneDNN backend's output heads");
+  bytes = sizeof(float) * (size_t)(e->batch * m->classes);
+  if (!(st->zeros = mc_aligned_alloc_try(bytes)))
+    return mc_oom(bytes, "the oneDNN backend's zero output gradient (%lld x %lld)", (long long)e->batch,
+                  (long long)m->classes);
   for (int i = 0; i < nn; i++) {
     const mc_node *nd = &m->nodes[i];
+    bytes = sizeof(float) * (size_t)nd->C;
     if (nd->kind == MC_NODE_BN &&
-        (!(st->bnmean[i] = mc_aligned_alloc_try(sizeof(float) * (size_t)nd->C)) ||
-         !(st->bnvar[i] = mc_aligned_alloc_try(sizeof(float) * (size_t)nd->C))))
-      return mc_error(MC_ENOMEM, "oneDNN backend: out of memory (statistics of node '%s')", nd->name);
-    if (nd->kind == MC_NODE_DROPOUT &&
-        !(st->mask[i] = mc_aligned_alloc_try(sizeof(float) * (size_t)(e->batch * dn_numel(nd)))))
-      return mc_error(MC_ENOMEM, "oneDNN backend: out of memory (dropout mask of node '%s')", nd->name);
+        (!(st->bnmean[i] = mc_aligned_alloc_try(bytes)) || !(st->bnvar[i] = mc_aligned_alloc_try(bytes))))
+      return mc_oom(bytes, "the oneDNN backend's statistics of node '%s'", nd->name);
+    bytes = sizeof(float) * (size_t)(e->batch * dn_numel(nd));
+    if (nd->kind == MC_NODE_DROPOUT && !(st->mask[i] = mc_aligned_alloc_try(bytes)))
+      return mc_oom(bytes, "the oneDNN backend's dropout mask of node '%s'", nd->name);
   }
   const char *wv = getenv("MC_WINO");
   st->wino = mc_kern_wino_available() && !(wv && *wv == '0');

@@ -76,11 +76,11 @@ mc_status dn_build_backward(dstate *st, plan *p) {
   const int nn = m->n_nodes;
   const char *live = plan_live(st, p);
   mc_status rc = MC_OK;
-  dn_bctx b = {calloc((size_t)nn, 1), calloc((size_t)nn, 1)};
+  dn_bctx b = {mc_calloc_try((size_t)nn, 1), mc_calloc_try((size_t)nn, 1)};
   free(p->dsrc);
-  p->dsrc = calloc((size_t)nn, sizeof(int));
+  p->dsrc = mc_calloc_try((size_t)nn, sizeof(int));
   if (!b.seen || !b.alias || !p->dsrc) {
-    rc = mc_error(MC_ENOMEM, "oneDNN backend: out of memory building a backward pass");
+    rc = mc_oom((size_t)nn * (2 + sizeof(int)), "oneDNN backend: the node tables of a backward pass");
     goto out;
   }
   /* An addend used nowhere else has exactly the sum's gradient: it shares

@@ -84,22 +84,43 @@ mc_status dn_ensure(dstate *st, float **b, size_t *sz, size_t need) {
   return MC_OK;
 }
 
-static void steps_push(steplist *L, step s) { PUSH(L->v, L->n, L->cap, s); }
+mc_status dn_grow(void *arrp, int *cap, int n, size_t elem, const char *what) {
+  if (n < *cap) return MC_OK;
+  void *a;
+  memcpy(&a, arrp, sizeof a); /* arrp is the address of some T *, not of a void * */
+  const int nc = *cap ? 2 * *cap : 16;
+  void *t = mc_realloc_try(a, elem * (size_t)nc);
+  if (!t) return mc_oom(elem * (size_t)nc, "oneDNN backend: the plan's %s", what);
+  memcpy(arrp, &t, sizeof t);
+  *cap = nc;
+  return MC_OK;
+}
+
+static mc_status steps_push(steplist *L, step s) {
+  PUSH(L->v, L->n, L->cap, s, "step list");
+  return MC_OK;
+}
 
 /* A buffer owned by the plan.  Out of memory is recorded in p->oom and
  * reported when the step list is complete (building only records
  * pointers; nothing is written into them before the plan runs). */
 float *dn_plan_buf(plan *p, size_t bytes) {
+  if (dn_grow(&p->bufs, &p->capbufs, p->nbufs, sizeof *p->bufs, "buffer list")) {
+    if (!p->oom) p->oom = sizeof *p->bufs * (size_t)(p->capbufs ? 2 * p->capbufs : 16);
+    return NULL;
+  }
   float *b = mc_aligned_alloc_try(bytes < 64 ? 64 : bytes);
   if (!b && !p->oom) p->oom = bytes;
-  PUSH(p->bufs, p->nbufs, p->capbufs, (void *)b);
+  if (b) p->bufs[p->nbufs++] = b;
   return b;
 }
 
 mc_status dn_new_mem(dstate *st, plan *p, dnnl_memory_t *out,
                          const dnnl_memory_desc_t *md, void *handle) {
+  const mc_status rc = dn_grow(&p->mems, &p->capmems, p->nmems, sizeof *p->mems, "memory list");
+  if (rc) return rc;
   CK(dnnl_memory_create(out, md, st->eng, handle ? handle : DNNL_MEMORY_NONE));
-  PUSH(p->mems, p->nmems, p->capmems, *out);
+  p->mems[p->nmems++] = *out;
   return MC_OK;
 }
 
@@ -111,8 +132,8 @@ mc_status dn_bound_mem(dstate *st, plan *p, dnnl_memory_t *out,
                            size_t off, int dynamic) {
   MCK(dn_new_mem(st, p, out, md, NULL));
   binding b = {*out, base, off};
-  if (dynamic) PUSH(p->db, p->ndb, p->capdb, b);
-  else PUSH(p->sb, p->nsb, p->capsb, b);
+  if (dynamic) PUSH(p->db, p->ndb, p->capdb, b, "bindings");
+  else PUSH(p->sb, p->nsb, p->capsb, b, "bindings");
   p->gen = 0;
   return MC_OK;
 }
@@ -124,8 +145,9 @@ mc_status dn_mk_step(dstate *st, plan *p, step *s,
   s->kind = S_PRIM;
   s->node = st->cur_node;
   s->need = need;
+  MCK(dn_grow(&p->prims, &p->capprims, p->nprims, sizeof *p->prims, "primitive list"));
   CK(dnnl_primitive_create(&s->prim, pd));
-  PUSH(p->prims, p->nprims, p->capprims, s->prim);
+  p->prims[p->nprims++] = s->prim;
   MC_ASSERT(nargs < MAX_ARGS);
   memcpy(s->args, args, sizeof *args * (size_t)nargs);
   s->nargs = nargs;
@@ -145,8 +167,7 @@ mc_status dn_add_prim(dstate *st, plan *p, steplist *L,
                           const dnnl_exec_arg_t *args, int need) {
   step s;
   MCK(dn_mk_step(st, p, &s, pd, nargs, args, need));
-  steps_push(L, s);
-  return MC_OK;
+  return steps_push(L, s);
 }
 
 mc_status dn_mk_reorder(dstate *st, plan *p, step *s, dnnl_memory_t src,
@@ -165,8 +186,7 @@ mc_status dn_add_reorder(dstate *st, plan *p, steplist *L, dnnl_memory_t src,
                              dnnl_memory_t dst, int sum, int need) {
   step s;
   MCK(dn_mk_reorder(st, p, &s, src, dst, sum, need));
-  steps_push(L, s);
-  return MC_OK;
+  return steps_push(L, s);
 }
 
 /* `src` in layout `want`: src itself, or a plan-owned copy reordered at
@@ -189,7 +209,7 @@ mc_status dn_as_md(dstate *st, plan *p, steplist *L, dnnl_memory_t src,
   MCK(dn_add_reorder(st, p, L, src, *out, 0, need));
   if (cache) {
     conv_entry c = {src, *out, need};
-    PUSH(p->cv, p->ncv, p->capcv, c);
+    PUSH(p->cv, p->ncv, p->capcv, c, "layout cache");
   }
   return MC_OK;
 }
@@ -208,7 +228,7 @@ mc_status dn_add_ws(dstate *st, plan *p, int i, dnnl_exec_arg_t *a, int *na) {
   return MC_OK;
 }
 
-void dn_push_custom(steplist *L, int kind, int node, dnnl_memory_t a,
+mc_status dn_push_custom(steplist *L, int kind, int node, dnnl_memory_t a,
                         dnnl_memory_t b, int64_t count, int need) {
   step s;
   memset(&s, 0, sizeof s);
@@ -218,7 +238,7 @@ void dn_push_custom(steplist *L, int kind, int node, dnnl_memory_t a,
   s.b = b;
   s.count = count;
   s.need = need;
-  steps_push(L, s);
+  return steps_push(L, s);
 }
 
 
@@ -272,7 +292,7 @@ void dn_plan_free(plan *p) {
   for (int k = 0; k < p->nprims; k++) dnnl_primitive_destroy(p->prims[k]);
   for (int k = 0; k < p->nmems; k++) dnnl_memory_destroy(p->mems[k]);
   for (int k = 0; k < p->nbufs; k++) free(p->bufs[k]);
-  for (int i = 0; i < p->nn; i++)
+  for (int i = 0; p->fpd && i < p->nn; i++) /* fpd is NULL when creating the plan ran out of memory */
     if (p->fpd[i]) dnnl_primitive_desc_destroy(p->fpd[i]);
   steps_free(&p->fwd);
   steps_free(&p->bwd);
@@ -304,28 +324,25 @@ void dn_plan_free(plan *p) {
 
 mc_status dn_plan_create(dstate *st, int64_t n, int kind, int all_heads, int nthr, plan **out) {
   const int nn = st->e->m->n_nodes;
-  plan *p = mc_calloc(1, sizeof *p);
+  plan *p = mc_calloc_try(1, sizeof *p);
+  if (!p) return mc_oom(sizeof *p, "oneDNN backend: a plan of %lld rows", (long long)n);
   p->n = n;
   p->kind = kind;
   p->all_heads = kind == PK_TRAIN || all_heads;
   p->nthr = nthr;
   p->nn = nn;
-  p->md = mc_calloc((size_t)nn, sizeof *p->md);
-  p->mem = mc_calloc((size_t)nn, sizeof *p->mem);
-  p->dmem = mc_calloc((size_t)nn, sizeof *p->dmem);
-  p->fsrc = mc_calloc((size_t)nn, sizeof *p->fsrc);
-  p->wplain = mc_calloc((size_t)nn, sizeof *p->wplain);
-  p->ws = mc_calloc((size_t)nn, sizeof *p->ws);
-  p->mean = mc_calloc((size_t)nn, sizeof *p->mean);
-  p->var = mc_calloc((size_t)nn, sizeof *p->var);
-  p->shift = mc_calloc((size_t)nn, sizeof *p->shift);
-  p->fpd = mc_calloc((size_t)nn, sizeof *p->fpd);
-  p->wino_u = mc_calloc((size_t)nn, sizeof *p->wino_u);
-  p->wino_w = mc_calloc((size_t)nn, sizeof *p->wino_w);
-  p->wino_ok = mc_calloc((size_t)nn, 1);
-  p->bnsums = mc_calloc((size_t)nn, sizeof *p->bnsums);
-  p->rd = mc_calloc((size_t)nn, sizeof *p->rd);
-  p->rc = mc_calloc((size_t)nn, sizeof *p->rc);
+  size_t bytes = 0;
+#define PLAN_ARRAY(f, elem) (bytes += (size_t)nn * (elem), p->f = mc_calloc_try((size_t)nn, (elem)))
+  if (!PLAN_ARRAY(md, sizeof *p->md) || !PLAN_ARRAY(mem, sizeof *p->mem) || !PLAN_ARRAY(dmem, sizeof *p->dmem) ||
+      !PLAN_ARRAY(fsrc, sizeof *p->fsrc) || !PLAN_ARRAY(wplain, sizeof *p->wplain) || !PLAN_ARRAY(ws, sizeof *p->ws) ||
+      !PLAN_ARRAY(mean, sizeof *p->mean) || !PLAN_ARRAY(var, sizeof *p->var) || !PLAN_ARRAY(shift, sizeof *p->shift) ||
+      !PLAN_ARRAY(fpd, sizeof *p->fpd) || !PLAN_ARRAY(wino_u, sizeof *p->wino_u) ||
+      !PLAN_ARRAY(wino_w, sizeof *p->wino_w) || !PLAN_ARRAY(wino_ok, 1) || !PLAN_ARRAY(bnsums, sizeof *p->bnsums) ||
+      !PLAN_ARRAY(rd, sizeof *p->rd) || !PLAN_ARRAY(rc, sizeof *p->rc)) {
+    dn_plan_free(p);
+    return mc_oom(bytes, "oneDNN backend: the per-node tables of a plan of %lld rows", (long long)n);
+  }
+#undef PLAN_ARRAY
   mc_status rc = dn_build_forward(st, p);
   if (!rc && p->oom)
     rc = mc_error(MC_ENOMEM, "oneDNN backend: out of memory allocating %zu bytes for a plan of %lld rows", p->oom,

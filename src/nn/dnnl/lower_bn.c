@@ -6,6 +6,59 @@
 
 #include <stdlib.h>
 
+/* The steps of BN node i after its primitive descriptors (gpd: the
+ * recompute one, or NULL); the caller owns gpd. */
+static mc_status bn_fwd_steps(dstate *st, plan *p, int i, const_dnnl_primitive_desc_t gpd) {
+  FWD_PROLOGUE;
+  const int r = st->relu_of[i];
+  p->md[i] = *dn_qmd(p->fpd[i], dnnl_query_dst_md);
+  MCK(dn_set_out(st, p, i));
+  if (r >= 0) {
+    p->md[r] = p->md[i];
+    MCK(dn_set_out(st, p, r));
+  }
+  dnnl_dims_t cdim = {nd->C};
+  dnnl_memory_desc_t cmd;
+  MCK(dn_md_init(&cmd, 1, cdim, 0));
+  MCK(dn_new_mem(st, p, &p->mean[i], &cmd, st->bnmean[i]));
+  MCK(dn_new_mem(st, p, &p->var[i], &cmd, st->bnvar[i]));
+  MCK(dn_bound_mem(st, p, &p->wplain[i], &cmd, &st->theta, m->tensors[nd->t_weight].off, 1));
+  dnnl_memory_t scale = p->wplain[i];
+  if (r >= 0) { /* keep gamma, beta of this forward for the recompute */
+    MCK(dn_new_mem(st, p, &scale, &cmd, dn_plan_buf(p, sizeof(float) * (size_t)nd->C)));
+    MCK(dn_new_mem(st, p, &p->shift[i], &cmd, dn_plan_buf(p, sizeof(float) * (size_t)nd->C)));
+    MCK(dn_push_custom(L, S_SAVE, i, NULL, scale, nd->C, 0));
+    L->v[L->n - 1].off = m->tensors[nd->t_weight].off;
+    MCK(dn_push_custom(L, S_SAVE, i, NULL, p->shift[i], nd->C, 0));
+    L->v[L->n - 1].off = m->tensors[nd->t_bias].off;
+    p->fsrc[i] = scale;
+  } else {
+    MCK(dn_bound_mem(st, p, &p->shift[i], &cmd, &st->theta, m->tensors[nd->t_bias].off, 1));
+  }
+  if (p->kind == PK_EVAL) MCK(dn_push_custom(L, S_BN_EVAL, i, p->mean[i], p->var[i], nd->C, 0));
+  if (gpd) {
+    p->bnsums[i] = (double *)dn_plan_buf(p, sizeof(double) * (size_t)(2 * nd->C));
+    int from_wino = 0; /* the convolution before it adds up its outputs */
+    for (int k = L->n - 1; k >= 0 && !from_wino; k--)
+      if (L->v[k].kind == S_WINO && L->v[k].node == in) {
+        L->v[k].count = i + 1;
+        from_wino = 1;
+      }
+    MCK(dn_push_custom(L, S_BN_BATCH, i, p->mem[in], NULL, N * nd->H * nd->W, 0));
+    L->v[L->n - 1].flag = from_wino;
+  }
+  a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, p->mem[in]};
+  a[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST, p->mem[r >= 0 ? r : i]};
+  a[na++] = (dnnl_exec_arg_t){DNNL_ARG_MEAN, p->mean[i]};
+  a[na++] = (dnnl_exec_arg_t){DNNL_ARG_VARIANCE, p->var[i]};
+  a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SCALE, scale};
+  a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SHIFT, p->shift[i]};
+  MCK(dn_add_ws(st, p, i, a, &na));
+  MCK(dn_add_prim(st, p, L, gpd ? gpd : p->fpd[i], na, a, 0));
+  if (p->kind != PK_EVAL) MCK(dn_push_custom(L, S_BN_STATS, i, p->mean[i], p->var[i], N * nd->H * nd->W, 0));
+  return MC_OK;
+}
+
 static mc_status bn_fwd(dstate *st, plan *p, int i) {
   FWD_PROLOGUE;
   /* BN + ReLU in one pass when the ReLU is BN's only consumer: the
@@ -32,54 +85,9 @@ static mc_status bn_fwd(dstate *st, plan *p, int i) {
       gpd = NULL;
     }
   }
-  p->md[i] = *dn_qmd(p->fpd[i], dnnl_query_dst_md);
-  MCK(dn_set_out(st, p, i));
-  if (r >= 0) {
-    p->md[r] = p->md[i];
-    MCK(dn_set_out(st, p, r));
-  }
-  dnnl_dims_t cdim = {nd->C};
-  dnnl_memory_desc_t cmd;
-  MCK(dn_md_init(&cmd, 1, cdim, 0));
-  MCK(dn_new_mem(st, p, &p->mean[i], &cmd, st->bnmean[i]));
-  MCK(dn_new_mem(st, p, &p->var[i], &cmd, st->bnvar[i]));
-  MCK(dn_bound_mem(st, p, &p->wplain[i], &cmd, &st->theta, m->tensors[nd->t_weight].off, 1));
-  dnnl_memory_t scale = p->wplain[i];
-  if (r >= 0) { /* keep gamma, beta of this forward for the recompute */
-    MCK(dn_new_mem(st, p, &scale, &cmd, dn_plan_buf(p, sizeof(float) * (size_t)nd->C)));
-    MCK(dn_new_mem(st, p, &p->shift[i], &cmd, dn_plan_buf(p, sizeof(float) * (size_t)nd->C)));
-    dn_push_custom(L, S_SAVE, i, NULL, scale, nd->C, 0);
-    L->v[L->n - 1].off = m->tensors[nd->t_weight].off;
-    dn_push_custom(L, S_SAVE, i, NULL, p->shift[i], nd->C, 0);
-    L->v[L->n - 1].off = m->tensors[nd->t_bias].off;
-    p->fsrc[i] = scale;
-  } else {
-    MCK(dn_bound_mem(st, p, &p->shift[i], &cmd, &st->theta, m->tensors[nd->t_bias].off, 1));
-  }
-  if (p->kind == PK_EVAL) dn_push_custom(L, S_BN_EVAL, i, p->mean[i], p->var[i], nd->C, 0);
-  if (gpd) {
-    p->bnsums[i] = (double *)dn_plan_buf(p, sizeof(double) * (size_t)(2 * nd->C));
-    int from_wino = 0; /* the convolution before it adds up its outputs */
-    for (int k = L->n - 1; k >= 0 && !from_wino; k--)
-      if (L->v[k].kind == S_WINO && L->v[k].node == in) {
-        L->v[k].count = i + 1;
-        from_wino = 1;
-      }
-    dn_push_custom(L, S_BN_BATCH, i, p->mem[in], NULL, N * nd->H * nd->W, 0);
-    L->v[L->n - 1].flag = from_wino;
-  }
-  a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, p->mem[in]};
-  a[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST, p->mem[r >= 0 ? r : i]};
-  a[na++] = (dnnl_exec_arg_t){DNNL_ARG_MEAN, p->mean[i]};
-  a[na++] = (dnnl_exec_arg_t){DNNL_ARG_VARIANCE, p->var[i]};
-  a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SCALE, scale};
-  a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SHIFT, p->shift[i]};
-  MCK(dn_add_ws(st, p, i, a, &na));
-  const mc_status rs = dn_add_prim(st, p, L, gpd ? gpd : p->fpd[i], na, a, 0);
+  const mc_status rc = bn_fwd_steps(st, p, i, gpd);
   if (gpd) dnnl_primitive_desc_destroy(gpd);
-  MCK(rs);
-  if (p->kind != PK_EVAL) dn_push_custom(L, S_BN_STATS, i, p->mean[i], p->var[i], N * nd->H * nd->W, 0);
-  return MC_OK;
+  return rc;
 }
 
 static mc_status bn_bwd(dstate *st, plan *p, dn_bctx *b, int i) {
@@ -112,9 +120,9 @@ static mc_status bn_bwd(dstate *st, plan *p, dn_bctx *b, int i) {
   a[na++] = (dnnl_exec_arg_t){DNNL_ARG_DIFF_SHIFT, dbeta};
   if (p->ws[i]) a[na++] = (dnnl_exec_arg_t){DNNL_ARG_WORKSPACE, p->ws[i]};
   TRY(dn_add_prim(st, p, L, pd, na, a, gneed));
-  dn_push_custom(L, S_ADDVEC, i, dg, NULL, nd->C, DN_GRAD);
+  TRY(dn_push_custom(L, S_ADDVEC, i, dg, NULL, nd->C, DN_GRAD));
   L->v[L->n - 1].off = m->tensors[nd->t_weight].off;
-  dn_push_custom(L, S_ADDVEC, i, dbeta, NULL, nd->C, DN_GRAD);
+  TRY(dn_push_custom(L, S_ADDVEC, i, dbeta, NULL, nd->C, DN_GRAD));
   L->v[L->n - 1].off = m->tensors[nd->t_bias].off;
   if (deliver) TRY(dn_add_deliver(st, p, L, in, first, t, cin));
 done:

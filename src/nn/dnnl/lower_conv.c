@@ -59,8 +59,7 @@ static mc_status conv_fwd(dstate *st, plan *p, int i) {
     p->wino_u[i] = dn_plan_buf(p, sizeof(float) * wino_weight_floats(&ws));
     p->wino_w[i] = dn_plan_buf(p, sizeof(float) * (size_t)(ws.k * ws.c * 9));
     MCK(dn_ensure(st, &st->wscr, &st->wscrsz, sizeof(float) * wino_scratch_floats(&ws) * (size_t)p->nthr));
-    dn_push_custom(L, S_WINO, i, p->fsrc[i], p->mem[i], 0, 0);
-    return MC_OK;
+    return dn_push_custom(L, S_WINO, i, p->fsrc[i], p->mem[i], 0, 0);
   }
   dnnl_memory_t w;
   MCK(dn_as_md(st, p, L, p->wplain[i], dn_qmd(p->fpd[i], dnnl_query_weights_md), 0, 1, &w));
@@ -166,7 +165,7 @@ static mc_status conv_bwd(dstate *st, plan *p, dn_bctx *b, int i) {
     TRY(dn_bound_mem(st, p, &gw, &wpl, &st->grad, m->tensors[nd->t_weight].off, 1));
     TRY(dn_add_reorder(st, p, L, dw, gw, 1, DN_GRAD));
     if (nd->bias) {
-      dn_push_custom(L, S_ADDVEC, i, db, NULL, nd->C, DN_GRAD);
+      TRY(dn_push_custom(L, S_ADDVEC, i, db, NULL, nd->C, DN_GRAD));
       L->v[L->n - 1].off = m->tensors[nd->t_bias].off;
     }
   }

@@ -51,8 +51,7 @@ static mc_status plain_step_fwd(dstate *st, plan *p, int i, int kind, int per_el
   MCK(dn_as_md(st, p, L, p->mem[in], &pl, 0, 1, &x));
   MCK(dn_md_init(&p->md[i], ndd, dd, 0));
   MCK(dn_set_out(st, p, i));
-  dn_push_custom(L, kind, i, x, p->mem[i], per_element ? N * dn_numel(nd) : N, 0);
-  return MC_OK;
+  return dn_push_custom(L, kind, i, x, p->mem[i], per_element ? N * dn_numel(nd) : N, 0);
 }
 
 static mc_status dropout_fwd(dstate *st, plan *p, int i) { return plain_step_fwd(st, p, i, S_DROP_F, 1); }
@@ -64,7 +63,7 @@ static mc_status dropout_bwd(dstate *st, plan *p, dn_bctx *b, int i) {
   seen[in] = 1;
   TRY(dn_md_plain_of(&pl, &p->md[in]));
   TRY(dn_diff_target(st, p, in, first, &pl, &t, &deliver));
-  dn_push_custom(L, S_DROP_B, i, p->dmem[i], t, N * dn_numel(nd), cin);
+  TRY(dn_push_custom(L, S_DROP_B, i, p->dmem[i], t, N * dn_numel(nd), cin));
   if (deliver) TRY(dn_add_deliver(st, p, L, in, first, t, cin));
 done:
   if (pd) dnnl_primitive_desc_destroy(pd);
@@ -78,12 +77,12 @@ static mc_status normalize_bwd(dstate *st, plan *p, dn_bctx *b, int i) {
   first = !seen[in];
   seen[in] = 1;
   if (in == 0) { /* straight into the caller's dx (accumulates) */
-    dn_push_custom(L, S_NORM_B, i, p->dmem[i], p->dmem[0], N, DN_DX);
+    TRY(dn_push_custom(L, S_NORM_B, i, p->dmem[i], p->dmem[0], N, DN_DX));
   } else {
     dnnl_memory_desc_t pl;
     TRY(dn_md_plain_of(&pl, &p->md[in]));
     TRY(dn_diff_target(st, p, in, first, &pl, &t, &deliver));
-    dn_push_custom(L, S_NORM_B, i, p->dmem[i], t, N, DN_DX);
+    TRY(dn_push_custom(L, S_NORM_B, i, p->dmem[i], t, N, DN_DX));
     L->v[L->n - 1].flag = 1;
     if (deliver) TRY(dn_add_deliver(st, p, L, in, first, t, DN_DX));
   }

@@ -8,8 +8,7 @@ static mc_status input_fwd(dstate *st, plan *p, int i) {
   FWD_PROLOGUE;
   MCK(dn_md_init(&p->md[i], ndd, dd, 0));
   MCK(dn_set_out(st, p, i));
-  dn_push_custom(L, S_INPUT, i, NULL, p->mem[i], N * dn_numel(nd), 0);
-  return MC_OK;
+  return dn_push_custom(L, S_INPUT, i, NULL, p->mem[i], N * dn_numel(nd), 0);
 }
 
 static mc_status flatten_fwd(dstate *st, plan *p, int i) {

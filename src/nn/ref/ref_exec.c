@@ -22,13 +22,13 @@ static int ref_score(const mc_model *m) {
 static void ref_free(mc_exec *e) {
   ref_state *r = e->impl;
   if (!r) return;
-  for (int i = 0; r->act && i < e->m->n_nodes; i++) {
-    free(r->act[i]);
-    free(r->dact[i]);
-    free(r->bn_mean[i]);
-    free(r->bn_invstd[i]);
-    free(r->argmax[i]);
-    free(r->mask[i]);
+  for (int i = 0; i < e->m->n_nodes; i++) { /* any table may be NULL after a failed init */
+    if (r->act) free(r->act[i]);
+    if (r->dact) free(r->dact[i]);
+    if (r->bn_mean) free(r->bn_mean[i]);
+    if (r->bn_invstd) free(r->bn_invstd[i]);
+    if (r->argmax) free(r->argmax[i]);
+    if (r->mask) free(r->mask[i]);
   }
   free(r->act);
   free(r->dact);
@@ -57,17 +57,17 @@ static mc_status ref_init(mc_exec *e) {
   const mc_model *m = e->m;
   const int64_t batch = e->batch;
   const int nn = m->n_nodes, nt = omp_get_max_threads();
-  ref_state *r = calloc(1, sizeof *r);
-  if (!r) return mc_error(MC_ENOMEM, "reference backend: out of memory");
+  ref_state *r = mc_calloc_try(1, sizeof *r);
+  if (!r) return mc_oom(sizeof *r, "the reference backend's state");
   e->impl = r;
-  r->act = calloc((size_t)nn, sizeof(float *));
-  r->dact = calloc((size_t)nn, sizeof(float *));
-  r->bn_mean = calloc((size_t)nn, sizeof(float *));
-  r->bn_invstd = calloc((size_t)nn, sizeof(float *));
-  r->argmax = calloc((size_t)nn, sizeof(int32_t *));
-  r->mask = calloc((size_t)nn, sizeof(float *));
+  r->act = mc_calloc_try((size_t)nn, sizeof(float *));
+  r->dact = mc_calloc_try((size_t)nn, sizeof(float *));
+  r->bn_mean = mc_calloc_try((size_t)nn, sizeof(float *));
+  r->bn_invstd = mc_calloc_try((size_t)nn, sizeof(float *));
+  r->argmax = mc_calloc_try((size_t)nn, sizeof(int32_t *));
+  r->mask = mc_calloc_try((size_t)nn, sizeof(float *));
   if (!r->act || !r->dact || !r->bn_mean || !r->bn_invstd || !r->argmax || !r->mask)
-    return mc_error(MC_ENOMEM, "reference backend: out of memory");
+    return mc_oom(6 * sizeof(float *) * (size_t)nn, "the reference backend's per-node tables (%d nodes)", nn);
   mc_status st;
   for (int i = 0; i < nn; i++) {
     const mc_node *nd = &m->nodes[i];

@@ -1,0 +1,199 @@
+/* Out of memory (issue 12, item 2): every allocation the library makes
+ * through the _try allocators is failed in turn (mc_test_fail_alloc: the
+ * n-th one fails, n = 1, 2, ... up to the count of a clean run) while a few
+ * entry points run -- load and save a checkpoint, align two small models
+ * both ways, evaluate a 3-point path with REPAIR and a 2x2 plane, write and
+ * read back the results.  Each run must return MC_ENOMEM with a message
+ * saying so (or succeed, where the failed allocation is best effort), free
+ * what it had (the sanitizer build checks leaks) and never crash; with n past
+ * the count it must succeed.  The CLI's MC_TEST_FAIL_ALLOC does the same
+ * for the binary: exit 1 with the message. */
+#include "testutil.h"
+
+#include "align/align.h"
+#include "curve/curve.h"
+#include "eval/path.h"
+#include "eval/repair.h"
+#include "io/results.h"
+#include "io/safetensors.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* conv with bias (REPAIRed), conv + BN (recomputed), pooling, GAP, linear */
+static const char *SPEC = "input\nnormalize\n"
+                          "c1: conv out=8 k=3 p=1 bias=1\nrelu\nmaxpool k=2\n"
+                          "c2: conv out=8 k=3 p=1\nbn\nrelu\ngap\nfc: linear out=classes\n";
+
+static struct {
+  char dir[64], ckpt[96], curve[96], csv[96], json[96];
+  mc_model *m;
+  float *ta, *sa, *tb, *sb, *tb2, *sb2, *tc;
+  mc_data d;
+} F;
+
+static int setup(void **s) {
+  (void)s;
+  snprintf(F.dir, sizeof F.dir, "/tmp/mc_nomem_XXXXXX");
+  if (!mkdtemp(F.dir)) return -1;
+  snprintf(F.ckpt, sizeof F.ckpt, "%s/a.safetensors", F.dir);
+  snprintf(F.curve, sizeof F.curve, "%s/line.safetensors", F.dir);
+  snprintf(F.csv, sizeof F.csv, "%s/path.csv", F.dir);
+  snprintf(F.json, sizeof F.json, "%s/path.json", F.dir);
+  mc_arch_params p;
+  mc_arch_params_default(&p);
+  p.in_h = p.in_w = 8;
+  if (mc_model_from_spec(&F.m, "nomem", SPEC, &p)) return -1;
+  tu_random_params(F.m, 1, &F.ta, &F.sa);
+  tu_random_params(F.m, 2, &F.tb, &F.sb);
+  F.tb2 = mc_malloc(sizeof(float) * (F.m->n_theta + 1));
+  F.sb2 = mc_malloc(sizeof(float) * (F.m->n_state + 1));
+  /* the plane's third model: B with a little of A in it (not collinear) */
+  F.tc = mc_malloc(sizeof(float) * (F.m->n_theta + 1));
+  for (size_t i = 0; i < F.m->n_theta; i++) F.tc[i] = 0.5f * F.tb[i] + 0.3f * F.ta[i] + 0.01f * (float)(i % 7);
+  F.d.train = tu_synth_data(48, 1, 8, 8, 3);
+  F.d.test = tu_synth_data(24, 1, 8, 8, 4);
+  const mc_ckpt_part part = {"", F.ta, F.sa};
+  return mc_ckpt_save(F.ckpt, F.m, &part, 1, NULL, 0) ? -1 : 0;
+}
+
+static int teardown(void **s) {
+  (void)s;
+  mc_test_fail_alloc(0);
+  mc_model_free(F.m);
+  free(F.ta); free(F.sa); free(F.tb); free(F.sb); free(F.tb2); free(F.sb2); free(F.tc);
+  mc_data_free(&F.d);
+  tu_sh("rm -rf '%s'", F.dir);
+  return 0;
+}
+
+/* Runs fn with the n-th allocation failing for every n up to the count of
+ * a clean run (and one past it); `tolerated`: how many of those failures
+ * may end in MC_OK (best-effort allocations). */
+static void sweep(const char *name, mc_status (*fn)(void), int tolerated) {
+  mc_test_fail_alloc(0);
+  mc_status st = fn();
+  if (st) fail_msg("%s, clean run: %s", name, mc_errmsg());
+  const long count = mc_test_fail_alloc(0);
+  int nomem = 0, ok = 0;
+  for (long n = 1; n <= count + 1; n++) {
+    mc_test_fail_alloc(n);
+    st = fn();
+    mc_test_fail_alloc(0);
+    if (n > count) {
+      if (st) fail_msg("%s, no allocation failed (n = %ld): %s", name, n, mc_errmsg());
+    } else if (st == MC_ENOMEM) {
+      if (!strstr(mc_errmsg(), "out of memory")) fail_msg("%s, n = %ld: MC_ENOMEM, but '%s'", name, n, mc_errmsg());
+      nomem++;
+    } else if (st == MC_OK) {
+      ok++;
+    } else {
+      fail_msg("%s, allocation %ld of %ld failed: %s (%s), not MC_ENOMEM", name, n, count, mc_status_name(st),
+               mc_errmsg());
+    }
+  }
+  printf("  %-36s %4ld allocations: %4d MC_ENOMEM, %d tolerated\n", name, count, nomem, ok);
+  assert_int_equal(nomem + ok, count);
+  assert_true(ok <= tolerated);
+}
+
+static mc_status ckpt_load(void) {
+  mc_model *m;
+  float *th, *st;
+  mc_status s = mc_ckpt_load(F.ckpt, NULL, NULL, &m, &th, &st);
+  if (!s) {
+    mc_model_free(m);
+    free(th);
+    free(st);
+  }
+  return s;
+}
+
+static mc_status ckpt_save(void) {
+  const mc_ckpt_part parts[2] = {{"a.", F.ta, F.sa}, {"b.", F.tb, NULL}};
+  const mc_kv extra = {"note", "nomem"};
+  return mc_ckpt_save(F.ckpt, F.m, parts, 2, &extra, 1);
+}
+
+/* on the reference backend (the path covers oneDNN's plans);
+ * weight matching without data: no correlation diagnostics */
+static mc_status align(mc_align_method method) {
+  mc_alignment al;
+  const mc_dataset *ds = method == MC_ALIGN_CORR ? &F.d.train : NULL;
+  mc_status st = mc_align_run(F.m, method, F.ta, F.sa, F.tb, F.sb, ds, 32, 16, 7, MC_BACKEND_REF, NULL, &al, F.tb2,
+                              F.sb2);
+  mc_alignment_free(&al);
+  return st;
+}
+static mc_status align_corr(void) { return align(MC_ALIGN_CORR); }
+static mc_status align_weights(void) { return align(MC_ALIGN_WEIGHTS); }
+
+static const mc_path_opts OPTS = {.bn_samples = 32, .test_samples = 24, .bn_recompute = 1, .batch = 16,
+                                  .repair = MC_REPAIR_REPAIR};
+
+static mc_status path_and_results(void) {
+  const mc_curve c = {MC_CURVE_LINEAR, 0, F.m->n_theta, F.ta, F.tb, NULL};
+  mc_path_result r;
+  mc_status st = mc_path_eval(F.m, &c, F.sa, F.sb, &F.d, 3, &OPTS, MC_BACKEND_DNNL, &r);
+  if (st) return st;
+  st = mc_path_csv(F.csv, &r);
+  mc_path_metrics pm;
+  mc_path_metrics_compute(&r, &pm);
+  json_t *j = mc_path_json(&r, &pm);
+  if (!st) st = mc_json_write(F.json, j);
+  json_decref(j);
+  mc_path_result_free(&r);
+  return st;
+}
+
+static mc_status plane(void) {
+  const double range[4] = {-0.1, 1.1, -0.1, 1.1};
+  mc_path_opts o = OPTS;
+  o.repair = MC_REPAIR_RESET;
+  mc_plane_result r;
+  mc_status st = mc_plane_eval(F.m, F.ta, F.tb, F.tc, &F.d, 2, range, &o, MC_BACKEND_REF, &r);
+  if (!st) mc_plane_result_free(&r);
+  return st;
+}
+
+static mc_status curve_file(void) {
+  mc_curve_file cf = {.m = F.m, .c = {MC_CURVE_LINEAR, 0, F.m->n_theta, F.ta, F.tb, NULL}, .a = F.ta, .b = F.tb,
+                      .sa = F.sa, .sb = F.sb, .align = "none"};
+  mc_status st = mc_curve_save(F.curve, &cf, NULL, 0);
+  if (st) return st;
+  mc_curve_file back;
+  if (!(st = mc_curve_load(F.curve, &back))) mc_curve_file_free(&back);
+  return st;
+}
+
+static void test_library(void **s) {
+  (void)s;
+  sweep("checkpoint load", ckpt_load, 0);
+  sweep("plane 2x2 (BN reset)", plane, 0);
+  sweep("checkpoint save (2 parts)", ckpt_save, 1); /* the directory fsync's name */
+  sweep("align corr", align_corr, 0);
+  sweep("align weights", align_weights, 0);
+  sweep("path (3 points, REPAIR) + CSV/JSON", path_and_results, 0);
+  sweep("curve file save + load", curve_file, 1);
+}
+
+/* The binary: MC_TEST_FAIL_ALLOC=1 fails its first library allocation
+ * (the buffer that reads the checkpoint): exit 1, the message on stderr. */
+static void test_cli(void **s) {
+  (void)s;
+  const char *bin = tu_env("MC_BIN", "./modeconn");
+  char err[128];
+  snprintf(err, sizeof err, "%s/err.txt", F.dir);
+  int rc = tu_sh("MC_TEST_FAIL_ALLOC=1 '%s' info --model '%s' >/dev/null 2>'%s'", bin, F.ckpt, err);
+  assert_int_equal(rc, 1);
+  assert_int_equal(tu_sh("grep -q 'out of memory allocating' '%s'", err), 0);
+  assert_int_equal(tu_sh("'%s' info --model '%s' >/dev/null", bin, F.ckpt), 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_library), cmocka_unit_test(test_cli)};
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
