@@ -292,7 +292,7 @@ mc_status cli_write_json(const char *path, json_t *j) {
   return st;
 }
 
-void cli_point_progress(void *arg, const mc_progress_info *p) {
+static void cli_progress(void *arg, const mc_progress_info *p) {
   (void)arg;
   if (isatty(2)) {
     const int w = 30, f = p->total > 0 ? (int)(w * p->done / p->total) : w;
@@ -301,11 +301,20 @@ void cli_point_progress(void *arg, const mc_progress_info *p) {
     fprintf(stderr, "] %lld/%lld %.0fs ", (long long)p->done, (long long)p->total, p->seconds);
     if (p->done >= p->total) fprintf(stderr, "\r%*s\r", w + 60, "");
     fflush(stderr);
-  } else if (!strcmp(p->what, "path")) {
+  } else if (!strcmp(p->what, "path") && p->test) {
     fprintf(stderr, "  t = %.4f  test loss %.4f  acc %.2f%%  (%.0fs)\n", p->t, p->test->loss,
             100 * p->test->accuracy, p->seconds);
   }
 }
+
+static void cli_msg(void *arg, mc_msg_level level, const char *text) {
+  (void)arg;
+  FILE *f = level == MC_MSG_INFO ? stdout : stderr;
+  fprintf(f, "%s\n", text);
+  fflush(f);
+}
+
+const mc_sink cli_sink = {cli_msg, cli_progress, NULL};
 
 mc_status cli_claim_out(const char *out) {
   struct stat sb;

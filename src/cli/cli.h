@@ -204,8 +204,10 @@ int cmd_attack(int argc, char **argv);
   "for models without)"
 mc_status cli_repair_mode(const char *s, const mc_model *m, int bn_flag_off, mc_path_opts *po);
 
-/* Progress of path and plane evaluations on stderr: a bar on a terminal,
- * else one line per point (for logs). */
-void cli_point_progress(void *arg, const mc_progress_info *p);
+/* What the library has to say (core/sink.h), printed: report lines
+ * (MC_MSG_INFO) on stdout, notices on stderr; progress on stderr as a bar
+ * when stderr is a terminal, else one line per path point (for logs) and
+ * nothing for the other loops. */
+extern const mc_sink cli_sink;
 
 #endif

@@ -179,6 +179,7 @@ static int cmd_curve_train(int argc, char **argv) {
   }
   mc_curve_train_cfg cfg = {0};
   cfg.adv = adv_on ? &pgd : NULL;
+  cfg.sink = &cli_sink;
   cfg.epochs = so.epochs > 0 ? so.epochs : cifar ? 250 : 20;
   cfg.batch = so.batch;
   cfg.momentum = so.momentum;
@@ -218,7 +219,8 @@ static int cmd_curve_train(int argc, char **argv) {
   if (resume) {
     mc_curve_file rf;
     int behind;
-    if ((st = mc_curve_ckpt_resume(resume, run, CURVE_RUN_FIELDS, &rf, &mom0, &cfg.start, &behind))) goto done;
+    if ((st = mc_curve_ckpt_resume(resume, run, CURVE_RUN_FIELDS, &rf, &mom0, &cfg.start, &behind, &cli_sink)))
+      goto done;
     mc_curve_file_free(&cf);
     cf = rf;
     cfg.mom0 = mom0;

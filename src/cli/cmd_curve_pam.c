@@ -52,6 +52,7 @@ mc_status cli_curve_pam(const cli_pam_opts *po, double nu, const mc_curve_train_
   pc.outer = (int)po->outer;
   pc.select_samples = po->select_samples;
   pc.log_path = cfg->log_path;
+  pc.sink = cfg->sink;
   fprintf(stderr, "PAM from %s B: %d outer iteration%s of %lld P-step epochs (lr %g, schedule paper, nu %s, %d "
           "projection rounds), rounding (LAP, previous, %d BvN samples of the top %d terms), %lld phi-step epochs\n",
           strcmp(align_s, "none") ? "the aligned" : "the raw", pc.outer, pc.outer == 1 ? "" : "s",

@@ -147,7 +147,7 @@ int cmd_interp(int argc, char **argv) {
   if ((st = cli_pair_load(pa, pb, &mo, &dopt, &P))) return cli_fail(st);
   mc_curve c = {MC_CURVE_LINEAR, 0, P.m->n_theta, P.ta, P.tb, NULL};
   mc_path_opts po = {.bn_samples = bn_samples, .test_samples = dopt.test_subset, .with_train = with_train,
-                     .bn_recompute = !no_bn, .batch = batch, .progress = cli_point_progress};
+                     .bn_recompute = !no_bn, .batch = batch, .sink = &cli_sink};
   if ((st = cli_repair_mode(repair, P.m, no_bn, &po))) {
     cli_pair_free(&P);
     return cli_fail(st);
@@ -214,7 +214,7 @@ int cmd_curve_eval(int argc, char **argv) {
     return cli_fail(st);
   }
   mc_path_opts po = {.bn_samples = bn_samples, .test_samples = dopt.test_subset, .with_train = with_train,
-                     .bn_recompute = 1, .batch = batch, .progress = cli_point_progress};
+                     .bn_recompute = 1, .batch = batch, .sink = &cli_sink};
   if ((st = cli_repair_mode(repair, cf.m, 0, &po))) {
     mc_curve_file_free(&cf);
     mc_data_free(&d);

@@ -128,7 +128,7 @@ int cmd_plane(int argc, char **argv) {
   mc_data d;
   if ((st = cli_load_data(&dopt, &d))) goto done;
   mc_path_opts po = {.bn_samples = bn_samples, .test_samples = dopt.test_subset, .bn_recompute = 1, .batch = batch,
-                     .progress = cli_point_progress};
+                     .sink = &cli_sink};
   mc_pgd pgd;
   json_t *adv = json_object();
   if ((st = cli_repair_mode(repair, m, 0, &po))) goto data;

@@ -62,6 +62,7 @@ int cmd_train(int argc, char **argv) {
   cfg.resume = resume;
   cfg.eval_every = (int)so.eval_every;
   cfg.data_name = dopt.data;
+  cfg.sink = &cli_sink;
   if ((st = mc_schedule_parse(sched, &cfg.sched))) return cli_fail(st);
   cfg.sched.lr = so.lr;
   cfg.sched.epochs = so.epochs;

@@ -168,7 +168,7 @@ mc_status mc_curve_train(const mc_curve_train_cfg *cfg, const mc_model *m, mc_cu
   mc_log log;
   if ((st = mc_log_begin(&log, cfg->log_path, cfg->start))) goto out;
   if (cfg->log_append) log.append = 1; /* PAM: the phi-step's records follow the P-step's */
-  const mc_epoch_loop L = {"curve", e, tr, &cfg->aug, B, cfg->seed, order, x, y};
+  const mc_epoch_loop L = {"curve", e, tr, &cfg->aug, B, cfg->seed, order, x, y, cfg->sink};
   curve_job job = {cfg, m, c, e, theta, grad, state, gb, mom, xadv, dx};
   for (int64_t ep = cfg->start; ep < cfg->epochs; ep++) {
     const double lr = mc_schedule_lr(&cfg->sched, ep);
@@ -184,7 +184,8 @@ mc_status mc_curve_train(const mc_curve_train_cfg *cfg, const mc_model *m, mc_cu
       if (cfg->adv && (st = mc_evaluate_pgd(ev, theta, state, &d->test, cfg->test_samples, cfg->adv, &mid[1].m, NULL)))
         goto out;
     }
-    if ((st = mc_epoch_report(&log, "curve epoch", ep + 1, cfg->epochs, "train (random t)", &es, lr, mid, 2)))
+    if ((st = mc_epoch_report(cfg->sink, &log, "curve epoch", ep + 1, cfg->epochs, "train (random t)", &es, lr, mid,
+                              2)))
       goto out;
     if (cfg->after_epoch && (st = cfg->after_epoch(cfg->epoch_arg, ep + 1, mom))) goto out;
   }

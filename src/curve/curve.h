@@ -58,6 +58,7 @@ typedef struct {
    * epochs and the bends' momenta (the checkpoint of curve train) */
   mc_status (*after_epoch)(void *arg, int64_t done, float *const *mom);
   void *epoch_arg;
+  const mc_sink *sink; /* epoch lines, progress ("curve"); NULL: silent */
 } mc_curve_train_cfg;
 
 /* Trains the bends: per batch one t ~ U(0,1), CE at theta(t) (BN in train
@@ -86,10 +87,10 @@ void mc_curve_file_free(mc_curve_file *cf);
  * file, OUT.train the same plus the bends' momenta under "mom1." ... */
 mc_status mc_curve_ckpt_save(const char *out, const mc_curve_file *cf, float *const *mom, const mc_kv *extra,
                              int nextra, int64_t epoch, const char *run);
-/* Opens the pair of ckpt (mc_resume_open) and loads the curve and the
- * momenta (*mom: n_bends malloc'd vectors, in a malloc'd array) from
- * ckpt.train. */
+/* Opens the pair of ckpt (mc_resume_open, telling sink) and loads the
+ * curve and the momenta (*mom: n_bends malloc'd vectors, in a malloc'd
+ * array) from ckpt.train. */
 mc_status mc_curve_ckpt_resume(const char *ckpt, const char *want, const char *what, mc_curve_file *cf,
-                               float ***mom, int64_t *epoch, int *behind);
+                               float ***mom, int64_t *epoch, int *behind, const mc_sink *sink);
 
 #endif

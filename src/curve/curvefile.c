@@ -141,11 +141,11 @@ mc_status mc_curve_load(const char *path, mc_curve_file *cf) {
 }
 
 mc_status mc_curve_ckpt_resume(const char *ckpt, const char *want, const char *what, mc_curve_file *cf,
-                               float ***mom, int64_t *epoch, int *behind) {
+                               float ***mom, int64_t *epoch, int *behind, const mc_sink *sink) {
   memset(cf, 0, sizeof *cf);
   *mom = NULL;
   mc_st_file g;
-  mc_status st = mc_resume_open(ckpt, want, what, &g, epoch, behind);
+  mc_status st = mc_resume_open(ckpt, want, what, &g, epoch, behind, sink);
   if (st) return st;
   st = curve_from_st(&g, cf);
   if (!st) {

@@ -348,7 +348,7 @@ mc_status mc_pam_run(const mc_pam_cfg *cfg, const mc_model *m, const float *a, c
       }
       if ((log = log_open(cfg->log_path, "a", &st))) fprintf(log, "{\"phase\": \"p-step\", \"outer\": %d}\n", o + 1);
       const mc_epoch_loop L = {"pam P-step", p->e, tr, &cfg->phi.aug, B, cfg->phi.seed * 0x9E37u + 0x50414dULL + (uint64_t)o,
-                               order, x, y};
+                               order, x, y, cfg->sink};
       pstep_job job = {cfg, p, Pd, P0, dP};
       mc_schedule ps = cfg->p_sched;
       ps.epochs = cfg->p_epochs;
@@ -357,8 +357,8 @@ mc_status mc_pam_run(const mc_pam_cfg *cfg, const mc_model *m, const float *a, c
         mc_epoch_stats es;
         if ((st = mc_run_epoch(&L, ep, lr, pstep_batch, &job, &es))) break;
         mc_log lg = {log ? cfg->log_path : NULL, log, 1}; /* the open file; closed below */
-        if ((st = mc_epoch_report(&lg, "pam P-step epoch", ep + 1, cfg->p_epochs, "train (random t)", &es, lr, NULL,
-                                  0)))
+        if ((st = mc_epoch_report(cfg->sink, &lg, "pam P-step epoch", ep + 1, cfg->p_epochs, "train (random t)", &es,
+                                  lr, NULL, 0)))
           break;
         double dist = 0, offmass = 0;
         int64_t units = 0;
@@ -368,9 +368,8 @@ mc_status mc_pam_run(const mc_pam_cfg *cfg, const mc_model *m, const float *a, c
           for (int64_t i = 0; i < sz; i++) offmass += 1 - Pd[g][i * sz + res->perm[g][i]];
           units += sz;
         }
-        printf("    P: ||P - P0||_F %.4g, mass off the previous permutation %.4g of %lld units\n", sqrt(dist), offmass,
-               (long long)units);
-        fflush(stdout);
+        mc_msg(cfg->sink, MC_MSG_INFO, "    P: ||P - P0||_F %.4g, mass off the previous permutation %.4g of %lld units",
+               sqrt(dist), offmass, (long long)units);
       }
       if (log) fclose(log);
       if (st) break;
@@ -382,12 +381,12 @@ mc_status mc_pam_run(const mc_pam_cfg *cfg, const mc_model *m, const float *a, c
       if (st) break;
       int distinct = 0;
       for (int q = 0; q < nc; q++) distinct += isfinite(cl[q]);
-      printf("pam rounding %d: selection loss (mean CE along the curve, same t per batch for every candidate) "
-             "previous %.5f, LAP %s%.5f; %d distinct of %d candidates; chose %s (%.5f) in %.1fs\n",
+      mc_msg(cfg->sink, MC_MSG_INFO,
+             "pam rounding %d: selection loss (mean CE along the curve, same t per batch for every candidate) "
+             "previous %.5f, LAP %s%.5f; %d distinct of %d candidates; chose %s (%.5f) in %.1fs",
              o + 1, cl[0], isfinite(cl[1]) ? "" : "(= previous) ", isfinite(cl[1]) ? cl[1] : cl[0], distinct, nc,
              res->chosen[o] == 0 ? "the previous permutation" : res->chosen[o] == 1 ? "the LAP rounding" : "a BvN sample",
              cl[res->chosen[o]], omp_get_wtime() - t0);
-      fflush(stdout);
     }
     /* ---- phi-step: Bezier training of theta_c = a + 1/2 (P(b) - a) + phi */
     mc_model_permute(m, res->perm, b, p->szero, p->pb, p->sdummy);
@@ -404,6 +403,7 @@ mc_status mc_pam_run(const mc_pam_cfg *cfg, const mc_model *m, const float *a, c
     pc.seed = cfg->phi.seed + (uint64_t)o;
     pc.log_path = cfg->log_path;
     pc.log_append = 1;
+    pc.sink = cfg->sink;
     if ((log = log_open(cfg->log_path, "a", &st))) {
       fprintf(log, "{\"phase\": \"phi-step\", \"outer\": %d}\n", o + 1);
       fclose(log);

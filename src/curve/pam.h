@@ -63,6 +63,8 @@ typedef struct {
   int outer;                /* outer iterations (1) */
   int64_t select_samples;   /* training images of the rounding's selection loss */
   const char *log_path;     /* JSON lines (phase markers, P-step and phi-step epochs) */
+  const mc_sink *sink;      /* both steps' epoch lines and progress, the P-step and rounding diagnostics
+                               (phi.sink is not used); NULL: silent */
 } mc_pam_cfg;
 
 /* What PAM did, per group and per outer iteration. */

@@ -7,7 +7,7 @@
 #include "eval/attack.h"
 #include "modeconn.h"
 
-typedef struct {
+typedef struct mc_metrics {
   double loss;     /* mean cross-entropy */
   double accuracy; /* fraction in [0,1] */
   int64_t n;

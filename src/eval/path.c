@@ -46,9 +46,8 @@ static mc_status point_eval(mc_exec *e, const float *theta, float *state, double
 
 static void report(const mc_path_opts *o, const char *what, int64_t done, int64_t total, double t, double a,
                    double b, const mc_metrics *te, double t0) {
-  if (!o->progress) return;
   const mc_progress_info p = {what, done, total, t, a, b, te, omp_get_wtime() - t0};
-  o->progress(o->progress_arg, &p);
+  mc_sink_progress(o->sink, &p);
 }
 
 mc_status mc_path_eval(const mc_model *m, const mc_curve *c, const float *state_a, const float *state_b,
@@ -399,7 +398,7 @@ mc_status mc_plane_eval(const mc_model *m, const float *t0, const float *t1, con
       mc_path_opts po = *o; /* BN recomputed at every grid point */
       po.with_train = 0;
       po.bn_recompute = 1;
-      po.progress = NULL;
+      po.sink = NULL;
       /* REPAIR target: the three models' statistics weighted by the
        * point's affine coordinates (theta = w0 t0 + w1 t1 + w2 t2) */
       const double w[3] = {1 - (fa - fb * out->p2a) - fb, fa - fb * out->p2a, fb};

@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 
+#include "core/sink.h"
 #include "curve/curve.h"
 #include "data/data.h"
 #include "modeconn.h"
@@ -38,26 +39,13 @@ typedef struct {
   int n_better;          /* points more robust AND more accurate than both endpoints */
 } mc_path_metrics;
 
-/* Progress of a path or plane: called after each point with its index
- * (done of total), its coordinates (t, or a and b) and test metrics.
- * Library code prints nothing; the CLI supplies this. */
-typedef struct {
-  const char *what; /* "path" or "plane" */
-  int64_t done, total;
-  double t, a, b;   /* path: t; plane: a, b */
-  const mc_metrics *test;
-  double seconds;   /* since the evaluation started */
-} mc_progress_info;
-typedef void (*mc_progress_fn)(void *arg, const mc_progress_info *p);
-
 typedef struct {
   int64_t bn_samples;   /* training images for the BN recompute (0 = all) */
   int64_t test_samples; /* 0 = all */
   int with_train;       /* also evaluate on the training set */
   int bn_recompute;     /* 0: interpolate running stats linearly instead */
   int64_t batch;
-  mc_progress_fn progress; /* may be NULL */
-  void *progress_arg;
+  const mc_sink *sink;  /* progress after every point ("path", "plane"); NULL: silent */
   /* robust evaluation (attack.h): NULL = clean only.  With bn_adv, BN is
    * recomputed on PGD examples of the training images generated at the
    * point (as the official eval_adversarial_curve.py), else on the clean

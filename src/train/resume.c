@@ -43,7 +43,7 @@ mc_status mc_resume_save(const char *out, const mc_model *m, const mc_ckpt_part 
 }
 
 mc_status mc_resume_open(const char *ckpt, const char *want, const char *what, mc_st_file *g, int64_t *epoch,
-                         int *behind) {
+                         int *behind, const mc_sink *sink) {
   mc_st_file f;
   mc_status st = mc_st_read(ckpt, &f);
   if (st) return st;
@@ -74,8 +74,8 @@ mc_status mc_resume_open(const char *ckpt, const char *want, const char *what, m
                   ep);
   else {
     if (et > em)
-      fprintf(stderr, "%s is at epoch %lld, %s at %lld (a write was interrupted): continuing from the latter\n",
-              ckpt, em, tp, et);
+      mc_msg(sink, MC_MSG_NOTE, "%s is at epoch %lld, %s at %lld (a write was interrupted): continuing from the latter",
+             ckpt, em, tp, et);
     *epoch = et;
     *behind = et > em;
   }

@@ -12,10 +12,10 @@
 #include <sys/stat.h>
 
 #include <math.h>
+#include <stdarg.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 void mc_epoch_rng(mc_rng *r, uint64_t seed, int64_t epoch, uint64_t stream) {
   mc_rng_seed(r, seed * 0x9E3779B97F4A7C15ULL ^ ((uint64_t)epoch << 20) ^ (stream << 56) ^ 0x6d6f6465ULL);
@@ -55,7 +55,10 @@ mc_status mc_run_epoch(const mc_epoch_loop *L, int64_t epoch, double lr, mc_batc
     loss_sum += l * (double)k;
     hits += c;
     seen += k;
-    if ((s & 15) == 0 || s == plan.steps - 1) mc_progress(L->what, s + 1, plan.steps, t0);
+    if ((s & 15) == 0 || s == plan.steps - 1) {
+      const mc_progress_info p = {L->what, s + 1, plan.steps, NAN, NAN, NAN, NULL, omp_get_wtime() - t0};
+      mc_sink_progress(L->sink, &p);
+    }
   }
   out->seconds = omp_get_wtime() - t0;
   out->seen = seen;
@@ -106,39 +109,38 @@ mc_status mc_log_end(mc_log *L) {
   return st;
 }
 
-mc_status mc_epoch_report(mc_log *log, const char *label, int64_t epoch, int64_t epochs, const char *train_label,
-                          const mc_epoch_stats *s, double lr, const mc_named_metrics *tests, int n_tests) {
+/* snprintf at *len into b (cap bytes), *len kept at most cap - 1 */
+static void cat(char *b, size_t cap, size_t *len, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void cat(char *b, size_t cap, size_t *len, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  const int n = vsnprintf(b + *len, cap - *len, fmt, ap);
+  va_end(ap);
+  if (n > 0) *len = *len + (size_t)n < cap ? *len + (size_t)n : cap - 1;
+}
+
+mc_status mc_epoch_report(const mc_sink *sink, mc_log *log, const char *label, int64_t epoch, int64_t epochs,
+                          const char *train_label, const mc_epoch_stats *s, double lr, const mc_named_metrics *tests,
+                          int n_tests) {
   const double ips = (double)s->seen / s->seconds;
-  printf("%s %3lld/%lld  %s loss %.4f acc %.2f%%", label, (long long)epoch, (long long)epochs, train_label, s->loss,
-         100 * s->accuracy);
-  char rec[1536], tst[1024] = "";
-  size_t tl = 0;
+  char line[1024], rec[1536], tst[1024] = "";
+  size_t ll = 0, tl = 0;
+  cat(line, sizeof line, &ll, "%s %3lld/%lld  %s loss %.4f acc %.2f%%", label, (long long)epoch, (long long)epochs,
+      train_label, s->loss, 100 * s->accuracy);
   for (int i = 0; i < n_tests; i++) {
     const mc_named_metrics *t = &tests[i];
     if (!isfinite(t->m.loss)) continue; /* not evaluated this epoch */
-    printf("  %s loss %.4f acc %.2f%%", t->label, t->m.loss, 100 * t->m.accuracy);
-    if (tl < sizeof tst)
-      tl += (size_t)snprintf(tst + tl, sizeof tst - tl, "\"%s_loss\": %.6f, \"%s_accuracy\": %.6f, ", t->key,
-                             t->m.loss, t->key, t->m.accuracy);
+    cat(line, sizeof line, &ll, "  %s loss %.4f acc %.2f%%", t->label, t->m.loss, 100 * t->m.accuracy);
+    cat(tst, sizeof tst, &tl, "\"%s_loss\": %.6f, \"%s_accuracy\": %.6f, ", t->key, t->m.loss, t->key,
+        t->m.accuracy);
   }
-  printf("  lr %.4g  %.1fs  %.0f img/s\n", lr, s->seconds, ips);
-  fflush(stdout);
+  cat(line, sizeof line, &ll, "  lr %.4g  %.1fs  %.0f img/s", lr, s->seconds, ips);
+  mc_msg(sink, MC_MSG_INFO, "%s", line);
   snprintf(rec, sizeof rec,
            "{\"epoch\": %lld, \"train_loss\": %.6f, \"train_accuracy\": %.6f, %s\"lr\": %.6g, \"seconds\": %.3f, "
            "\"images_per_second\": %.1f}\n",
            (long long)epoch, s->loss, s->accuracy, tst, lr, s->seconds, ips);
   return log_write(log, rec);
-}
-
-void mc_progress(const char *what, int64_t done, int64_t total, double t0) {
-  if (!isatty(2)) return;
-  double el = omp_get_wtime() - t0;
-  int w = 30, f = total > 0 ? (int)(w * done / total) : w;
-  fprintf(stderr, "\r%s [", what);
-  for (int i = 0; i < w; i++) fputc(i < f ? '#' : '.', stderr);
-  fprintf(stderr, "] %lld/%lld %.0fs ", (long long)done, (long long)total, el);
-  if (done >= total) fprintf(stderr, "\r%*s\r", w + 60, "");
-  fflush(stderr);
 }
 
 /* The run id: what must not change across --resume (seed, architecture,
@@ -181,7 +183,7 @@ static mc_status save_all(const mc_train_cfg *cfg, const mc_model *m, const char
 static mc_status load_resume(const mc_train_cfg *cfg, const mc_model *m, const char *want, float *theta,
                              float *state, float *mom, int64_t *epoch, int *behind) {
   mc_st_file g;
-  mc_status st = mc_resume_open(cfg->resume, want, RUN_FIELDS, &g, epoch, behind);
+  mc_status st = mc_resume_open(cfg->resume, want, RUN_FIELDS, &g, epoch, behind, cfg->sink);
   if (st) return st;
   if (!(st = mc_ckpt_get(&g, m, "model.", theta, state, 0))) st = mc_ckpt_get(&g, m, "momentum.", mom, NULL, 0);
   mc_st_free(&g);
@@ -258,10 +260,11 @@ mc_status mc_train(const mc_train_cfg *cfg, mc_model *m, float *theta,
     /* bring the model file up to its optimizer file now: no epoch may be
      * left to run that would rewrite it */
     if (behind && cfg->out && (st = save_all(cfg, m, run, theta, state, mom, start))) goto out;
-    fprintf(stderr, "resuming %s at epoch %lld of %lld\n", cfg->resume, (long long)start, (long long)cfg->epochs);
+    mc_msg(cfg->sink, MC_MSG_NOTE, "resuming %s at epoch %lld of %lld", cfg->resume, (long long)start,
+           (long long)cfg->epochs);
   }
   if ((st = mc_log_begin(&log, cfg->log_path, start))) goto out;
-  const mc_epoch_loop L = {"train", e, tr, &cfg->aug, B, cfg->seed, order, x, y};
+  const mc_epoch_loop L = {"train", e, tr, &cfg->aug, B, cfg->seed, order, x, y, cfg->sink};
   sgd_job job = {cfg, m, e, theta, state, grad, mom, xadv, dx};
   for (int64_t ep = start; ep < cfg->epochs; ep++) {
     const double lr = mc_schedule_lr(&cfg->sched, ep);
@@ -276,7 +279,7 @@ mc_status mc_train(const mc_train_cfg *cfg, mc_model *m, float *theta,
       mc_exec_free(ev);
       if (st) goto out;
     }
-    if ((st = mc_epoch_report(&log, "epoch", ep + 1, cfg->epochs, "train", &es, lr, te, 2))) goto out;
+    if ((st = mc_epoch_report(cfg->sink, &log, "epoch", ep + 1, cfg->epochs, "train", &es, lr, te, 2))) goto out;
     if ((st = save_all(cfg, m, run, theta, state, mom, ep + 1))) goto out;
   }
 out:;

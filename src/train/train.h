@@ -3,6 +3,7 @@
 #ifndef MC_TRAIN_H
 #define MC_TRAIN_H
 
+#include "core/sink.h"
 #include "data/data.h"
 #include "eval/attack.h"
 #include "eval/eval.h"
@@ -58,6 +59,7 @@ typedef struct {
    * as the official code's do); the loss is CE on them alone.  Random
    * starts keyed by (epoch, dataset index). */
   const mc_pgd *adv;
+  const mc_sink *sink;  /* epoch lines, progress ("train"), the resume notice; NULL: silent */
 } mc_train_cfg;
 
 /* Trains theta/state in place.  After every epoch writes OUT.train (the
@@ -89,9 +91,9 @@ mc_status mc_resume_save(const char *out, const mc_model *m, const mc_ckpt_part 
  * (else an error naming what must match: `what`), OUT.train not older than
  * ckpt.  On success *g is OUT.train (the caller frees it), *epoch its
  * generation, *behind whether ckpt lags behind it (then rewrite ckpt
- * before continuing: no epoch may be left to run that would). */
+ * before continuing: no epoch may be left to run that would; sink is told). */
 mc_status mc_resume_open(const char *ckpt, const char *want, const char *what, mc_st_file *g, int64_t *epoch,
-                         int *behind);
+                         int *behind, const mc_sink *sink);
 
 /* Per-epoch random stream: a pure function of (seed, epoch, stream), so
  * resuming at any epoch boundary replays the same numbers. */
@@ -107,8 +109,8 @@ typedef struct {
 } mc_epoch_plan;
 
 /* The epoch loop under mc_train and mc_curve_train: the epoch's plan, each
- * minibatch loaded (augmented) into x, y and handed to step(), a progress
- * bar, and the loss and accuracy averaged over the samples seen. step()
+ * minibatch loaded (augmented) into x, y and handed to step(), progress
+ * to sink (every 16 steps and the last), and the loss and accuracy averaged over the samples seen. step()
  * does the rest (forward, loss, backward, update) and returns the batch's
  * mean loss and hits; an error from it ends the epoch. */
 typedef struct {
@@ -121,6 +123,7 @@ typedef struct {
   int64_t *order;   /* caller's buffers: tr->n entries, batch rows */
   float *x;
   int32_t *y;
+  const mc_sink *sink; /* NULL: silent */
 } mc_epoch_loop;
 
 typedef struct {
@@ -147,9 +150,6 @@ typedef struct {
 mc_status mc_run_epoch(const mc_epoch_loop *L, int64_t epoch, double lr, mc_batch_fn step, void *arg,
                        mc_epoch_stats *out);
 
-/* The epoch's line on stdout and JSON-lines record in log (if any): the
- * training figures, and each of tests evaluated (finite loss) under its
- * label / "<key>_loss", "<key>_accuracy". */
 /* A JSON-lines log with one record per completed epoch.  The file is
  * created (or, for a fresh run, truncated) only when the first record is
  * written, every record is flushed and a failed write is an error naming
@@ -167,10 +167,11 @@ typedef struct {
   const char *label, *key; /* "t=0.5 test", "mid_test" */
   mc_metrics m;            /* loss NAN: not evaluated this epoch */
 } mc_named_metrics;
-mc_status mc_epoch_report(mc_log *log, const char *label, int64_t epoch, int64_t epochs, const char *train_label,
-                          const mc_epoch_stats *s, double lr, const mc_named_metrics *tests, int n_tests);
-
-/* Progress bar on stderr when it is a terminal. */
-void mc_progress(const char *what, int64_t done, int64_t total, double t0);
+/* The epoch's line (MC_MSG_INFO to sink) and JSON-lines record in log (if
+ * any): the training figures, and each of tests evaluated (finite loss)
+ * under its label / "<key>_loss", "<key>_accuracy". */
+mc_status mc_epoch_report(const mc_sink *sink, mc_log *log, const char *label, int64_t epoch, int64_t epochs,
+                          const char *train_label, const mc_epoch_stats *s, double lr, const mc_named_metrics *tests,
+                          int n_tests);
 
 #endif
