@@ -112,7 +112,8 @@ for i in range(1, pairs + 1):
             mid.setdefault((b, r), []).append(100 * m["midpoint_test_accuracy"])
 lines = [f"Table 1 layout: {arch}, {pairs} seed pair(s) (seeds 1..{2 * pairs}); test accuracy (%) along quadratic "
          f"Bezier curves, Avg = arc-length-weighted mean and Min over the points, BN recomputed at every point; "
-         f"mean ± std over the pairs. {secs} s on {cpu}.", "", "Settings: " + " ".join(env) + ".", "",
+         f"mean ± std over the pairs. This invocation: {secs} s on {cpu} (steps whose outputs existed "
+         f"were skipped).", "", "Settings: " + " ".join(env) + ".", "",
          "| model, method | Avg | Min |", "|---|---|---|", f"| {arch} endpoints | {f(ends)} | |"]
 for v in order:
     lines.append(f"| {arch} {names[v]} | {f(rows[v][0])} | {f(rows[v][1])} |")
