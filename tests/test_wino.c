@@ -1,5 +1,5 @@
-/* The Winograd F(2x2, 3x3) and F(4x4, 3x3) kernels (src/nn/wino.c) against the reference
- * convolution (src/nn/ops.h) on blocked <-> plain copies of random data:
+/* The Winograd F(2x2, 3x3) and F(4x4, 3x3) kernels (src/nn/kernels/) against the reference
+ * convolution (src/nn/ops.h) on 8- and 16-channel blocked <-> plain copies of random data:
  * both paddings, even and odd output sizes (clipped edge tiles), a batch
  * whose tile count is not a multiple of the tile block or of the GEMM's 6
  * rows, K % 16 == 8 (the 8-column GEMM tail), no bias, and 1 and 2
@@ -17,24 +17,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* plain (N,C,H,W) <-> blocked (N,C/8,H,W,8) */
-static void to_blocked(float *b, const float *p, int64_t n, int64_t c, int64_t hw) {
-  for (int64_t i = 0; i < n; i++)
-    for (int64_t ch = 0; ch < c; ch++)
-      for (int64_t s = 0; s < hw; s++)
-        b[((i * (c / 8) + ch / 8) * hw + s) * 8 + ch % 8] = p[(i * c + ch) * hw + s];
+/* plain (N,C,H,W) <-> blocked (N,C/B,H,W,B) */
+static int64_t blocked_at(int64_t i, int64_t ch, int64_t s, int64_t c, int64_t hw, int64_t B) {
+  return ((i * (c / B) + ch / B) * hw + s) * B + ch % B;
 }
 
-static void from_blocked(float *p, const float *b, int64_t n, int64_t c, int64_t hw) {
+static void to_blocked(float *b, const float *p, int64_t n, int64_t c, int64_t hw, int64_t B) {
   for (int64_t i = 0; i < n; i++)
     for (int64_t ch = 0; ch < c; ch++)
-      for (int64_t s = 0; s < hw; s++)
-        p[(i * c + ch) * hw + s] = b[((i * (c / 8) + ch / 8) * hw + s) * 8 + ch % 8];
+      for (int64_t s = 0; s < hw; s++) b[blocked_at(i, ch, s, c, hw, B)] = p[(i * c + ch) * hw + s];
+}
+
+static void from_blocked(float *p, const float *b, int64_t n, int64_t c, int64_t hw, int64_t B) {
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t ch = 0; ch < c; ch++)
+      for (int64_t s = 0; s < hw; s++) p[(i * c + ch) * hw + s] = b[blocked_at(i, ch, s, c, hw, B)];
 }
 
 static double check(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, int64_t pad, int bias,
-                    int nthr, int64_t m) {
-  wino_shape s = {n, c, k, h, w, pad, h + 2 * pad - 2, w + 2 * pad - 2, m};
+                    int nthr, int64_t m, int64_t blk) {
+  wino_shape s = {n, c, k, h, w, pad, h + 2 * pad - 2, w + 2 * pad - 2, m, blk};
   const size_t xs = (size_t)(n * c * h * w), ys = (size_t)(n * k * s.oh * s.ow);
   float *x = malloc(sizeof(float) * xs), *xb = malloc(sizeof(float) * xs);
   float *wt = malloc(sizeof(float) * (size_t)(k * c * 9)), *b = malloc(sizeof(float) * (size_t)k);
@@ -48,7 +50,7 @@ static double check(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, int64
   tu_random_input(b, (size_t)k, 3);
   for (size_t i = 0; i < xs; i++) x[i] -= 0.5f; /* signed inputs, as after a BN */
   conv2d_forward(yr, x, wt, bias ? b : NULL, n, c, h, w, k, 3, 1, (int)pad, s.oh, s.ow, col);
-  to_blocked(xb, x, n, c, h * w);
+  to_blocked(xb, x, n, c, h * w, blk);
   wino_weights(u, wt, &s);
   memset(yb, 0xff, sizeof(float) * ys); /* NaN: every output must be written */
   float *shift = malloc(sizeof(float) * (size_t)k);
@@ -56,7 +58,7 @@ static double check(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, int64
   tu_random_input(shift, (size_t)k, 4);
   wino_stats stats = {shift, sum, sq};
   wino_forward(yb, xb, u, bias ? b : NULL, &s, scr, nthr, &stats);
-  from_blocked(yw, yb, n, k, s.oh * s.ow);
+  from_blocked(yw, yb, n, k, s.oh * s.ow, blk);
   double big = 0, err = 0;
   for (size_t i = 0; i < ys; i++) big = fmax(big, fabs(yr[i]));
   for (size_t i = 0; i < ys; i++) {
@@ -77,9 +79,9 @@ static double check(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, int64
   err = fmax(err / big, serr) * big;
   free(shift), free(sum), free(sq);
   printf("  sums rel err %.2e\n", serr);
-  printf("  F(%lldx%lld,3x3) n%lld c%lld k%lld %lldx%lld pad %lld bias %d threads %d: max err %.2e "
-         "(of %.2f)\n",
-         (long long)m, (long long)m, (long long)n, (long long)c, (long long)k, (long long)h,
+  printf("  F(%lldx%lld,3x3) %lld-channel blocks n%lld c%lld k%lld %lldx%lld pad %lld bias %d threads %d: "
+         "max err %.2e (of %.2f)\n",
+         (long long)m, (long long)m, (long long)blk, (long long)n, (long long)c, (long long)k, (long long)h,
          (long long)w, (long long)pad, bias, nthr, err / big, big);
   free(x), free(xb), free(wt), free(b), free(yr), free(yb), free(yw), free(u), free(scr), free(col);
   return err / big;
@@ -92,13 +94,18 @@ static void test_shapes(void **st) {
       /* n, c, k, h, w, pad, bias, threads */
       {3, 16, 16, 28, 28, 1, 1, 1},  {5, 32, 32, 14, 14, 1, 1, 2}, {4, 64, 64, 7, 7, 0, 1, 2},
       {7, 8, 24, 9, 6, 1, 0, 1},     {2, 24, 8, 5, 5, 0, 1, 2},    {1, 16, 40, 4, 4, 0, 1, 1},
-      {13, 16, 16, 11, 13, 1, 1, 2},
+      {13, 16, 16, 11, 13, 1, 1, 2}, {3, 48, 16, 9, 7, 1, 0, 2},
   };
-  for (int64_t m = 2; m <= 4; m += 2)
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-      const int64_t *q = cases[i];
-      assert_true(check(q[0], q[1], q[2], q[3], q[4], q[5], (int)q[6], (int)q[7], m) < (m == 2 ? 1e-5 : 3e-5));
-    }
+  /* 16-channel blocks (nChw16c, oneDNN's layout on AVX-512): the cases
+   * whose channel counts allow them */
+  for (int64_t blk = 8; blk <= 16; blk += 8)
+    for (int64_t m = 2; m <= 4; m += 2)
+      for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const int64_t *q = cases[i];
+        if (q[1] % blk || q[2] % blk) continue;
+        assert_true(check(q[0], q[1], q[2], q[3], q[4], q[5], (int)q[6], (int)q[7], m, blk) <
+                    (m == 2 ? 1e-5 : 3e-5));
+      }
   assert_int_equal(wino_tile(28, 28, 16), 4);
   assert_int_equal(wino_tile(14, 14, 32), 4);
   assert_int_equal(wino_tile(7, 7, 64), 4);

@@ -244,7 +244,7 @@ int dn_bn_sums_layout(const dnnl_memory_desc_t *md, const mc_node *nd);
 /* Conv node i runs as S_WINO (see lower_conv.c). */
 int dn_wino_fits(const dstate *st, const plan *p, int i);
 
-wino_shape dn_wino_shape(const mc_model *m, int i, int64_t n);
+wino_shape dn_wino_shape(const dstate *st, const plan *p, int i, int64_t n);
 
 /* The first lines of every lowering (not every one uses all of them). */
 #define DN_UNUSED __attribute__((unused))

@@ -156,10 +156,10 @@ mc_status dn_run(dstate *st, const steplist *L) {
       memcpy(dn_mem_ptr(s->b), st->theta + s->off, sizeof(float) * (size_t)s->count);
       break;
     case S_WINO: {
-      const wino_shape ws = dn_wino_shape(m, s->node, N);
+      plan *p = st->cur;
+      const wino_shape ws = dn_wino_shape(st, p, s->node, N);
       /* transform the weights only when they changed since the last
        * forward (eval passes call this once per 64-row slice) */
-      plan *p = st->cur;
       const float *w = st->theta + m->tensors[nd->t_weight].off;
       const size_t wb = sizeof(float) * (size_t)(ws.k * ws.c * 9);
       float *u = p->wino_u[s->node];

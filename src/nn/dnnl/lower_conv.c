@@ -5,23 +5,35 @@
 
 #include <stdlib.h>
 
-wino_shape dn_wino_shape(const mc_model *m, int i, int64_t n) {
-  const mc_node *nd = &m->nodes[i], *x = &m->nodes[nd->in[0]];
-  return (wino_shape){n, x->C, nd->C, x->H, x->W, nd->pad, nd->H, nd->W, wino_tile(nd->H, nd->W, x->C)};
+/* The channel block of conv node i's forward src and dst when S_WINO can
+ * run on them: 8 (nChw8c, channels % 8 == 0) or 16 (nChw16c, channels %
+ * 16 == 0, so no padded channels), both the same; else 0. */
+static int wino_block(const plan *p, int i) {
+  const dnnl_memory_desc_t *src = dn_qmd(p->fpd[i], dnnl_query_src_md), *dst = dn_qmd(p->fpd[i], dnnl_query_dst_md);
+  if (src->dims[1] % 8 == 0 && dst->dims[1] % 8 == 0 && dn_md_is(src, dnnl_aBcd8b) && dn_md_is(dst, dnnl_aBcd8b))
+    return 8;
+  if (src->dims[1] % 16 == 0 && dst->dims[1] % 16 == 0 && dn_md_is(src, dnnl_aBcd16b) &&
+      dn_md_is(dst, dnnl_aBcd16b))
+    return 16;
+  return 0;
 }
 
-/* Conv node i runs as S_WINO: 3x3, stride 1, channels in multiples of 8,
- * and the primitive oneDNN picked reads and writes the plain 8-blocked
- * layout wino.c works on (so a backward, which reuses the forward's src
+wino_shape dn_wino_shape(const dstate *st, const plan *p, int i, int64_t n) {
+  const mc_node *nd = &st->e->m->nodes[i], *x = &st->e->m->nodes[nd->in[0]];
+  return (wino_shape){n,      x->C,  nd->C, x->H, x->W, nd->pad, nd->H, nd->W, wino_tile(nd->H, nd->W, x->C),
+                      wino_block(p, i)};
+}
+
+/* Conv node i runs as S_WINO: 3x3, stride 1, and the primitive oneDNN
+ * picked reads and writes an 8- or 16-blocked layout wino.c works on,
+ * without padded channels (so a backward, which reuses the forward's src
  * and dst, cannot tell the difference).  In training steps the forward is
  * a third of the work: 4 interleaved pairs of tinyten / resnet20 steps at
  * batch 128 measured within noise of oneDNN's direct convolution (median
  * 74 vs 81 ms, 242 vs 247 ms). */
 int dn_wino_fits(const dstate *st, const plan *p, int i) {
   const mc_node *nd = &st->e->m->nodes[i];
-  const dnnl_memory_desc_t *src = dn_qmd(p->fpd[i], dnnl_query_src_md), *dst = dn_qmd(p->fpd[i], dnnl_query_dst_md);
-  return st->wino && nd->k == 3 && nd->stride == 1 && src->dims[1] % 8 == 0 && dst->dims[1] % 8 == 0 &&
-         dn_md_is(src, dnnl_aBcd8b) && dn_md_is(dst, dnnl_aBcd8b);
+  return st->wino && nd->k == 3 && nd->stride == 1 && wino_block(p, i) != 0;
 }
 
 
@@ -55,7 +67,7 @@ static mc_status conv_fwd(dstate *st, plan *p, int i) {
   MCK(dn_as_md(st, p, L, p->mem[in], dn_qmd(p->fpd[i], dnnl_query_src_md), 0, 1, &p->fsrc[i]));
   MCK(dn_bound_mem(st, p, &p->wplain[i], &wpl, &st->theta, m->tensors[nd->t_weight].off, 1));
   if (conv && dn_wino_fits(st, p, i)) {
-    const wino_shape ws = dn_wino_shape(m, i, N);
+    const wino_shape ws = dn_wino_shape(st, p, i, N);
     p->wino_u[i] = dn_plan_buf(p, sizeof(float) * wino_weight_floats(&ws));
     p->wino_w[i] = dn_plan_buf(p, sizeof(float) * (size_t)(ws.k * ws.c * 9));
     MCK(dn_ensure(st, &st->wscr, &st->wscrsz, sizeof(float) * wino_scratch_floats(&ws) * (size_t)p->nthr));

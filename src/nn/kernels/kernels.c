@@ -70,7 +70,7 @@ void mc_kernels_info(FILE *f) {
   const char *v = use_avx2() ? "avx2+fma" : "scalar";
   fprintf(f, "cpu features: avx2+fma %s, avx512f %s%s\n", c->avx2_fma ? "yes" : "no", c->avx512f ? "yes" : "no",
           g_scalar ? " (MC_KERNELS=scalar)" : "");
-  fprintf(f, "kernel winograd 3x3 (8-channel blocks): %s\n", use_avx2() ? "avx2+fma" : "off (oneDNN's convolution)");
+  fprintf(f, "kernel winograd 3x3 (8- and 16-channel blocks): %s\n", use_avx2() ? "avx2+fma" : "off (oneDNN's convolution)");
   fprintf(f, "kernel bn-recompute sums (8- and 16-channel blocks): %s\n", v);
   fprintf(f, "kernel alignment moments: %s\n", v);
 }

@@ -1,5 +1,7 @@
-/* Winograd F(2x2, 3x3) and F(4x4, 3x3) forward convolution on 8-channel blocked
- * activations (oneDNN's nChw8c, "aBcd8b": [N][C/8][H][W][8]).
+/* Winograd F(2x2, 3x3) and F(4x4, 3x3) forward convolution on 8- or
+ * 16-channel blocked activations (oneDNN's nChw8c, "aBcd8b":
+ * [N][C/8][H][W][8], its layout on AVX2 CPUs; nChw16c, "aBcd16b", on
+ * AVX-512 CPUs).
  *
  * oneDNN has Winograd kernels only for AVX-512; on AVX2 it runs 3x3
  * convolutions as direct convolutions, which at 16-64 channels reach about
@@ -8,7 +10,7 @@
  * input-output channel pair, F(4x4, 3x3) each 4x4 tile from a 6x6 patch
  * with 36 instead of 144; the rest is additions.  The fast path of the
  * executor uses it for forward passes of 3x3, stride-1 convolutions whose
- * channel counts are multiples of 8 (src/nn/dnnl/); backward passes stay
+ * channel counts are multiples of the block (src/nn/dnnl/); backward passes stay
  * oneDNN's.  The kernels need AVX2 + FMA; wino_available() says whether
  * the running CPU has them (chosen at run time, src/nn/kernels/). */
 #ifndef MC_NN_WINO_H
@@ -21,10 +23,11 @@
 #define WINO_TB 30
 
 typedef struct {
-  int64_t n, c, k;    /* images, input channels, output channels (both % 8 == 0) */
+  int64_t n, c, k;    /* images, input channels, output channels (both % blk == 0) */
   int64_t h, w, pad;  /* input size, zero padding on every side */
   int64_t oh, ow;     /* output size: h + 2 pad - 2, w + 2 pad - 2 */
   int64_t m;          /* output tile: 2 for F(2x2, 3x3), 4 for F(4x4, 3x3) */
+  int64_t blk;        /* channel block of src and dst: 8 or 16 */
 } wino_shape;
 
 /* The tile for an output size and c input channels: 4 unless 4x4 tiles

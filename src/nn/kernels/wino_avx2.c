@@ -1,6 +1,11 @@
-/* Winograd kernels, AVX2 + FMA variant for 8-channel blocks: this file is
- * compiled with -mavx2 -mfma (CMakeLists.txt) and only called when the
- * running CPU has both (kernels.c).  The algorithm: see wino.h. */
+/* Winograd kernels, AVX2 + FMA variant for 8- and 16-channel blocks: this
+ * file is compiled with -mavx2 -mfma (CMakeLists.txt) and only called when
+ * the running CPU has both (kernels.c).  The algorithm: see wino.h.  A
+ * 16-channel block (oneDNN's nChw16c, its layout on AVX-512 CPUs) is
+ * taken as two 8-channel halves 16 floats apart from pixel to pixel; the
+ * transformed tiles V and M hold channels in plain order either way, so
+ * only the loads of the input patches and the stores of the output tiles
+ * know the blocking. */
 /* Winograd F(m x m, 3x3) forward convolution, m = 2 or 4; see wino.h.
  *
  *   Y = A^T [ (G g G^T) .* (B^T d B) ] A   for each m x m output tile,
@@ -82,13 +87,14 @@ typedef __m256 v8;
     y3 = _mm256_sub_ps(x1, x3);             \
   } while (0)
 
-/* Input transform of one 4x4 patch of 8 channels, rows `ld` floats apart:
+/* Input transform of one 4x4 patch of 8 channels, rows `ld` and pixels
+ * `px` floats apart:
  * V rows i = 0..3 of B^T d B, each stored as 4 vectors (xi = 4i + j) at q,
  * q + xs, ...  Row 0 of B^T d reads patch rows 0 and 2, rows 1 and 2 read
  * rows 1 and 2, row 3 reads rows 1 and 3: three groups of 8 loads keep
  * at most about 12 vectors live (AVX2 has 16 registers). */
-static inline void patch_transform(float *q, int64_t xs, const float *p, int64_t ld) {
-#define LD(i, j) _mm256_loadu_ps(p + (i) * ld + (j) * 8)
+static inline void patch_transform(float *q, int64_t xs, const float *p, int64_t ld, int64_t px) {
+#define LD(i, j) _mm256_loadu_ps(p + (i) * ld + (j) * px)
 #define ROW(r, a0, a1, a2, a3)                                             \
   do {                                                                     \
     v8 o0, o1, o2, o3;                                                     \
@@ -144,10 +150,10 @@ static inline void store6(float *r, int64_t ld, v8 a, v8 b, v8 c, v8 d, v8 e, v8
 }
 
 /* The 6x6 patch of F(4x4, 3x3): columns through a stack array, then rows. */
-static inline void patch6_transform(float *q, int64_t xs, const float *p, int64_t ld) {
+static inline void patch6_transform(float *q, int64_t xs, const float *p, int64_t ld, int64_t px) {
   v8 t[6][6];
   for (int j = 0; j < 6; j++) {
-    const float *c = p + j * 8;
+    const float *c = p + j * px;
     BT6(t[0][j], t[1][j], t[2][j], t[3][j], t[4][j], t[5][j], _mm256_loadu_ps(c),
         _mm256_loadu_ps(c + ld), _mm256_loadu_ps(c + 2 * ld), _mm256_loadu_ps(c + 3 * ld),
         _mm256_loadu_ps(c + 4 * ld), _mm256_loadu_ps(c + 5 * ld));
@@ -164,28 +170,29 @@ static inline void patch6_transform(float *q, int64_t xs, const float *p, int64_
  * a small buffer. */
 static void input_tile(float *v, int64_t tt, const float *img, const wino_shape *s, int64_t iy0,
                        int64_t ix0) {
-  const int64_t C = s->c, H = s->h, W = s->w, plane = H * W * 8;
+  const int64_t C = s->c, H = s->h, W = s->w, B = s->blk, plane = H * W * B;
   const int a = (int)s->m + 2;
   const int i0 = iy0 < 0 ? (int)-iy0 : 0, i1 = iy0 + a > H ? (int)(H - iy0) : a;
   const int j0 = ix0 < 0 ? (int)-ix0 : 0, j1 = ix0 + a > W ? (int)(W - ix0) : a;
   const int inside = i0 == 0 && j0 == 0 && i1 == a && j1 == a;
   float *q = v + tt * C;
-  for (int64_t cb = 0; cb < C / 8; cb++) {
-    const float *p = img + cb * plane + (iy0 * W + ix0) * 8;
+  for (int64_t cb = 0; cb < C / 8; cb++) { /* 8 channels: a block or half of one */
+    const float *p = img + cb * 8 / B * plane + cb * 8 % B + (iy0 * W + ix0) * B;
     const float *src = p;
-    int64_t ld = W * 8;
+    int64_t ld = W * B, px = B;
     float buf[36 * 8] __attribute__((aligned(32)));
     if (!inside) {
       for (int i = 0; i < a; i++)
         for (int j = 0; j < a; j++)
           _mm256_store_ps(buf + (i * a + j) * 8, i >= i0 && i < i1 && j >= j0 && j < j1
-                                                     ? _mm256_loadu_ps(p + (i * W + j) * 8)
+                                                     ? _mm256_loadu_ps(p + (i * W + j) * B)
                                                      : _mm256_setzero_ps());
       src = buf;
       ld = a * 8;
+      px = 8;
     }
-    if (a == 6) patch6_transform(q + cb * 8, WINO_TB * C, src, ld);
-    else patch_transform(q + cb * 8, WINO_TB * C, src, ld);
+    if (a == 6) patch6_transform(q + cb * 8, WINO_TB * C, src, ld, px);
+    else patch_transform(q + cb * 8, WINO_TB * C, src, ld, px);
   }
 }
 
@@ -263,13 +270,13 @@ static void gemm_6x8(float *m, const float *v, const float *u, int64_t C, int64_
 static void output_tile(float *img, const float *mm, int64_t tt, const float *bias,
                         const wino_shape *s, int64_t oy0, int64_t ox0, double *ps,
                         const float *shift) {
-  const int64_t K = s->k, OH = s->oh, OW = s->ow, plane = OH * OW * 8, xs = WINO_TB * K;
+  const int64_t K = s->k, OH = s->oh, OW = s->ow, B = s->blk, plane = OH * OW * B, xs = WINO_TB * K;
   const int m = (int)s->m;
   const int ny = oy0 + m <= OH ? m : (int)(OH - oy0), nx = ox0 + m <= OW ? m : (int)(OW - ox0);
   for (int64_t kb = 0; kb < K / 8; kb++) {
     const float *x = mm + tt * K + kb * 8;
     const v8 b = bias ? _mm256_loadu_ps(bias + kb * 8) : _mm256_setzero_ps();
-    float *p = img + kb * plane + (oy0 * OW + ox0) * 8;
+    float *p = img + kb * 8 / B * plane + kb * 8 % B + (oy0 * OW + ox0) * B;
     v8 y[4][4];
     if (m == 4) {
       v8 t[4][6];
@@ -290,7 +297,7 @@ static void output_tile(float *img, const float *mm, int64_t tt, const float *bi
     for (int i = 0; i < ny; i++)
       for (int j = 0; j < nx; j++) {
         y[i][j] = _mm256_add_ps(y[i][j], b);
-        _mm256_storeu_ps(p + (i * OW + j) * 8, y[i][j]);
+        _mm256_storeu_ps(p + (i * OW + j) * B, y[i][j]);
       }
     if (ps) {
       const v8 c = _mm256_loadu_ps(shift + kb * 8);
@@ -363,7 +370,8 @@ static double *thread_sums(const wino_shape *s, float *scr) {
 
 void mc_kern_wino_forward_avx2(float *dst, const float *src, const float *u, const float *bias,
                   const wino_shape *s, float *scratch, int nthr, const wino_stats *stats) {
-  MC_ASSERT(s->m == 2 || s->m == 4);
+  MC_ASSERT((s->m == 2 || s->m == 4) && (s->blk == 8 || s->blk == 16) && s->c % s->blk == 0 &&
+            s->k % s->blk == 0);
   const int64_t tiles = s->n * ((s->oh + s->m - 1) / s->m) * ((s->ow + s->m - 1) / s->m);
   const int64_t nblk = (tiles + WINO_TB - 1) / WINO_TB, K = s->k;
   const size_t per = wino_scratch_floats(s);
