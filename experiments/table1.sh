@@ -27,6 +27,9 @@
 #   TRAIN_SUBSET, TEST_SUBSET          first N images (0 = all)
 #   THREADS         threads per command (0 = all cores)
 #   MC              the binary (build/modeconn)
+#   PAIR_FROM       first pair to run (1); the table still covers pairs
+#                   1..PAIRS, so PAIR_FROM=3 adds a third pair to a
+#                   directory whose pairs 1-2 kept only their JSON results
 # Every step is skipped when its output exists, so an interrupted run
 # continues where it stopped.
 set -euo pipefail
@@ -38,11 +41,11 @@ MC=${MC:-$root/build/modeconn}
 ARCH_FLAGS=${ARCH_FLAGS:-}; DATA=${DATA:-fashion-mnist}; EPOCHS=${EPOCHS:-10}; CURVE_EPOCHS=${CURVE_EPOCHS:-20}; P_EPOCHS=${P_EPOCHS:-20}
 METHODS=${METHODS:-none pam_none pam_corr corr}; POINTS=${POINTS:-65}; BN_SAMPLES=${BN_SAMPLES:-0}
 SAMPLES=${SAMPLES:-10000}; SAMPLES_ROUNDING=${SAMPLES_ROUNDING:-32}; SELECT_SAMPLES=${SELECT_SAMPLES:-5000}
-TRAIN_SUBSET=${TRAIN_SUBSET:-0}; TEST_SUBSET=${TEST_SUBSET:-0}; THREADS=${THREADS:-0}
+TRAIN_SUBSET=${TRAIN_SUBSET:-0}; TEST_SUBSET=${TEST_SUBSET:-0}; THREADS=${THREADS:-0}; PAIR_FROM=${PAIR_FROM:-1}
 com=(--data "$DATA" --train-subset "$TRAIN_SUBSET" --test-subset "$TEST_SUBSET" --threads "$THREADS")
 start=$(date +%s)
 step() { echo "pair $i: $1 ($(( $(date +%s) - start ))s)"; }
-for i in $(seq 1 "$PAIRS"); do
+for i in $(seq "$PAIR_FROM" "$PAIRS"); do
   d="$OUT/pair$i"; mkdir -p "$d"
   sa=$((2 * i - 1)); sb=$((2 * i))
   for s in $sa $sb; do
