@@ -1,5 +1,6 @@
 /* The Winograd F(2x2, 3x3) and F(4x4, 3x3) kernels (src/nn/kernels/) against the reference
- * convolution (src/nn/ops.h) on 8- and 16-channel blocked <-> plain copies of random data:
+ * convolution (src/nn/ops.h) on 8- and 16-channel blocked <-> plain copies of random data,
+ * and as the input gradient of a convolution against conv2d_backward's:
  * both paddings, even and odd output sizes (clipped edge tiles), a batch
  * whose tile count is not a multiple of the tile block or of the GEMM's 6
  * rows, K % 16 == 8 (the 8-column GEMM tail), no bias, and 1 and 2
@@ -87,6 +88,57 @@ static double check(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, int64
   return err / big;
 }
 
+/* The input gradient of the forward conv (n, c -> k, h x w, pad) as a
+ * Winograd convolution (wino_data_grad_shape, wino_weights_data_grad)
+ * against conv2d_backward's dx. */
+static double check_data_grad(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, int64_t pad, int nthr,
+                              int64_t blk) {
+  const wino_shape f = {n, c, k, h, w, pad, h + 2 * pad - 2, w + 2 * pad - 2, 4, blk};
+  const wino_shape s = wino_data_grad_shape(&f);
+  assert_int_equal(s.oh, h);
+  assert_int_equal(s.ow, w);
+  const size_t xs = (size_t)(n * c * h * w), ys = (size_t)(n * k * f.oh * f.ow);
+  float *dy = malloc(sizeof(float) * ys), *dyb = malloc(sizeof(float) * ys), *x = calloc(xs, sizeof(float));
+  float *wt = malloc(sizeof(float) * (size_t)(k * c * 9)), *dxr = calloc(xs, sizeof(float));
+  float *dxb = malloc(sizeof(float) * xs), *dxw = malloc(sizeof(float) * xs);
+  float *u = malloc(sizeof(float) * wino_weight_floats(&s));
+  float *scr = calloc((size_t)nthr * wino_scratch_floats(&s), sizeof(float));
+  float *col = malloc(sizeof(float) * conv2d_col_floats(c, 3, f.oh, f.ow) * 4);
+  tu_random_input(dy, ys, 5);
+  tu_random_input(wt, (size_t)(k * c * 9), 6);
+  for (size_t i = 0; i < ys; i++) dy[i] -= 0.5f;
+  conv2d_backward(dxr, NULL, NULL, dy, x, wt, n, c, h, w, k, 3, 1, (int)pad, f.oh, f.ow, col, NULL);
+  to_blocked(dyb, dy, n, k, f.oh * f.ow, blk);
+  wino_weights_data_grad(u, wt, &s);
+  memset(dxb, 0xff, sizeof(float) * xs);
+  wino_forward(dxb, dyb, u, NULL, &s, scr, nthr, NULL);
+  from_blocked(dxw, dxb, n, c, h * w, blk);
+  double big = 0, err = 0;
+  for (size_t i = 0; i < xs; i++) big = fmax(big, fabs(dxr[i]));
+  for (size_t i = 0; i < xs; i++) err = isnan(dxw[i]) ? INFINITY : fmax(err, fabs((double)dxw[i] - dxr[i]));
+  printf("  input gradient, F(%lldx%lld,3x3) %lld-channel blocks n%lld c%lld k%lld %lldx%lld pad %lld threads %d: "
+         "max err %.2e (of %.2f)\n",
+         (long long)s.m, (long long)s.m, (long long)blk, (long long)n, (long long)c, (long long)k, (long long)h,
+         (long long)w, (long long)pad, nthr, err / big, big);
+  free(dy), free(dyb), free(x), free(wt), free(dxr), free(dxb), free(dxw), free(u), free(scr), free(col);
+  return err / big;
+}
+
+static void test_data_grad(void **st) {
+  (void)st;
+  if (!wino_available()) skip();
+  const int64_t cases[][7] = {
+      /* n, c, k, h, w, pad, threads */
+      {3, 16, 16, 28, 28, 1, 1}, {5, 32, 16, 14, 14, 1, 2}, {4, 16, 64, 7, 7, 1, 2},
+      {2, 16, 32, 9, 11, 0, 1},  {3, 32, 32, 8, 8, 2, 2},
+  };
+  for (int64_t blk = 8; blk <= 16; blk += 8)
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+      const int64_t *q = cases[i];
+      assert_true(check_data_grad(q[0], q[1], q[2], q[3], q[4], q[5], (int)q[6], blk) < 3e-5);
+    }
+}
+
 static void test_shapes(void **st) {
   (void)st;
   if (!wino_available()) skip();
@@ -114,6 +166,6 @@ static void test_shapes(void **st) {
 }
 
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_shapes)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_shapes), cmocka_unit_test(test_data_grad)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

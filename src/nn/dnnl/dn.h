@@ -34,6 +34,7 @@ enum {
   S_ADDVEC,   /* grad[off..off+count) += a */
   S_WINO,     /* 3x3 stride-1 conv forward by Winograd (wino.c), a -> b;
                  count > 0: also the channel sums of BN node count - 1 */
+  S_WINO_DX,  /* its input gradient by Winograd, diff a -> b (overwritten) */
   S_BN_BATCH, /* BN_RECOMPUTE plans: batch mean/var of a (sums first unless flag) */
   S_SAVE      /* b[0..count) = theta[off..off+count) */
 };
@@ -102,6 +103,8 @@ typedef struct {
   float **wino_u;                   /* S_WINO: transformed weights, per node */
   float **wino_w;                   /* S_WINO: the plain weights wino_u came from */
   char *wino_ok;                    /* S_WINO: wino_u holds the transform of wino_w */
+  float **wino_du, **wino_dw;       /* S_WINO_DX: the same for the input gradient */
+  char *wino_dok;
   double **bnsums;                  /* S_BN_BATCH: channel sums, 2 C per BN node */
 } plan;
 

@@ -318,6 +318,9 @@ void dn_plan_free(plan *p) {
   free(p->wino_u);
   free(p->wino_w);
   free(p->wino_ok);
+  free(p->wino_du);
+  free(p->wino_dw);
+  free(p->wino_dok);
   free(p->bnsums);
   free(p);
 }
@@ -337,7 +340,8 @@ mc_status dn_plan_create(dstate *st, int64_t n, int kind, int all_heads, int nth
       !PLAN_ARRAY(fsrc, sizeof *p->fsrc) || !PLAN_ARRAY(wplain, sizeof *p->wplain) || !PLAN_ARRAY(ws, sizeof *p->ws) ||
       !PLAN_ARRAY(mean, sizeof *p->mean) || !PLAN_ARRAY(var, sizeof *p->var) || !PLAN_ARRAY(shift, sizeof *p->shift) ||
       !PLAN_ARRAY(fpd, sizeof *p->fpd) || !PLAN_ARRAY(wino_u, sizeof *p->wino_u) ||
-      !PLAN_ARRAY(wino_w, sizeof *p->wino_w) || !PLAN_ARRAY(wino_ok, 1) || !PLAN_ARRAY(bnsums, sizeof *p->bnsums) ||
+      !PLAN_ARRAY(wino_w, sizeof *p->wino_w) || !PLAN_ARRAY(wino_ok, 1) || !PLAN_ARRAY(wino_du, sizeof *p->wino_du) ||
+      !PLAN_ARRAY(wino_dw, sizeof *p->wino_dw) || !PLAN_ARRAY(wino_dok, 1) || !PLAN_ARRAY(bnsums, sizeof *p->bnsums) ||
       !PLAN_ARRAY(rd, sizeof *p->rd) || !PLAN_ARRAY(rc, sizeof *p->rc)) {
     dn_plan_free(p);
     return mc_oom(bytes, "oneDNN backend: the per-node tables of a plan of %lld rows", (long long)n);

@@ -180,6 +180,20 @@ mc_status dn_run(dstate *st, const steplist *L) {
                    sp);
       break;
     }
+    case S_WINO_DX: {
+      plan *p = st->cur;
+      const wino_shape fs = dn_wino_shape(st, p, s->node, N), ws = wino_data_grad_shape(&fs);
+      const float *w = st->theta + m->tensors[nd->t_weight].off;
+      const size_t wb = sizeof(float) * (size_t)(ws.k * ws.c * 9);
+      float *u = p->wino_du[s->node];
+      if (!p->wino_dok[s->node] || memcmp(p->wino_dw[s->node], w, wb)) {
+        wino_weights_data_grad(u, w, &ws);
+        memcpy(p->wino_dw[s->node], w, wb);
+        p->wino_dok[s->node] = 1;
+      }
+      wino_forward(dn_mem_ptr(s->b), dn_mem_ptr(s->a), u, NULL, &ws, st->wscr, p->nthr, NULL);
+      break;
+    }
     case S_BN_BATCH:
       bn_batch_stats(st, s);
       break;

@@ -186,6 +186,16 @@ static mc_status conv_bwd(dstate *st, plan *p, dn_bctx *b, int i) {
   /* input gradient */
   first = !seen[in];
   seen[in] = 1;
+  if (conv && dn_wino_fits(st, p, i) && nd->pad <= 2) { /* by Winograd, into the forward src's layout */
+    const wino_shape fs = dn_wino_shape(st, p, i, N), ws = wino_data_grad_shape(&fs);
+    p->wino_du[i] = dn_plan_buf(p, sizeof(float) * wino_weight_floats(&ws));
+    p->wino_dw[i] = dn_plan_buf(p, sizeof(float) * (size_t)(ws.k * ws.c * 9));
+    TRY(dn_ensure(st, &st->wscr, &st->wscrsz, sizeof(float) * wino_scratch_floats(&ws) * (size_t)p->nthr));
+    TRY(dn_diff_target(st, p, in, first, qs, &t, &deliver));
+    TRY(dn_push_custom(L, S_WINO_DX, i, p->dmem[i], t, 0, cin));
+    if (deliver) TRY(dn_add_deliver(st, p, L, in, first, t, cin));
+    goto done;
+  }
   TRY(conv_bwd_pd(st, p, i, 0, &wa, NULL, &pd));
   if (!pd) {
     rc = mc_error(MC_EINTERNAL, "oneDNN: no backward-data primitive for %s", nd->name);

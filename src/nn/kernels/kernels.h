@@ -27,7 +27,7 @@ const mc_cpu_features *mc_cpu(void);
 
 /* Winograd F(2x2|4x4, 3x3) on 8- or 16-channel blocks (wino.h): needs AVX2+FMA. */
 int mc_kern_wino_available(void);
-void mc_kern_wino_weights_avx2(float *u, const float *w, const wino_shape *s);
+void mc_kern_wino_weights_avx2(float *u, const float *w, const wino_shape *s, int flip);
 void mc_kern_wino_forward_avx2(float *dst, const float *src, const float *u, const float *bias,
                                const wino_shape *s, float *scratch, int nthr, const wino_stats *stats);
 

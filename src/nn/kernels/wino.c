@@ -26,7 +26,16 @@ int wino_available(void) { return mc_kern_wino_available(); }
 
 void wino_weights(float *u, const float *w, const wino_shape *s) {
   MC_ASSERT(mc_kern_wino_available());
-  mc_kern_wino_weights_avx2(u, w, s);
+  mc_kern_wino_weights_avx2(u, w, s, 0);
+}
+
+wino_shape wino_data_grad_shape(const wino_shape *f) {
+  return (wino_shape){f->n, f->k, f->c, f->oh, f->ow, 2 - f->pad, f->h, f->w, wino_tile(f->h, f->w, f->k), f->blk};
+}
+
+void wino_weights_data_grad(float *u, const float *w, const wino_shape *s) {
+  MC_ASSERT(mc_kern_wino_available());
+  mc_kern_wino_weights_avx2(u, w, s, 1);
 }
 
 void wino_forward(float *dst, const float *src, const float *u, const float *bias, const wino_shape *s,

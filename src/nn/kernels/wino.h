@@ -10,8 +10,9 @@
  * input-output channel pair, F(4x4, 3x3) each 4x4 tile from a 6x6 patch
  * with 36 instead of 144; the rest is additions.  The fast path of the
  * executor uses it for forward passes of 3x3, stride-1 convolutions whose
- * channel counts are multiples of the block (src/nn/dnnl/); backward passes stay
- * oneDNN's.  The kernels need AVX2 + FMA; wino_available() says whether
+ * channel counts are multiples of the block (src/nn/dnnl/), and for their
+ * input gradients (a convolution too, see wino_data_grad_shape); weight
+ * gradients stay oneDNN's.  The kernels need AVX2 + FMA; wino_available() says whether
  * the running CPU has them (chosen at run time, src/nn/kernels/). */
 #ifndef MC_NN_WINO_H
 #define MC_NN_WINO_H
@@ -51,6 +52,16 @@ size_t wino_scratch_floats(const wino_shape *s);
 /* u = G w G^T for every (input, output) channel pair, from PyTorch-layout
  * weights w [k][c][3][3]; u is [(m+2)^2][c][k]. */
 void wino_weights(float *u, const float *w, const wino_shape *s);
+
+/* The input gradient of a stride-1 3x3 convolution is itself one: dx =
+ * conv(dy, w'), w'[c][k] = w[k][c] rotated by 180 degrees, with padding
+ * 2 - pad (pad <= 2).  wino_data_grad_shape gives its shape from the
+ * forward's f (images, channels and sizes swapped, its own tile), and
+ * wino_weights_data_grad its transformed weights from the forward's
+ * PyTorch-layout w [f.k][f.c][3][3]; wino_forward(dx, dy, u, NULL, &s, ...)
+ * then computes dx (overwriting it). */
+wino_shape wino_data_grad_shape(const wino_shape *f);
+void wino_weights_data_grad(float *u, const float *w, const wino_shape *s);
 
 /* Per-output-channel sums of the outputs, for a batch-norm that follows:
  * sum[k] = sum of (y - shift[k]), sq[k] = sum of (y - shift[k])^2 over

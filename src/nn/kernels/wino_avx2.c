@@ -56,13 +56,18 @@ static const double G4[6][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, 
                                 {-1.0 / 6, 1.0 / 6, -1.0 / 6}, {1.0 / 24, 1.0 / 12, 1.0 / 6},
                                 {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
 
-void mc_kern_wino_weights_avx2(float *u, const float *w, const wino_shape *s) {
+void mc_kern_wino_weights_avx2(float *u, const float *w, const wino_shape *s, int flip) {
   const int64_t C = s->c, K = s->k;
   const int a = (int)s->m + 2;
   const double *G = s->m == 4 ? &G4[0][0] : &G2[0][0];
   for (int64_t k = 0; k < K; k++)
     for (int64_t c = 0; c < C; c++) {
+      float f[9];
       const float *g = w + (k * C + c) * 9;
+      if (flip) { /* the forward conv's w[c][k], rotated by 180 degrees */
+        for (int q = 0; q < 9; q++) f[q] = w[(c * K + k) * 9 + 8 - q];
+        g = f;
+      }
       double t[6][3], r[6][6];
       for (int i = 0; i < a; i++) /* t = G g */
         for (int j = 0; j < 3; j++)
