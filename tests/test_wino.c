@@ -1,5 +1,6 @@
 /* The Winograd F(2x2, 3x3) and F(4x4, 3x3) kernels (src/nn/kernels/) against the reference
- * convolution (src/nn/ops.h) on 8- and 16-channel blocked <-> plain copies of random data,
+ * convolution (src/nn/ops.h) on 8- and 16-channel blocked <-> plain copies of random data
+ * (every ISA variant the machine runs: AVX2 on both blockings, AVX-512F on 16-channel blocks),
  * and as the input gradient of a convolution against conv2d_backward's:
  * both paddings, even and odd output sizes (clipped edge tiles), a batch
  * whose tile count is not a multiple of the tile block or of the GEMM's 6
@@ -11,6 +12,7 @@
  * bound is 1e-5. */
 #include "testutil.h"
 #include "nn/ops.h"
+#include "nn/kernels/kernels.h"
 #include "nn/kernels/wino.h"
 
 #include <math.h>
@@ -35,8 +37,21 @@ static void from_blocked(float *p, const float *b, int64_t n, int64_t c, int64_t
       for (int64_t s = 0; s < hw; s++) p[(i * c + ch) * hw + s] = b[blocked_at(i, ch, s, c, hw, B)];
 }
 
+/* The variants this machine can run for a channel block, and their names. */
+typedef struct {
+  mc_kern_wino_fn fn;
+  const char *name;
+} variant;
+
+static int variants(int64_t blk, variant *v) {
+  int n = 0;
+  v[n++] = (variant){mc_kern_wino_forward_avx2, "avx2"};
+  if (blk == 16 && mc_cpu()->avx512f) v[n++] = (variant){mc_kern_wino_forward_avx512, "avx512f"};
+  return n;
+}
+
 static double check(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, int64_t pad, int bias,
-                    int nthr, int64_t m, int64_t blk) {
+                    int nthr, int64_t m, int64_t blk, const variant *var) {
   wino_shape s = {n, c, k, h, w, pad, h + 2 * pad - 2, w + 2 * pad - 2, m, blk};
   const size_t xs = (size_t)(n * c * h * w), ys = (size_t)(n * k * s.oh * s.ow);
   float *x = malloc(sizeof(float) * xs), *xb = malloc(sizeof(float) * xs);
@@ -58,7 +73,7 @@ static double check(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, int64
   double *sum = malloc(sizeof(double) * (size_t)k), *sq = malloc(sizeof(double) * (size_t)k);
   tu_random_input(shift, (size_t)k, 4);
   wino_stats stats = {shift, sum, sq};
-  wino_forward(yb, xb, u, bias ? b : NULL, &s, scr, nthr, &stats);
+  var->fn(yb, xb, u, bias ? b : NULL, &s, scr, nthr, &stats);
   from_blocked(yw, yb, n, k, s.oh * s.ow, blk);
   double big = 0, err = 0;
   for (size_t i = 0; i < ys; i++) big = fmax(big, fabs(yr[i]));
@@ -80,9 +95,9 @@ static double check(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, int64
   err = fmax(err / big, serr) * big;
   free(shift), free(sum), free(sq);
   printf("  sums rel err %.2e\n", serr);
-  printf("  F(%lldx%lld,3x3) %lld-channel blocks n%lld c%lld k%lld %lldx%lld pad %lld bias %d threads %d: "
+  printf("  %s F(%lldx%lld,3x3) %lld-channel blocks n%lld c%lld k%lld %lldx%lld pad %lld bias %d threads %d: "
          "max err %.2e (of %.2f)\n",
-         (long long)m, (long long)m, (long long)blk, (long long)n, (long long)c, (long long)k, (long long)h,
+         var->name, (long long)m, (long long)m, (long long)blk, (long long)n, (long long)c, (long long)k, (long long)h,
          (long long)w, (long long)pad, bias, nthr, err / big, big);
   free(x), free(xb), free(wt), free(b), free(yr), free(yb), free(yw), free(u), free(scr), free(col);
   return err / big;
@@ -92,7 +107,7 @@ static double check(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, int64
  * Winograd convolution (wino_data_grad_shape, wino_weights_data_grad)
  * against conv2d_backward's dx. */
 static double check_data_grad(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, int64_t pad, int nthr,
-                              int64_t blk) {
+                              int64_t blk, const variant *var) {
   const wino_shape f = {n, c, k, h, w, pad, h + 2 * pad - 2, w + 2 * pad - 2, 4, blk};
   const wino_shape s = wino_data_grad_shape(&f);
   assert_int_equal(s.oh, h);
@@ -111,14 +126,14 @@ static double check_data_grad(int64_t n, int64_t c, int64_t k, int64_t h, int64_
   to_blocked(dyb, dy, n, k, f.oh * f.ow, blk);
   wino_weights_data_grad(u, wt, &s);
   memset(dxb, 0xff, sizeof(float) * xs);
-  wino_forward(dxb, dyb, u, NULL, &s, scr, nthr, NULL);
+  var->fn(dxb, dyb, u, NULL, &s, scr, nthr, NULL);
   from_blocked(dxw, dxb, n, c, h * w, blk);
   double big = 0, err = 0;
   for (size_t i = 0; i < xs; i++) big = fmax(big, fabs(dxr[i]));
   for (size_t i = 0; i < xs; i++) err = isnan(dxw[i]) ? INFINITY : fmax(err, fabs((double)dxw[i] - dxr[i]));
-  printf("  input gradient, F(%lldx%lld,3x3) %lld-channel blocks n%lld c%lld k%lld %lldx%lld pad %lld threads %d: "
+  printf("  %s input gradient, F(%lldx%lld,3x3) %lld-channel blocks n%lld c%lld k%lld %lldx%lld pad %lld threads %d: "
          "max err %.2e (of %.2f)\n",
-         (long long)s.m, (long long)s.m, (long long)blk, (long long)n, (long long)c, (long long)k, (long long)h,
+         var->name, (long long)s.m, (long long)s.m, (long long)blk, (long long)n, (long long)c, (long long)k, (long long)h,
          (long long)w, (long long)pad, nthr, err / big, big);
   free(dy), free(dyb), free(x), free(wt), free(dxr), free(dxb), free(dxw), free(u), free(scr), free(col);
   return err / big;
@@ -132,11 +147,15 @@ static void test_data_grad(void **st) {
       {3, 16, 16, 28, 28, 1, 1}, {5, 32, 16, 14, 14, 1, 2}, {4, 16, 64, 7, 7, 1, 2},
       {2, 16, 32, 9, 11, 0, 1},  {3, 32, 32, 8, 8, 2, 2},
   };
-  for (int64_t blk = 8; blk <= 16; blk += 8)
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-      const int64_t *q = cases[i];
-      assert_true(check_data_grad(q[0], q[1], q[2], q[3], q[4], q[5], (int)q[6], blk) < 3e-5);
-    }
+  for (int64_t blk = 8; blk <= 16; blk += 8) {
+    variant v[2];
+    const int nv = variants(blk, v);
+    for (int j = 0; j < nv; j++)
+      for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const int64_t *q = cases[i];
+        assert_true(check_data_grad(q[0], q[1], q[2], q[3], q[4], q[5], (int)q[6], blk, &v[j]) < 3e-5);
+      }
+  }
 }
 
 static void test_shapes(void **st) {
@@ -150,14 +169,18 @@ static void test_shapes(void **st) {
   };
   /* 16-channel blocks (nChw16c, oneDNN's layout on AVX-512): the cases
    * whose channel counts allow them */
-  for (int64_t blk = 8; blk <= 16; blk += 8)
-    for (int64_t m = 2; m <= 4; m += 2)
-      for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const int64_t *q = cases[i];
-        if (q[1] % blk || q[2] % blk) continue;
-        assert_true(check(q[0], q[1], q[2], q[3], q[4], q[5], (int)q[6], (int)q[7], m, blk) <
-                    (m == 2 ? 1e-5 : 3e-5));
-      }
+  for (int64_t blk = 8; blk <= 16; blk += 8) {
+    variant v[2];
+    const int nv = variants(blk, v);
+    for (int j = 0; j < nv; j++)
+      for (int64_t m = 2; m <= 4; m += 2)
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+          const int64_t *q = cases[i];
+          if (q[1] % blk || q[2] % blk) continue;
+          assert_true(check(q[0], q[1], q[2], q[3], q[4], q[5], (int)q[6], (int)q[7], m, blk, &v[j]) <
+                      (m == 2 ? 1e-5 : 3e-5));
+        }
+  }
   assert_int_equal(wino_tile(28, 28, 16), 4);
   assert_int_equal(wino_tile(14, 14, 32), 4);
   assert_int_equal(wino_tile(7, 7, 64), 4);

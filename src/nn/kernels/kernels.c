@@ -9,6 +9,7 @@
 
 static mc_cpu_features g_cpu;
 static int g_scalar; /* MC_KERNELS=scalar */
+static int g_avx2;   /* MC_KERNELS=avx2: no AVX-512 variants */
 
 static void cpu_init(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -18,6 +19,7 @@ static void cpu_init(void) {
 #endif
   const char *k = getenv("MC_KERNELS");
   g_scalar = k && !strcmp(k, "scalar");
+  g_avx2 = k && !strcmp(k, "avx2");
 }
 
 /* Read on first use; the answer never changes, so a race between two
@@ -41,7 +43,14 @@ static int use_avx2(void) {
 #endif
 }
 
+static int use_avx512(void) { return use_avx2() && cpu()->avx512f && !g_avx2; }
+
 int mc_kern_wino_available(void) { return use_avx2(); }
+
+mc_kern_wino_fn mc_kern_wino_forward(int block) {
+  MC_ASSERT(use_avx2() && (block == 8 || block == 16));
+  return block == 16 && use_avx512() ? mc_kern_wino_forward_avx512 : mc_kern_wino_forward_avx2;
+}
 
 mc_kern_bn_sums_fn mc_kern_bn_sums(int block) {
   MC_ASSERT(block == 8 || block == 16);
@@ -69,8 +78,10 @@ void mc_kernels_info(FILE *f) {
   const mc_cpu_features *c = cpu();
   const char *v = use_avx2() ? "avx2+fma" : "scalar";
   fprintf(f, "cpu features: avx2+fma %s, avx512f %s%s\n", c->avx2_fma ? "yes" : "no", c->avx512f ? "yes" : "no",
-          g_scalar ? " (MC_KERNELS=scalar)" : "");
-  fprintf(f, "kernel winograd 3x3 (8- and 16-channel blocks): %s\n", use_avx2() ? "avx2+fma" : "off (oneDNN's convolution)");
+          g_scalar ? " (MC_KERNELS=scalar)" : g_avx2 ? " (MC_KERNELS=avx2)" : "");
+  if (!use_avx2()) fprintf(f, "kernel winograd 3x3: off (oneDNN's convolution)\n");
+  else fprintf(f, "kernel winograd 3x3: 8-channel blocks avx2+fma, 16-channel blocks %s\n",
+               use_avx512() ? "avx512f" : "avx2+fma (two 8-lane halves)");
   fprintf(f, "kernel bn-recompute sums (8- and 16-channel blocks): %s\n", v);
   fprintf(f, "kernel alignment moments: %s\n", v);
 }

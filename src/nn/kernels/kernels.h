@@ -7,8 +7,9 @@
  * with scalar variants only elsewhere.  Variant files are compiled with
  * their own target flags (CMakeLists.txt: *_avx2.c get -mavx2 -mfma) and
  * are only ever called after the registry checked the CPU.
- * MC_KERNELS=scalar in the environment forces the scalar variants (tests
- * run both). */
+ * MC_KERNELS=scalar in the environment forces the scalar variants,
+ * MC_KERNELS=avx2 caps them at AVX2 (tests run every variant the machine
+ * has). */
 #ifndef MC_NN_KERNELS_H
 #define MC_NN_KERNELS_H
 
@@ -23,13 +24,19 @@ static inline int64_t kern_pad8(int64_t c) { return (c + 7) / 8 * 8; }
 typedef struct {
   int avx2_fma, avx512f;
 } mc_cpu_features;
+/* The features the registry uses: mc_cpu() less what MC_KERNELS turns off. */
 const mc_cpu_features *mc_cpu(void);
 
-/* Winograd F(2x2|4x4, 3x3) on 8- or 16-channel blocks (wino.h): needs AVX2+FMA. */
+/* Winograd F(2x2|4x4, 3x3) on 8- or 16-channel blocks (wino.h): needs
+ * AVX2+FMA; on 16-channel blocks the AVX-512F variant when the CPU has it. */
 int mc_kern_wino_available(void);
-void mc_kern_wino_weights_avx2(float *u, const float *w, const wino_shape *s, int flip);
+typedef void (*mc_kern_wino_fn)(float *dst, const float *src, const float *u, const float *bias,
+                                const wino_shape *s, float *scratch, int nthr, const wino_stats *stats);
+mc_kern_wino_fn mc_kern_wino_forward(int block);
 void mc_kern_wino_forward_avx2(float *dst, const float *src, const float *u, const float *bias,
                                const wino_shape *s, float *scratch, int nthr, const wino_stats *stats);
+void mc_kern_wino_forward_avx512(float *dst, const float *src, const float *u, const float *bias,
+                                 const wino_shape *s, float *scratch, int nthr, const wino_stats *stats);
 
 /* BN batch-statistics sums of one channel block of a blocked tensor
  * ([N][C/B][S][B], images ld floats apart, S pixels): sum[c] and sq[c] of

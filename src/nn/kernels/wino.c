@@ -24,22 +24,45 @@ size_t wino_scratch_floats(const wino_shape *s) {
 
 int wino_available(void) { return mc_kern_wino_available(); }
 
-void wino_weights(float *u, const float *w, const wino_shape *s) {
-  MC_ASSERT(mc_kern_wino_available());
-  mc_kern_wino_weights_avx2(u, w, s, 0);
+static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+static const double G4[6][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                {-1.0 / 6, 1.0 / 6, -1.0 / 6}, {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
+
+/* u = G w G^T per channel pair, in double (flip: from the forward conv's
+ * w[c][k] rotated by 180 degrees, for its input gradient). */
+static void weights_transform(float *u, const float *w, const wino_shape *s, int flip) {
+  const int64_t C = s->c, K = s->k;
+  const int a = (int)s->m + 2;
+  const double *G = s->m == 4 ? &G4[0][0] : &G2[0][0];
+  for (int64_t k = 0; k < K; k++)
+    for (int64_t c = 0; c < C; c++) {
+      float f[9];
+      const float *g = w + (k * C + c) * 9;
+      if (flip) { /* the forward conv's w[c][k], rotated by 180 degrees */
+        for (int q = 0; q < 9; q++) f[q] = w[(c * K + k) * 9 + 8 - q];
+        g = f;
+      }
+      double t[6][3], r[6][6];
+      for (int i = 0; i < a; i++) /* t = G g */
+        for (int j = 0; j < 3; j++)
+          t[i][j] = G[i * 3] * g[j] + G[i * 3 + 1] * g[3 + j] + G[i * 3 + 2] * g[6 + j];
+      for (int i = 0; i < a; i++) /* r = t G^T */
+        for (int j = 0; j < a; j++)
+          r[i][j] = t[i][0] * G[j * 3] + t[i][1] * G[j * 3 + 1] + t[i][2] * G[j * 3 + 2];
+      for (int xi = 0; xi < a * a; xi++) u[(xi * C + c) * K + k] = (float)r[xi / a][xi % a];
+    }
 }
+
+void wino_weights(float *u, const float *w, const wino_shape *s) { weights_transform(u, w, s, 0); }
 
 wino_shape wino_data_grad_shape(const wino_shape *f) {
   return (wino_shape){f->n, f->k, f->c, f->oh, f->ow, 2 - f->pad, f->h, f->w, wino_tile(f->h, f->w, f->k), f->blk};
 }
 
-void wino_weights_data_grad(float *u, const float *w, const wino_shape *s) {
-  MC_ASSERT(mc_kern_wino_available());
-  mc_kern_wino_weights_avx2(u, w, s, 1);
-}
+void wino_weights_data_grad(float *u, const float *w, const wino_shape *s) { weights_transform(u, w, s, 1); }
 
 void wino_forward(float *dst, const float *src, const float *u, const float *bias, const wino_shape *s,
                   float *scratch, int nthr, const wino_stats *stats) {
-  MC_ASSERT(mc_kern_wino_available());
-  mc_kern_wino_forward_avx2(dst, src, u, bias, s, scratch, nthr, stats);
+  mc_kern_wino_forward(s->blk)(dst, src, u, bias, s, scratch, nthr, stats);
 }
