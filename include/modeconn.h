@@ -59,9 +59,10 @@ void *mc_aligned_alloc_try(size_t n);       /* 64-byte aligned, zeroed; free() *
 char *mc_strdup_try(const char *s);
 mc_status mc_oom(size_t bytes, const char *what_fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* The same, aborting with a message on failure.  Only for small
- * fixed-size allocations of our own (a few structs or pointers, never a
- * count read from a file, a flag or a model); each use says why. */
+/* The same, aborting with a message on failure, and outside the fault
+ * injection.  Nothing in src/ uses them (the library and the CLI report
+ * MC_ENOMEM); they are kept for tests and benchmarks, where an allocation
+ * failure is not a path to recover from. */
 void *mc_malloc(size_t n);
 void *mc_calloc(size_t n, size_t size);
 void *mc_aligned_alloc(size_t n);

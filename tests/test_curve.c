@@ -20,7 +20,7 @@ static void test_endpoints_exact(void **s) {
   for (int k = 0; k < 3; k++)
     for (int nb = 1; nb <= 3; nb++) {
       mc_curve c = {kinds[k], k == 0 ? 0 : nb, n, a, b, NULL};
-      mc_curve_init_bends(&c);
+      assert_int_equal(mc_curve_init_bends(&c), MC_OK);
       for (int j = 0; j < c.n_bends; j++) /* bends off the line */
         for (size_t i = 0; i < n; i++) c.bends[j][i] += (float)(j + 1) * 0.37f;
       mc_curve_point(&c, 0.0, o);
@@ -73,7 +73,7 @@ static void check_curve_grad(const char *arch, int bn, mc_curve_kind kind, int n
   tu_random_params(m, 1, &ta, &sa);
   tu_random_params(m, 2, &tb, &sb);
   mc_curve c = {kind, nb, m->n_theta, ta, tb, NULL};
-  mc_curve_init_bends(&c);
+  assert_int_equal(mc_curve_init_bends(&c), MC_OK);
   mc_rng r;
   mc_rng_seed(&r, 4);
   for (int k = 0; k < nb; k++)

@@ -112,7 +112,7 @@ static void test_pam_p0_equals_bezier(void **s) {
   const mc_data *dd = &f.d;
   /* plain Bezier */
   mc_curve c = {MC_CURVE_BEZIER, 1, m->n_theta, ta, tb, NULL};
-  mc_curve_init_bends(&c);
+  assert_int_equal(mc_curve_init_bends(&c), MC_OK);
   mc_curve_train_cfg cc;
   phi_cfg(&cc, 2);
   assert_int_equal(mc_curve_train(&cc, m, &c, dd, MC_BACKEND_AUTO), MC_OK);

@@ -86,7 +86,7 @@ static void plain_stats(mc_exec *e, const float *theta, float *state, const mc_m
   float *buf = mc_malloc(sizeof(float) * (size_t)(B * C * S));
   for (int pass = 0; pass < 2; pass++) {
     mc_batches b;
-    mc_batches_init(&b, &D.train, n, B);
+    assert_int_equal(mc_batches_init(&b, &D.train, n, B), MC_OK);
     for (int64_t k; (k = mc_batches_next(&b)) > 0;) {
       tu_forward(e, theta, state, b.x, k, MC_MODE_EVAL);
       tu_read(e, node, buf);

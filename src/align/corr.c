@@ -231,7 +231,7 @@ static mc_status corr_slices(mc_exec **w, int tid, int nthr, void *arg) {
                 "the alignment statistics of thread %d", tid);
     goto done;
   }
-  mc_batches_init_part(&bt, j->ds, j->n, j->rows, tid, nthr); /* still aborts on OOM: eval.c */
+  if ((st = mc_batches_init_part(&bt, j->ds, j->n, j->rows, tid, nthr))) goto done;
   for (int64_t k; !st && (k = mc_batches_next(&bt)) > 0;) {
     const float *in[2] = {bt.x, bt.x};
     const float *th[2] = {j->ta, j->tb};

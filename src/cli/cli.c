@@ -321,7 +321,8 @@ mc_status cli_claim_out(const char *out) {
   if (stat(out, &sb) == 0 && !S_ISREG(sb.st_mode))
     return mc_error(MC_EARG, "--out %s: exists and is not a regular file", out);
   size_t l = strlen(out);
-  char *lp = mc_malloc(l + 8);
+  char *lp = mc_malloc_try(l + 8);
+  if (!lp) return mc_oom(l + 8, "the name of --out %s's lock file", out);
   snprintf(lp, l + 8, "%s.lock", out);
   /* the descriptor stays open (and locked) until the process exits */
   int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
@@ -335,7 +336,8 @@ mc_status cli_claim_out(const char *out) {
   if (st && fd >= 0) close(fd);
   free(lp);
   if (st) return st;
-  char *tp = mc_malloc(l + 8);
+  char *tp = mc_malloc_try(l + 8);
+  if (!tp) return mc_oom(l + 8, "the name of --out %s's resume state", out);
   snprintf(tp, l + 8, "%s.train", out);
   mc_remove_stale_tmp(out);
   mc_remove_stale_tmp(tp);
@@ -370,7 +372,8 @@ mc_status cli_write_with_labels(const char *path, const char *name, const float 
   const int64_t n = shape[0];
   size_t count = 1;
   for (int d = 0; d < ndim; d++) count *= (size_t)shape[d];
-  int64_t *labels = mc_malloc(sizeof(int64_t) * (size_t)(n + 1));
+  int64_t *labels = mc_malloc_try(sizeof(int64_t) * (size_t)(n + 1));
+  if (!labels) return mc_oom(sizeof(int64_t) * (size_t)(n + 1), "the %lld labels of %s", (long long)n, path);
   for (int64_t i = 0; i < n; i++) labels[i] = ds->labels[i];
   mc_st_tensor t[2] = {{.name = (char *)name, .dtype = MC_DT_F32, .dtype_name = "F32", .ndim = ndim,
                         .nbytes = sizeof(float) * count, .data = (void *)data},

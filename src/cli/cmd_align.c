@@ -54,7 +54,13 @@ int cmd_align(int argc, char **argv) {
   }
   const mc_model *m = P.m;
   const mc_data *d = &P.d;
-  float *tb2 = mc_aligned_alloc(sizeof(float) * m->n_theta), *sb2 = mc_aligned_alloc(sizeof(float) * (m->n_state + 1));
+  float *tb2 = mc_aligned_alloc_try(sizeof(float) * m->n_theta), *sb2 = mc_aligned_alloc_try(sizeof(float) * (m->n_state + 1));
+  if (!tb2 || !sb2) {
+    free(tb2); free(sb2);
+    st = mc_oom(sizeof(float) * (m->n_theta + m->n_state + 1), "the aligned copy of %s", pb);
+    cli_pair_free(&P);
+    return cli_fail(st);
+  }
   mc_alignment al = {0};
   double t0 = omp_get_wtime();
   fprintf(stderr, "aligning %s to %s (%s, %s, %lld images, %d groups)\n", pb, pa, m->arch, method_s,

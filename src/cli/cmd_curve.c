@@ -197,7 +197,11 @@ static int cmd_curve_train(int argc, char **argv) {
   }
   cfg.sched.lr = so.lr > 0 ? so.lr : cifar ? 0.1 : 0.05;
   cfg.sched.epochs = cfg.epochs;
-  char *logbuf = mc_malloc(strlen(out) + 16);
+  char *logbuf = mc_malloc_try(strlen(out) + 16);
+  if (!logbuf) {
+    mc_data_free(&d);
+    return cli_fail(mc_oom(strlen(out) + 16, "the log file's name"));
+  }
   sprintf(logbuf, "%s.log.jsonl", out);
   cfg.log_path = log ? log : logbuf;
   mc_remove_stale_tmp(cfg.log_path);
@@ -228,8 +232,12 @@ static int cmd_curve_train(int argc, char **argv) {
     if ((behind || strcmp(resume, out)) && (st = curve_epoch_save(&ck, cfg.start, mom0))) goto done;
     fprintf(stderr, "resuming %s at epoch %lld of %lld\n", resume, (long long)cfg.start, (long long)cfg.epochs);
   } else {
-    cf.b = mc_aligned_alloc(sizeof(float) * cf.m->n_theta);
-    cf.sb = mc_aligned_alloc(sizeof(float) * (cf.m->n_state + 1));
+    cf.b = mc_aligned_alloc_try(sizeof(float) * cf.m->n_theta);
+    cf.sb = mc_aligned_alloc_try(sizeof(float) * (cf.m->n_state + 1));
+    if (!cf.b || !cf.sb) {
+      st = mc_oom(sizeof(float) * (cf.m->n_theta + cf.m->n_state + 1), "the aligned copy of %s", pb);
+      goto done;
+    }
     snprintf(cf.align, sizeof cf.align, "%s", align_s);
     if (no_align) {
       memcpy(cf.b, tb, sizeof(float) * cf.m->n_theta);
@@ -245,7 +253,7 @@ static int cmd_curve_train(int argc, char **argv) {
     }
     if (!pam) {
       cf.c = (mc_curve){kind, (int)bends, cf.m->n_theta, cf.a, cf.b, NULL};
-      mc_curve_init_bends(&cf.c);
+      if ((st = mc_curve_init_bends(&cf.c))) goto done;
       if (perm_out && (st = cli_write_json(perm_out, mc_alignment_json(cf.m, &al, align_s)))) goto done;
     }
   }

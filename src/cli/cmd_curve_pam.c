@@ -59,7 +59,11 @@ mc_status cli_curve_pam(const cli_pam_opts *po, double nu, const mc_curve_train_
           (long long)pc.p_epochs, po->p_lr, po->nu, pc.proj_iters, pc.samples_rounding, pc.bvn_terms,
           (long long)pc.phi.epochs);
   const size_t n = m->n_theta;
-  float *b0 = mc_aligned_alloc(sizeof(float) * n), *s0 = mc_aligned_alloc(sizeof(float) * (m->n_state + 1));
+  float *b0 = mc_aligned_alloc_try(sizeof(float) * n), *s0 = mc_aligned_alloc_try(sizeof(float) * (m->n_state + 1));
+  if (!b0 || !s0) {
+    free(b0); free(s0);
+    return mc_oom(sizeof(float) * (n + m->n_state + 1), "PAM's copy of B (%zu parameters)", n);
+  }
   memcpy(b0, cf->b, sizeof(float) * n);
   memcpy(s0, cf->sb, sizeof(float) * m->n_state);
   float *bend = NULL;
@@ -68,7 +72,13 @@ mc_status cli_curve_pam(const cli_pam_opts *po, double nu, const mc_curve_train_
   free(b0);
   free(s0);
   if (st) return st;
-  cf->c = (mc_curve){MC_CURVE_BEZIER, 1, n, cf->a, cf->b, mc_calloc(2, sizeof(float *))};
+  float **bends = mc_calloc_try(2, sizeof(float *));
+  if (!bends) {
+    free(bend);
+    mc_pam_result_free(&res);
+    return mc_oom(2 * sizeof(float *), "the curve's list of bends");
+  }
+  cf->c = (mc_curve){MC_CURVE_BEZIER, 1, n, cf->a, cf->b, bends};
   cf->c.bends[0] = bend;
   snprintf(cf->align, sizeof cf->align, "pam+%s", align_s);
   /* the permutation of the raw B: PAM's on top of the initial alignment */

@@ -50,9 +50,12 @@ int cmd_eval(int argc, char **argv) {
   mc_exec *e = NULL;
   mc_metrics mt = {0};
   const mc_dataset *ds = !strcmp(split, "test") ? &d.test : &d.train;
-  float *logits = logits_path ? mc_malloc(sizeof(float) * (size_t)(ds->n * m->classes + 1)) : NULL;
+  const size_t lbytes = sizeof(float) * (size_t)(ds->n * m->classes + 1);
+  float *logits = logits_path ? mc_malloc_try(lbytes) : NULL;
   double t0 = omp_get_wtime();
-  st = mc_exec_create(&e, m, batch, be);
+  if (logits_path && !logits)
+    st = mc_oom(lbytes, "the logits of %lld images (--logits %s)", (long long)ds->n, logits_path);
+  if (!st) st = mc_exec_create(&e, m, batch, be);
   if (!st && bn_recompute) st = mc_bn_recompute(e, theta, state, &d.train, 0);
   if (!st) st = mc_evaluate_logits(e, theta, state, ds, 0, &mt, logits);
   double secs = omp_get_wtime() - t0;

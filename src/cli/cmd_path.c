@@ -48,9 +48,10 @@ mc_status cli_repair_mode(const char *s, const mc_model *m, int bn_flag_off, mc_
 static mc_status save_point(const char *out, double t, const mc_model *m, const mc_curve *c, const float *sa,
                             const float *sb, const mc_data *d, const mc_path_opts *po, mc_backend be,
                             const char *from) {
-  float *theta = mc_aligned_alloc(sizeof(float) * (m->n_theta + 1));
-  float *state = mc_aligned_alloc(sizeof(float) * (m->n_state + 1));
-  mc_status st = mc_path_point_model(m, c, sa, sb, t, d, po, be, theta, state);
+  float *theta = mc_aligned_alloc_try(sizeof(float) * (m->n_theta + 1));
+  float *state = mc_aligned_alloc_try(sizeof(float) * (m->n_state + 1));
+  mc_status st = !theta || !state ? mc_oom(sizeof(float) * (m->n_theta + m->n_state + 2), "the model at t = %g", t)
+                                  : mc_path_point_model(m, c, sa, sb, t, d, po, be, theta, state);
   if (!st) {
     char ts[32];
     snprintf(ts, sizeof ts, "%.17g", t);

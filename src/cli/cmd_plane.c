@@ -17,9 +17,15 @@
 mc_status cli_plot_plane(const char *prefix, const char *title, const mc_plane_result *pr, const double *ca,
                          const double *cb, int nc) {
   const int G = pr->G;
-  double *xa = mc_malloc(sizeof(double) * (size_t)G), *yb = mc_malloc(sizeof(double) * (size_t)G);
-  double *z = mc_malloc(sizeof(double) * (size_t)(G * G));
-  double *ox = nc ? mc_malloc(sizeof(double) * (size_t)nc) : NULL, *oy = nc ? mc_malloc(sizeof(double) * (size_t)nc) : NULL;
+  double *xa = mc_malloc_try(sizeof(double) * (size_t)G), *yb = mc_malloc_try(sizeof(double) * (size_t)G);
+  double *z = mc_malloc_try(sizeof(double) * (size_t)(G * G));
+  double *ox = nc ? mc_malloc_try(sizeof(double) * (size_t)nc) : NULL;
+  double *oy = nc ? mc_malloc_try(sizeof(double) * (size_t)nc) : NULL;
+  if (!xa || !yb || !z || (nc && (!ox || !oy))) {
+    free(xa); free(yb); free(z); free(ox); free(oy);
+    return mc_oom(sizeof(double) * (size_t)(2 * G + G * G + 2 * nc), "the axes and grid of the %dx%d plot %s", G, G,
+                  prefix);
+  }
   for (int i = 0; i < G; i++) {
     xa[i] = pr->a[i] * pr->xnorm;
     yb[i] = pr->b[i] * pr->ynorm;
@@ -105,7 +111,8 @@ int cmd_plane(int argc, char **argv) {
     m = cf.m;
     t[0] = cf.a; t[1] = cf.b; t[2] = cf.c.bends[0];
   } else {
-    char *copy = strdup(models), *p[3];
+    char *copy = mc_strdup_try(models), *p[3];
+    if (!copy) return cli_fail(mc_oom(strlen(models) + 1, "a copy of --models"));
     int k = 0;
     for (char *q = strtok(copy, ","); q && k < 3; q = strtok(NULL, ",")) p[k++] = q;
     if (k != 3) {
@@ -146,8 +153,13 @@ int cmd_plane(int argc, char **argv) {
   if (!(st = mc_plane_eval(m, t[0], t[1], t[2], &d, (int)grid, range, &po, be, &pr))) {
     double secs = omp_get_wtime() - t0;
     int nc = curve ? 65 : 0;
-    double *ca = mc_malloc(sizeof(double) * 66), *cb = mc_malloc(sizeof(double) * 66);
-    float *th = mc_aligned_alloc(sizeof(float) * m->n_theta);
+    double ca[66], cb[66];
+    float *th = nc ? mc_aligned_alloc_try(sizeof(float) * m->n_theta) : NULL;
+    if (nc && !th) {
+      st = mc_oom(sizeof(float) * m->n_theta, "a point of the curve (%zu parameters)", m->n_theta);
+      mc_plane_result_free(&pr);
+      goto data;
+    }
     for (int i = 0; i < nc; i++) {
       mc_curve_point(&cf.c, (double)i / (nc - 1), th);
       mc_plane_project(t[0], t[1], t[2], m->n_theta, th, &ca[i], &cb[i]);
@@ -179,13 +191,14 @@ int cmd_plane(int argc, char **argv) {
       mc_plane_result rp = pr;
       rp.loss = pr.rloss;
       rp.acc = pr.racc;
-      char *pre = mc_malloc(strlen(plot) + 16);
-      sprintf(pre, "%s_robust", plot);
-      st = cli_plot_plane(pre, curve ? "plane of A, B, bend (PGD)" : "plane of M0, M1, M2 (PGD)", &rp, ca, cb, nc);
-      free(pre);
+      char *pre = mc_malloc_try(strlen(plot) + 16);
+      if (!pre) st = mc_oom(strlen(plot) + 16, "the name of --plot %s's PGD figures", plot);
+      else {
+        sprintf(pre, "%s_robust", plot);
+        st = cli_plot_plane(pre, curve ? "plane of A, B, bend (PGD)" : "plane of M0, M1, M2 (PGD)", &rp, ca, cb, nc);
+        free(pre);
+      }
     }
-    free(ca);
-    free(cb);
     mc_plane_result_free(&pr);
   }
 data:

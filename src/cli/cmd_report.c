@@ -16,21 +16,30 @@
 #include <unistd.h>
 
 
+/* The report text; `failed`: the bytes of a growth that did not fit, after
+ * which sbp appends nothing and the writer reports MC_ENOMEM. */
 typedef struct {
   char *s;
-  size_t n, cap;
+  size_t n, cap, failed;
 } strbuf;
 
 static void sbp(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void sbp(strbuf *b, const char *fmt, ...) {
+  if (b->failed) return;
   va_list ap;
   va_start(ap, fmt);
   int k = vsnprintf(NULL, 0, fmt, ap);
   va_end(ap);
+  if (k < 0) return;
   if (b->n + (size_t)k + 1 > b->cap) {
-    b->cap = (b->n + (size_t)k + 1) * 2;
-    b->s = realloc(b->s, b->cap);
-    MC_ASSERT(b->s);
+    const size_t cap = (b->n + (size_t)k + 1) * 2;
+    char *s = mc_realloc_try(b->s, cap);
+    if (!s) {
+      b->failed = cap;
+      return;
+    }
+    b->s = s;
+    b->cap = cap;
   }
   va_start(ap, fmt);
   vsnprintf(b->s + b->n, (size_t)k + 1, fmt, ap);
@@ -269,7 +278,7 @@ int cmd_report(int argc, char **argv) {
   {
     char p[1200];
     snprintf(p, sizeof p, "%s/report.md", out);
-    st = mc_atomic_write(p, b.s, b.n);
+    st = b.failed ? mc_oom(b.failed, "the text of %s", p) : mc_atomic_write(p, b.s, b.n);
     if (!st) printf("report: %s\n", p);
   }
 done:

@@ -69,13 +69,16 @@ int cmd_train(int argc, char **argv) {
   char *logbuf = NULL;
   if (log) cfg.log_path = log;
   else if (out) {
-    logbuf = mc_malloc(strlen(out) + 16);
+    if (!(logbuf = mc_malloc_try(strlen(out) + 16))) return cli_fail(mc_oom(strlen(out) + 16, "the log file's name"));
     sprintf(logbuf, "%s.log.jsonl", out);
     cfg.log_path = logbuf;
   }
   if (cfg.log_path) mc_remove_stale_tmp(cfg.log_path);
   mc_data d;
-  if ((st = cli_load_data(&dopt, &d))) return cli_fail(st);
+  if ((st = cli_load_data(&dopt, &d))) {
+    free(logbuf);
+    return cli_fail(st);
+  }
   cfg.aug.crop_pad = so.crop >= 0 ? (int)so.crop : d.default_crop_pad;
   cfg.aug.flip = !strcmp(so.flip, "auto") ? d.default_flip : !strcmp(so.flip, "on");
   mc_pgd pgd;
@@ -102,8 +105,12 @@ int cmd_train(int argc, char **argv) {
     /* theta, grad, momentum and the executor's copies, before any of them */
     if (!st) st = cli_check_memory(m, so.batch < d.train.n ? so.batch : d.train.n, 5, "training");
     if (!st) {
-      theta = mc_aligned_alloc(sizeof(float) * m->n_theta);
-      state = mc_aligned_alloc(sizeof(float) * (m->n_state + 1));
+      theta = mc_aligned_alloc_try(sizeof(float) * m->n_theta);
+      state = mc_aligned_alloc_try(sizeof(float) * (m->n_state + 1));
+      if (!theta || !state)
+        st = mc_oom(sizeof(float) * (m->n_theta + m->n_state + 1), "the parameters of %s (%zu)", m->arch, m->n_theta);
+    }
+    if (!st) {
       mc_model_init(m, theta, state, (uint64_t)so.seed);
       mc_dataset_mean_std(&d.train, m->norm_mean, m->norm_std);
     }

@@ -107,8 +107,9 @@ static void *aligned_zeroed(size_t n) {
 
 void *mc_aligned_alloc_try(size_t n) { return injected_failure() ? NULL : aligned_zeroed(n); }
 
-/* The aborting variants bypass the fault injection: they are for our own
- * fixed-size allocations, whose failure is not a path we recover from. */
+/* The aborting variants bypass the fault injection: they are for tests and
+ * benchmarks (nothing in src/ uses them), whose allocation failures are
+ * not a path to recover from. */
 _Noreturn static void die_oom(size_t n) {
   fprintf(stderr, "modeconn: out of memory allocating %zu bytes\n", n);
   abort();

@@ -15,11 +15,14 @@ void mc_msg(const mc_sink *s, mc_msg_level level, const char *fmt, ...) {
   const int n = vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
   if (n < 0) return;
-  if ((size_t)n >= sizeof buf) { /* a longer line: formatted again in full */
-    text = mc_malloc((size_t)n + 1);
+  /* a longer line: formatted again in full, or (no memory for it: mc_msg
+   * has no status to return) passed on cut to the buffer's length */
+  if ((size_t)n >= sizeof buf && (text = mc_malloc_try((size_t)n + 1))) {
     va_start(ap, fmt);
     vsnprintf(text, (size_t)n + 1, fmt, ap);
     va_end(ap);
+  } else if (!text) {
+    text = buf;
   }
   s->msg(s->arg, level, text);
   if (text != buf) free(text);

@@ -81,17 +81,23 @@ void mc_curve_adjoint(const mc_curve *c, double t, const float *g, float **gbend
   }
 }
 
-void mc_curve_init_bends(mc_curve *c) {
-  c->bends = mc_calloc((size_t)c->n_bends + 1, sizeof(float *));
+mc_status mc_curve_init_bends(mc_curve *c) {
+  const size_t bytes = sizeof(float) * c->n;
+  if (!(c->bends = mc_calloc_try((size_t)c->n_bends + 1, sizeof(float *))))
+    return mc_oom(sizeof(float *) * ((size_t)c->n_bends + 1), "the list of %d bends", c->n_bends);
   for (int k = 0; k < c->n_bends; k++) {
-    c->bends[k] = mc_aligned_alloc(sizeof(float) * c->n);
+    if (!(c->bends[k] = mc_aligned_alloc_try(bytes))) {
+      mc_curve_free_bends(c);
+      return mc_oom(bytes, "bend %d of %d (%zu parameters)", k + 1, c->n_bends, c->n);
+    }
     const float f = (float)(k + 1) / (float)(c->n_bends + 1);
     for (size_t i = 0; i < c->n; i++) c->bends[k][i] = c->a[i] + f * (c->b[i] - c->a[i]);
   }
+  return MC_OK;
 }
 
 void mc_curve_free_bends(mc_curve *c) {
-  for (int k = 0; k < c->n_bends; k++) free(c->bends[k]);
+  for (int k = 0; c->bends && k < c->n_bends; k++) free(c->bends[k]);
   free(c->bends);
   c->bends = NULL;
 }
@@ -149,23 +155,35 @@ mc_status mc_curve_train(const mc_curve_train_cfg *cfg, const mc_model *m, mc_cu
   mc_exec *e, *ev = NULL;
   mc_status st = mc_exec_create(&e, m, B, be);
   if (st) return st;
-  const size_t n = m->n_theta;
-  float *theta = mc_aligned_alloc(sizeof(float) * n);
-  float *grad = mc_aligned_alloc(sizeof(float) * n);
-  float *state = mc_aligned_alloc(sizeof(float) * (m->n_state + 1));
-  float **gb = mc_calloc((size_t)c->n_bends, sizeof(float *));
-  float **mom = mc_calloc((size_t)c->n_bends, sizeof(float *));
-  for (int k = 0; k < c->n_bends; k++) {
-    gb[k] = mc_aligned_alloc(sizeof(float) * n);
-    mom[k] = mc_aligned_alloc(sizeof(float) * n);
+  const size_t n = m->n_theta, nx = sizeof(float) * (size_t)(B * tr->c * tr->h * tr->w);
+  const int K = c->n_bends;
+  mc_log log = {0};
+  float *theta = mc_aligned_alloc_try(sizeof(float) * n);
+  float *grad = mc_aligned_alloc_try(sizeof(float) * n);
+  float *state = mc_aligned_alloc_try(sizeof(float) * (m->n_state + 1));
+  float **gb = mc_calloc_try((size_t)K, sizeof(float *));
+  float **mom = mc_calloc_try((size_t)K, sizeof(float *));
+  float *x = mc_aligned_alloc_try(nx);
+  int32_t *y = mc_malloc_try(sizeof(int32_t) * (size_t)B);
+  int64_t *order = mc_malloc_try(sizeof(int64_t) * (size_t)tr->n);
+  float *xadv = cfg->adv ? mc_aligned_alloc_try(nx) : NULL;
+  float *dx = cfg->adv ? mc_aligned_alloc_try(nx) : NULL;
+  if (!theta || !grad || !state || !gb || !mom || !x || !y || !order || (cfg->adv && (!xadv || !dx))) {
+    st = mc_oom(sizeof(float) * (2 * n + m->n_state + 1) + 2 * sizeof(float *) * (size_t)K + (cfg->adv ? 3 : 1) * nx +
+                    sizeof(int32_t) * (size_t)B + sizeof(int64_t) * (size_t)tr->n,
+                "curve training's parameter, gradient, state and batch buffers (%zu parameters, batch %lld)", n,
+                (long long)B);
+    goto out;
+  }
+  for (int k = 0; k < K; k++) {
+    gb[k] = mc_aligned_alloc_try(sizeof(float) * n);
+    mom[k] = mc_aligned_alloc_try(sizeof(float) * n);
+    if (!gb[k] || !mom[k]) {
+      st = mc_oom(2 * sizeof(float) * n, "the gradient and momentum of bend %d (%zu parameters)", k + 1, n);
+      goto out;
+    }
     if (cfg->mom0) memcpy(mom[k], cfg->mom0[k], sizeof(float) * n);
   }
-  float *x = mc_aligned_alloc(sizeof(float) * (size_t)(B * tr->c * tr->h * tr->w));
-  int32_t *y = mc_malloc(sizeof(int32_t) * (size_t)B);
-  int64_t *order = mc_malloc(sizeof(int64_t) * (size_t)tr->n);
-  float *xadv = cfg->adv ? mc_aligned_alloc(sizeof(float) * (size_t)(B * tr->c * tr->h * tr->w)) : NULL;
-  float *dx = cfg->adv ? mc_aligned_alloc(sizeof(float) * (size_t)(B * tr->c * tr->h * tr->w)) : NULL;
-  mc_log log;
   if ((st = mc_log_begin(&log, cfg->log_path, cfg->start))) goto out;
   if (cfg->log_append) log.append = 1; /* PAM: the phi-step's records follow the P-step's */
   const mc_epoch_loop L = {"curve", e, tr, &cfg->aug, B, cfg->seed, order, x, y, cfg->sink};
@@ -192,9 +210,9 @@ mc_status mc_curve_train(const mc_curve_train_cfg *cfg, const mc_model *m, mc_cu
 out:;
   mc_status st2 = mc_log_end(&log);
   if (!st) st = st2;
-  for (int k = 0; k < c->n_bends; k++) {
-    free(gb[k]);
-    free(mom[k]);
+  for (int k = 0; k < K; k++) {
+    if (gb) free(gb[k]);
+    if (mom) free(mom[k]);
   }
   free(gb); free(mom); free(theta); free(grad); free(state); free(x); free(y); free(order); free(xadv); free(dx);
   mc_exec_free(e);

@@ -27,8 +27,9 @@ void mc_curve_coeffs(const mc_curve *c, double t, double *wa, double *wb, double
 void mc_curve_point(const mc_curve *c, double t, float *out);
 /* gbends[k] += w_k(t) * g  (the chain rule through theta(t)) */
 void mc_curve_adjoint(const mc_curve *c, double t, const float *g, float **gbends);
-/* Allocates bends on the straight line: bend_k = a + (k/(K+1))(b - a). */
-void mc_curve_init_bends(mc_curve *c);
+/* Allocates bends on the straight line: bend_k = a + (k/(K+1))(b - a).
+ * MC_ENOMEM (c->bends NULL, nothing held) when they do not fit. */
+mc_status mc_curve_init_bends(mc_curve *c);
 void mc_curve_free_bends(mc_curve *c);
 
 typedef struct {

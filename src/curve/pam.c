@@ -34,22 +34,26 @@ mc_status mc_pam_create(mc_pam **out, const mc_model *m, const float *a, const f
   mc_exec *e;
   mc_status st = mc_exec_create(&e, m, batch, be);
   if (st) return st;
-  mc_pam *p = mc_calloc(1, sizeof *p);
+  mc_pam *p = mc_calloc_try(1, sizeof *p);
+  if (!p) return mc_exec_free(e), mc_oom(sizeof *p, "PAM's state");
   const size_t n = m->n_theta + 1, ns = m->n_state + 1;
   p->m = m;
   p->a = a;
   p->b = b;
   p->phi = phi;
-  if ((st = mc_pact_create(&p->act, m))) return mc_exec_free(e), mc_pam_free(p), st;
-  if ((st = mc_pmat_alloc(&p->P, m, NULL))) return mc_exec_free(e), mc_pam_free(p), st;
   p->e = e;
   p->batch = batch;
-  p->pb = mc_aligned_alloc(sizeof(float) * n);
-  p->theta = mc_aligned_alloc(sizeof(float) * n);
-  p->grad = mc_aligned_alloc(sizeof(float) * n);
-  p->state = mc_aligned_alloc(sizeof(float) * ns);
-  p->szero = mc_aligned_alloc(sizeof(float) * ns);
-  p->sdummy = mc_aligned_alloc(sizeof(float) * ns);
+  if ((st = mc_pact_create(&p->act, m)) || (st = mc_pmat_alloc(&p->P, m, NULL))) return mc_pam_free(p), st;
+  p->pb = mc_aligned_alloc_try(sizeof(float) * n);
+  p->theta = mc_aligned_alloc_try(sizeof(float) * n);
+  p->grad = mc_aligned_alloc_try(sizeof(float) * n);
+  p->state = mc_aligned_alloc_try(sizeof(float) * ns);
+  p->szero = mc_aligned_alloc_try(sizeof(float) * ns);
+  p->sdummy = mc_aligned_alloc_try(sizeof(float) * ns);
+  if (!p->pb || !p->theta || !p->grad || !p->state || !p->szero || !p->sdummy) {
+    mc_pam_free(p);
+    return mc_oom(3 * sizeof(float) * (n + ns), "PAM's parameter and BN state buffers (%zu parameters)", m->n_theta);
+  }
   *out = p;
   return MC_OK;
 }
@@ -105,10 +109,10 @@ mc_status mc_pam_select_loss(mc_pam *p, int *const *perm, const mc_dataset *ds, 
   mc_model_permute(p->m, perm, p->b, p->szero, p->pb, p->sdummy);
   const int64_t nb = (n + p->batch - 1) / p->batch;
   mc_batches bt;
-  mc_batches_init(&bt, ds, n, p->batch);
+  mc_status st = mc_batches_init(&bt, ds, n, p->batch);
+  if (st) return st;
   double sum = 0;
   int64_t seen = 0, i = 0, k;
-  mc_status st = MC_OK;
   while (!st && (k = mc_batches_next(&bt)) > 0) {
     const double t = nb > 1 ? (double)i / (double)(nb - 1) : 0.5;
     curve_theta(p, t, p->theta);
@@ -136,20 +140,25 @@ typedef struct {
 
 static mc_status bvn_sampler_init(bvn_sampler *s, const double *D, int64_t n, int keep, const int *fallback) {
   int cap = (int)(n * n < 2000 ? n * n : 2000);
-  int *perms = mc_malloc(sizeof(int) * (size_t)cap * (size_t)n);
-  double *coef = mc_malloc(sizeof(double) * (size_t)cap);
+  const size_t bp = sizeof(int) * (size_t)cap * (size_t)n, bc = sizeof(double) * (size_t)cap;
+  int *perms = mc_malloc_try(bp);
+  double *coef = mc_malloc_try(bc);
   int nt = 0;
-  mc_status st = mc_bvn_decompose(D, n, 1e-9, cap, perms, coef, &nt);
-  if (st) {
-    free(perms);
-    free(coef);
-    return st;
+  mc_status st = MC_OK;
+  if (!perms || !coef) {
+    st = mc_oom(bp + bc, "the Birkhoff-von Neumann terms of a %lld x %lld matrix", (long long)n, (long long)n);
+    goto out;
   }
+  if ((st = mc_bvn_decompose(D, n, 1e-9, cap, perms, coef, &nt))) goto out;
   /* the `keep` largest coefficients (selection by repeated maximum: keep is small) */
   const int k = nt < keep ? nt : keep;
   s->nt = k > 0 ? k : 1;
-  s->perms = mc_malloc(sizeof(int) * (size_t)s->nt * (size_t)n);
-  s->cdf = mc_malloc(sizeof(double) * (size_t)s->nt);
+  s->perms = mc_malloc_try(sizeof(int) * (size_t)s->nt * (size_t)n);
+  s->cdf = mc_malloc_try(sizeof(double) * (size_t)s->nt);
+  if (!s->perms || !s->cdf) {
+    st = mc_oom((sizeof(int) * (size_t)n + sizeof(double)) * (size_t)s->nt, "the %d kept BvN terms", s->nt);
+    goto out; /* s->perms and s->cdf: the caller frees them */
+  }
   if (k == 0) { /* nothing decomposable: the LAP rounding */
     memcpy(s->perms, fallback, sizeof(int) * (size_t)n);
     s->cdf[0] = 1;
@@ -166,9 +175,10 @@ static mc_status bvn_sampler_init(bvn_sampler *s, const double *D, int64_t n, in
   }
   for (int j = 0; j < k; j++) s->cdf[j] /= acc;
   if (k > 0) s->cdf[k - 1] = 1;
+out:
   free(perms);
   free(coef);
-  return MC_OK;
+  return st;
 }
 
 static int perms_equal(const mc_model *m, int *const *x, int *const *y) {
@@ -177,9 +187,15 @@ static int perms_equal(const mc_model *m, int *const *x, int *const *y) {
   return 1;
 }
 
+/* P_g in double; NULL (MC_ENOMEM set) when it does not fit */
 static double *pmat_double(const mc_model *m, const float *P, int g) {
   const int64_t n = m->groups[g].size;
-  double *D = mc_malloc(sizeof(double) * (size_t)(n * n));
+  double *D = mc_malloc_try(sizeof(double) * (size_t)(n * n));
+  if (!D) {
+    mc_oom(sizeof(double) * (size_t)(n * n), "a double copy of group %s's %lld x %lld matrix", m->groups[g].name,
+           (long long)n, (long long)n);
+    return NULL;
+  }
   for (int64_t i = 0; i < n * n; i++) D[i] = P[i];
   return D;
 }
@@ -189,17 +205,32 @@ mc_status mc_pam_round(mc_pam *p, int **prev, int terms, int nsamp, uint64_t see
   const mc_model *m = p->m;
   const int G = m->n_groups, nc = 2 + nsamp;
   /* cand[c][g]: candidate c's permutation of group g */
-  int ***cand = mc_calloc((size_t)nc, sizeof(int **));
-  bvn_sampler *smp = mc_calloc((size_t)G + 1, sizeof(bvn_sampler));
+  int ***cand = mc_calloc_try((size_t)nc, sizeof(int **));
+  bvn_sampler *smp = mc_calloc_try((size_t)G + 1, sizeof(bvn_sampler));
   mc_status st = MC_OK;
-  for (int c = 0; c < nc; c++) {
-    cand[c] = mc_calloc((size_t)G + 1, sizeof(int *));
-    for (int g = 0; g < G; g++) cand[c][g] = mc_malloc(sizeof(int) * (size_t)m->groups[g].size);
+  if (!cand || !smp) {
+    st = mc_oom(sizeof(int **) * (size_t)nc + sizeof(bvn_sampler) * ((size_t)G + 1),
+                "the tables of %d rounding candidates", nc);
+    goto out;
+  }
+  for (int c = 0; c < nc && !st; c++) {
+    if (!(cand[c] = mc_calloc_try((size_t)G + 1, sizeof(int *)))) {
+      st = mc_oom(sizeof(int *) * ((size_t)G + 1), "rounding candidate %d's table", c);
+      break;
+    }
+    for (int g = 0; g < G && !st; g++)
+      if (!(cand[c][g] = mc_malloc_try(sizeof(int) * (size_t)m->groups[g].size)))
+        st = mc_oom(sizeof(int) * (size_t)m->groups[g].size, "rounding candidate %d's permutation of group %s", c,
+                    m->groups[g].name);
   }
   for (int g = 0; g < G && !st; g++) {
     const int64_t sz = m->groups[g].size;
     memcpy(cand[0][g], prev[g], sizeof(int) * (size_t)sz);
     double *D = pmat_double(m, p->P[g], g);
+    if (!D) {
+      st = MC_ENOMEM;
+      break;
+    }
     st = mc_lap_max(D, sz, cand[1][g], NULL);
     if (!st) st = bvn_sampler_init(&smp[g], D, sz, terms, cand[1][g]);
     free(D);
@@ -226,11 +257,12 @@ mc_status mc_pam_round(mc_pam *p, int **prev, int terms, int nsamp, uint64_t see
     for (int g = 0; g < G; g++) memcpy(prev[g], cand[best][g], sizeof(int) * (size_t)m->groups[g].size);
     *chosen = best;
   }
-  for (int c = 0; c < nc; c++) {
-    for (int g = 0; g < G; g++) free(cand[c][g]);
+out:
+  for (int c = 0; cand && c < nc; c++) {
+    for (int g = 0; cand[c] && g < G; g++) free(cand[c][g]);
     free(cand[c]);
   }
-  for (int g = 0; g < G; g++) {
+  for (int g = 0; smp && g < G; g++) {
     free(smp[g].perms);
     free(smp[g].cdf);
   }
@@ -305,36 +337,58 @@ mc_status mc_pam_run(const mc_pam_cfg *cfg, const mc_model *m, const float *a, c
   const int G = m->n_groups, nc = 2 + cfg->samples_rounding;
   const size_t n = m->n_theta;
   const int64_t B = cfg->phi.batch < tr->n ? cfg->phi.batch : tr->n;
-  float *phi = mc_aligned_alloc(sizeof(float) * (n + 1));
-  float *c = mc_aligned_alloc(sizeof(float) * (n + 1)), *c0 = mc_aligned_alloc(sizeof(float) * (n + 1));
-  mc_pam *p;
-  mc_status st = mc_pam_create(&p, m, a, b, phi, B, be);
-  if (st) {
-    free(phi); free(c); free(c0);
-    return st;
-  }
+  const size_t nx = sizeof(float) * (size_t)(B * tr->c * tr->h * tr->w);
+  double **Pd = NULL, **P0 = NULL;
+  float **dP = NULL, *x = NULL;
+  int32_t *y = NULL;
+  int64_t *order = NULL;
+  mc_pam *p = NULL;
   memset(res, 0, sizeof *res);
+  float *phi = mc_aligned_alloc_try(sizeof(float) * (n + 1));
+  float *c = mc_aligned_alloc_try(sizeof(float) * (n + 1)), *c0 = mc_aligned_alloc_try(sizeof(float) * (n + 1));
+  mc_status st = MC_OK;
+  if (!phi || !c || !c0) {
+    st = mc_oom(3 * sizeof(float) * (n + 1), "PAM's phi and control points (%zu parameters)", n);
+    goto out;
+  }
+  if ((st = mc_pam_create(&p, m, a, b, phi, B, be))) goto out;
   res->n_groups = G;
   res->outer = cfg->outer;
   res->n_cand = nc;
-  res->perm = mc_calloc((size_t)G + 1, sizeof(int *));
-  res->moved = mc_calloc((size_t)G + 1, sizeof(int64_t));
-  res->cand_loss = mc_calloc((size_t)(cfg->outer * nc), sizeof(double));
-  res->chosen = mc_calloc((size_t)cfg->outer, sizeof(int));
+  res->perm = mc_calloc_try((size_t)G + 1, sizeof(int *));
+  res->moved = mc_calloc_try((size_t)G + 1, sizeof(int64_t));
+  res->cand_loss = mc_calloc_try((size_t)(cfg->outer * nc), sizeof(double));
+  res->chosen = mc_calloc_try((size_t)cfg->outer, sizeof(int));
+  Pd = mc_calloc_try((size_t)G + 1, sizeof(double *));
+  P0 = mc_calloc_try((size_t)G + 1, sizeof(double *));
+  dP = mc_calloc_try((size_t)G + 1, sizeof(float *));
+  x = mc_aligned_alloc_try(nx);
+  y = mc_malloc_try(sizeof(int32_t) * (size_t)B);
+  order = mc_malloc_try(sizeof(int64_t) * (size_t)tr->n);
+  if (!res->perm || !res->moved || !res->cand_loss || !res->chosen || !Pd || !P0 || !dP || !x || !y || !order) {
+    st = mc_oom((sizeof(int *) + sizeof(int64_t) + 3 * sizeof(double *)) * ((size_t)G + 1) +
+                    (sizeof(double) * (size_t)nc + sizeof(int)) * (size_t)cfg->outer + nx + sizeof(int32_t) * (size_t)B +
+                    sizeof(int64_t) * (size_t)tr->n,
+                "PAM's result tables and batch buffers (%d groups, %d outer iterations, batch %lld)", G, cfg->outer,
+                (long long)B);
+    goto out;
+  }
   for (int q = 0; q < cfg->outer * nc; q++) res->cand_loss[q] = NAN; /* no rounding without a P-step */
-  double **Pd = mc_calloc((size_t)G + 1, sizeof(double *)), **P0 = mc_calloc((size_t)G + 1, sizeof(double *));
-  float **dP = mc_calloc((size_t)G + 1, sizeof(float *));
   for (int g = 0; g < G; g++) {
     const int64_t sz = m->groups[g].size;
-    res->perm[g] = mc_malloc(sizeof(int) * (size_t)sz);
+    const size_t bm = sizeof(double) * (size_t)(sz * sz);
+    res->perm[g] = mc_malloc_try(sizeof(int) * (size_t)sz);
+    Pd[g] = mc_malloc_try(bm);
+    P0[g] = mc_malloc_try(bm);
+    dP[g] = mc_malloc_try(sizeof(float) * (size_t)(sz * sz));
+    if (!res->perm[g] || !Pd[g] || !P0[g] || !dP[g]) {
+      st = mc_oom(sizeof(int) * (size_t)sz + 2 * bm + sizeof(float) * (size_t)(sz * sz),
+                  "PAM's permutation and %lld x %lld matrices of group %s", (long long)sz, (long long)sz,
+                  m->groups[g].name);
+      goto out;
+    }
     for (int64_t i = 0; i < sz; i++) res->perm[g][i] = (int)i;
-    Pd[g] = mc_malloc(sizeof(double) * (size_t)(sz * sz));
-    P0[g] = mc_malloc(sizeof(double) * (size_t)(sz * sz));
-    dP[g] = mc_malloc(sizeof(float) * (size_t)(sz * sz));
   }
-  float *x = mc_aligned_alloc(sizeof(float) * (size_t)(B * tr->c * tr->h * tr->w));
-  int32_t *y = mc_malloc(sizeof(int32_t) * (size_t)B);
-  int64_t *order = mc_malloc(sizeof(int64_t) * (size_t)tr->n);
   FILE *log = log_open(cfg->log_path, "w", &st);
   if (log) fclose(log);
   for (int o = 0; o < cfg->outer && !st; o++) {
@@ -411,6 +465,7 @@ mc_status mc_pam_run(const mc_pam_cfg *cfg, const mc_model *m, const float *a, c
     if (pc.epochs > 0 && !st) st = mc_curve_train(&pc, m, &cv, d, be);
     for (size_t i = 0; i < n; i++) phi[i] = c[i] - (a[i] + 0.5f * (p->pb[i] - a[i]));
   }
+out:
   if (!st) {
     mc_model_permute(m, res->perm, b, sb, b_out, sb_out);
     for (int g = 0; g < G; g++)
@@ -421,7 +476,9 @@ mc_status mc_pam_run(const mc_pam_cfg *cfg, const mc_model *m, const float *a, c
     mc_pam_result_free(res);
   }
   for (int g = 0; g < G; g++) {
-    free(Pd[g]); free(P0[g]); free(dP[g]);
+    if (Pd) free(Pd[g]);
+    if (P0) free(P0[g]);
+    if (dP) free(dP[g]);
   }
   free(Pd); free(P0); free(dP); free(x); free(y); free(order);
   free(phi); free(c); free(c0);

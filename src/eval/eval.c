@@ -13,15 +13,21 @@ int mc_model_has_bn(const mc_model *m) {
   return 0;
 }
 
-void mc_batches_init(mc_batches *b, const mc_dataset *ds, int64_t n, int64_t batch) {
-  mc_batches_init_part(b, ds, n, batch, 0, 1);
+mc_status mc_batches_init(mc_batches *b, const mc_dataset *ds, int64_t n, int64_t batch) {
+  return mc_batches_init_part(b, ds, n, batch, 0, 1);
 }
 
-void mc_batches_init_part(mc_batches *b, const mc_dataset *ds, int64_t n, int64_t batch, int part, int parts) {
+mc_status mc_batches_init_part(mc_batches *b, const mc_dataset *ds, int64_t n, int64_t batch, int part, int parts) {
   *b = (mc_batches){.ds = ds, .n = n, .batch = batch, .step = parts * batch, .start = (part - parts) * batch};
-  b->x = mc_aligned_alloc(sizeof(float) * (size_t)(batch * ds->c * ds->h * ds->w));
-  b->y = mc_malloc(sizeof(int32_t) * (size_t)batch);
-  b->idx = mc_malloc(sizeof(int64_t) * (size_t)batch);
+  const size_t bx = sizeof(float) * (size_t)(batch * ds->c * ds->h * ds->w);
+  const size_t by = sizeof(int32_t) * (size_t)batch, bi = sizeof(int64_t) * (size_t)batch;
+  b->x = mc_aligned_alloc_try(bx);
+  b->y = b->x ? mc_malloc_try(by) : NULL;
+  b->idx = b->y ? mc_malloc_try(bi) : NULL;
+  if (b->idx) return MC_OK;
+  mc_batches_free(b);
+  return mc_oom(bx + by + bi, "a batch of %lld images of %lldx%lldx%lld with their labels", (long long)batch,
+                (long long)ds->c, (long long)ds->h, (long long)ds->w);
 }
 
 int64_t mc_batches_next(mc_batches *b) {
@@ -73,10 +79,16 @@ typedef struct {
   float *x, *dx;
 } pgd_buf;
 
-static void pgd_buf_init(pgd_buf *p, const mc_pgd *pgd, const mc_dataset *ds, int64_t rows) {
+static mc_status pgd_buf_init(pgd_buf *p, const mc_pgd *pgd, const mc_dataset *ds, int64_t rows) {
+  p->x = p->dx = NULL;
+  if (!pgd) return MC_OK;
   const size_t sz = sizeof(float) * (size_t)(rows * ds->c * ds->h * ds->w);
-  p->x = pgd ? mc_aligned_alloc(sz) : NULL;
-  p->dx = pgd ? mc_aligned_alloc(sz) : NULL;
+  p->x = mc_aligned_alloc_try(sz);
+  p->dx = p->x ? mc_aligned_alloc_try(sz) : NULL;
+  if (p->dx) return MC_OK;
+  free(p->x);
+  p->x = NULL;
+  return mc_oom(2 * sz, "the PGD examples and input gradients of %lld rows", (long long)rows);
 }
 
 static void pgd_buf_free(pgd_buf *p) {
@@ -88,9 +100,12 @@ static mc_status eval_slices(mc_exec **w, int tid, int nthr, void *arg) {
   eval_job *j = arg;
   mc_batches b;
   mc_status st = MC_OK;
-  pgd_buf pb;
-  mc_batches_init_part(&b, j->ds, j->n, j->rows, tid, nthr);
-  pgd_buf_init(&pb, j->pgd, j->ds, j->rows);
+  pgd_buf pb = {0};
+  if ((st = mc_batches_init_part(&b, j->ds, j->n, j->rows, tid, nthr))) return st;
+  if ((st = pgd_buf_init(&pb, j->pgd, j->ds, j->rows))) {
+    mc_batches_free(&b);
+    return st;
+  }
   for (int64_t k; !st && (k = mc_batches_next(&b)) > 0;) {
     const float *x = b.x;
     if (j->pgd) {
@@ -141,8 +156,14 @@ static mc_status evaluate(mc_exec *e, const float *theta, float *state, const mc
   if (st) return st;
   if (n <= 0 || n > ds->n) n = ds->n;
   const int64_t rows = mc_eval_rows(e), slices = (n + rows - 1) / rows;
-  eval_job j = {theta, state, ds, n, rows, m->classes, mc_calloc((size_t)slices, sizeof(double)),
-                mc_calloc((size_t)slices, sizeof(int64_t)), logits, pgd, xadv};
+  eval_job j = {theta, state, ds, n, rows, m->classes, mc_calloc_try((size_t)slices, sizeof(double)),
+                mc_calloc_try((size_t)slices, sizeof(int64_t)), logits, pgd, xadv};
+  if (!j.loss || !j.hits) {
+    free(j.loss);
+    free(j.hits);
+    return mc_oom((sizeof(double) + sizeof(int64_t)) * (size_t)slices, "the per-slice sums of %lld evaluation slices",
+                  (long long)slices);
+  }
   st = mc_exec_parallel(&e, 1, rows, eval_slices, &j);
   double total = 0;
   int64_t hits = 0;
@@ -174,13 +195,17 @@ static mc_status bn_slices(mc_exec **w, int tid, int nthr, void *arg) {
   bn_job *j = arg;
   mc_batches b;
   mc_status st = MC_OK;
-  pgd_buf pb;
-  mc_batches_init_part(&b, j->ds, j->n, j->batch, tid, nthr);
-  pgd_buf_init(&pb, j->pgd, j->ds, j->batch);
+  pgd_buf pb = {0};
   /* the attack's train-mode forwards update running statistics by
    * momentum: into scratch, so that the recompute averages the forwards
    * of the PGD examples alone */
-  float *scratch = j->pgd ? mc_calloc(j->m->n_state + 1, sizeof(float)) : NULL;
+  float *scratch = NULL;
+  if ((st = mc_batches_init_part(&b, j->ds, j->n, j->batch, tid, nthr))) return st;
+  if ((st = pgd_buf_init(&pb, j->pgd, j->ds, j->batch))) goto out;
+  if (j->pgd && !(scratch = mc_calloc_try(j->m->n_state + 1, sizeof(float)))) {
+    st = mc_oom(sizeof(float) * (j->m->n_state + 1), "the scratch BN state of the PGD attack");
+    goto out;
+  }
   mc_exec_bn_reset(w[0], j->state[tid]);
   for (int64_t k; (k = mc_batches_next(&b)) > 0;) {
     if (k < 2 && b.start > 0) break; /* a 1-sample batch has no variance */
@@ -194,6 +219,7 @@ static mc_status bn_slices(mc_exec **w, int tid, int nthr, void *arg) {
     if ((st = mc_exec_forward(w[0], j->theta, j->state[tid], x, k, MC_MODE_BN_RECOMPUTE))) break;
     j->count[tid]++;
   }
+out:
   mc_batches_free(&b);
   pgd_buf_free(&pb);
   free(scratch);
@@ -214,8 +240,12 @@ mc_status mc_bn_recompute_pgd(mc_exec *e, const float *theta, float *state, cons
   if (n <= 0 || n > ds->n) n = ds->n;
   const int64_t batch = mc_exec_batch(e);
   const int T = n > batch ? mc_get_threads() : 1;
-  bn_job j = {theta, ds, n, batch, mc_calloc((size_t)T, sizeof(float *)), mc_calloc((size_t)T, sizeof(int64_t)),
+  bn_job j = {theta, ds, n, batch, mc_calloc_try((size_t)T, sizeof(float *)), mc_calloc_try((size_t)T, sizeof(int64_t)),
               pgd, m};
+  if (!j.state || !j.count) {
+    st = mc_oom((sizeof(float *) + sizeof(int64_t)) * (size_t)T, "the BN-recompute tables of %d threads", T);
+    goto out;
+  }
   if (T == 1) {
     j.state[0] = state;
     st = bn_slices(&e, 0, 1, &j);
@@ -227,18 +257,23 @@ mc_status mc_bn_recompute_pgd(mc_exec *e, const float *theta, float *state, cons
      * threads' running averages are combined weighted by their batch
      * counts: the same cumulative average over all batches up to float
      * rounding, and the same bytes every run for a given thread count. */
-    for (int t = 0; t < T; t++) j.state[t] = mc_aligned_alloc(sizeof(float) * m->n_state);
-    st = mc_exec_parallel(&e, 1, batch, bn_slices, &j);
+    for (int t = 0; t < T && !st; t++)
+      if (!(j.state[t] = mc_aligned_alloc_try(sizeof(float) * m->n_state)))
+        st = mc_oom(sizeof(float) * m->n_state, "thread %d's BN running statistics", t);
+    if (!st) st = mc_exec_parallel(&e, 1, batch, bn_slices, &j);
     int64_t total = 0;
     for (int t = 0; t < T; t++) total += j.count[t];
-    mc_exec_bn_reset(e, state);
-    for (size_t i = 0; i < m->n_state && total > 0; i++) {
-      double v = 0;
-      for (int t = 0; t < T; t++) v += (double)j.count[t] * j.state[t][i];
-      state[i] = (float)(v / (double)total);
+    if (!st) {
+      mc_exec_bn_reset(e, state);
+      for (size_t i = 0; i < m->n_state && total > 0; i++) {
+        double v = 0;
+        for (int t = 0; t < T; t++) v += (double)j.count[t] * j.state[t][i];
+        state[i] = (float)(v / (double)total);
+      }
     }
     for (int t = 0; t < T; t++) free(j.state[t]);
   }
+out:
   free(j.state);
   free(j.count);
   if (st) return st;

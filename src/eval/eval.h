@@ -57,9 +57,11 @@ mc_status mc_check_data_shape(const mc_model *m, const mc_dataset *ds);
 /* The first n examples of a dataset in dataset order (no augmentation), in
  * batches of at most `batch` rows: the loop under every evaluation pass.
  *   mc_batches b;
- *   mc_batches_init(&b, ds, n, batch);
+ *   if ((st = mc_batches_init(&b, ds, n, batch))) return st;
  *   for (int64_t k; (k = mc_batches_next(&b)) > 0;) use b.x, b.y (k rows)
- *   mc_batches_free(&b);                                                  */
+ *   mc_batches_free(&b);
+ * mc_batches_init fails only with MC_ENOMEM (naming the batch's bytes),
+ * holding nothing (b zeroed: mc_batches_free on it is harmless). */
 typedef struct {
   const mc_dataset *ds;
   int64_t n, batch, step, start; /* start: index of the current batch's first row */
@@ -67,9 +69,9 @@ typedef struct {
   int32_t *y;
   int64_t *idx;
 } mc_batches;
-void mc_batches_init(mc_batches *b, const mc_dataset *ds, int64_t n, int64_t batch);
+mc_status mc_batches_init(mc_batches *b, const mc_dataset *ds, int64_t n, int64_t batch);
 /* Only batches part, part + parts, part + 2 parts, ... (one thread's share). */
-void mc_batches_init_part(mc_batches *b, const mc_dataset *ds, int64_t n, int64_t batch, int part, int parts);
+mc_status mc_batches_init_part(mc_batches *b, const mc_dataset *ds, int64_t n, int64_t batch, int part, int parts);
 int64_t mc_batches_next(mc_batches *b);
 void mc_batches_free(mc_batches *b);
 

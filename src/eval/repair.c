@@ -93,7 +93,10 @@ static mc_status stats_slices(mc_exec **w, int tid, int nthr, void *arg) {
   }
   mc_batches b;
   mc_status st = MC_OK;
-  mc_batches_init_part(&b, j->ds, j->n, j->rows, tid, nthr); /* still aborts on OOM: eval.c */
+  if ((st = mc_batches_init_part(&b, j->ds, j->n, j->rows, tid, nthr))) {
+    free(buf);
+    return st;
+  }
   for (int64_t k; !st && (k = mc_batches_next(&b)) > 0;) {
     if ((st = mc_exec_forward(w[0], j->theta, j->state, b.x, k, MC_MODE_EVAL))) break;
     double *sum = acc, *sq = acc + j->nch;

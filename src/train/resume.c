@@ -7,12 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-char *mc_resume_path(const char *out) {
+mc_status mc_resume_path(const char *out, char **path) {
   size_t l = strlen(out);
-  char *p = mc_malloc(l + 7);
+  char *p = *path = mc_malloc_try(l + 7);
+  if (!p) return mc_oom(l + 7, "the name of %s's resume state", out);
   memcpy(p, out, l);
   memcpy(p + l, ".train", 7);
-  return p;
+  return MC_OK;
 }
 
 uint64_t mc_run_hash(uint64_t h, const void *p, size_t n) {
@@ -29,12 +30,18 @@ mc_status mc_resume_save(const char *out, const mc_model *m, const mc_ckpt_part 
                          const char *run) {
   char ep[32];
   snprintf(ep, sizeof ep, "%lld", (long long)epoch);
-  mc_kv *all = mc_calloc((size_t)nkv + 2, sizeof *all);
+  mc_kv *all = mc_calloc_try((size_t)nkv + 2, sizeof *all);
+  if (!all) return mc_oom(sizeof *all * ((size_t)nkv + 2), "the metadata of %s", out);
   if (nkv) memcpy(all, kv, sizeof *kv * (size_t)nkv);
   all[nkv] = (mc_kv){"modeconn.epoch", ep};
   all[nkv + 1] = (mc_kv){"modeconn.run", run};
-  char *tp = mc_resume_path(out);
-  mc_status st = mc_ckpt_save(tp, m, tparts, ntparts, all, nkv + 2);
+  char *tp;
+  mc_status st = mc_resume_path(out, &tp);
+  if (st) {
+    free(all);
+    return st;
+  }
+  st = mc_ckpt_save(tp, m, tparts, ntparts, all, nkv + 2);
   free(tp);
   all[nkv].key = "modeconn.epochs";
   if (!st) st = mc_ckpt_save(out, m, parts, nparts, all, nkv + 2);
@@ -47,7 +54,8 @@ mc_status mc_resume_open(const char *ckpt, const char *want, const char *what, m
   mc_st_file f;
   mc_status st = mc_st_read(ckpt, &f);
   if (st) return st;
-  char *tp = mc_resume_path(ckpt);
+  char *tp = NULL;
+  if ((st = mc_resume_path(ckpt, &tp))) goto out_f;
   const char *ep = mc_st_meta(&f, "modeconn.epochs"), *run = mc_st_meta(&f, "modeconn.run");
   if (!ep || !run) {
     st = mc_error(MC_EFORMAT, "%s: no modeconn.epochs / modeconn.run metadata: not a checkpoint of a modeconn "

@@ -78,7 +78,11 @@ mc_status mc_log_begin(mc_log *L, const char *path, int64_t start) {
   size_t n;
   mc_status st = mc_read_file(path, "training log", (size_t)1 << 30, &buf, &n);
   if (st) return st;
-  char *keep = mc_malloc(n + 1);
+  char *keep = mc_malloc_try(n + 1);
+  if (!keep) {
+    free(buf);
+    return mc_oom(n + 1, "the kept records of the training log %s", path);
+  }
   size_t k = 0;
   for (char *line = (char *)buf, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
     long long ep;
@@ -242,14 +246,22 @@ mc_status mc_train(const mc_train_cfg *cfg, mc_model *m, float *theta,
   mc_exec *e;
   mc_status st = mc_exec_create(&e, m, B, be);
   if (st) return st;
-  float *grad = mc_aligned_alloc(sizeof(float) * m->n_theta);
-  float *mom = mc_aligned_alloc(sizeof(float) * m->n_theta);
-  float *x = mc_aligned_alloc(sizeof(float) * (size_t)(B * tr->c * tr->h * tr->w));
-  int32_t *y = mc_malloc(sizeof(int32_t) * (size_t)B);
-  int64_t *order = mc_malloc(sizeof(int64_t) * (size_t)tr->n);
-  float *xadv = cfg->adv ? mc_aligned_alloc(sizeof(float) * (size_t)(B * tr->c * tr->h * tr->w)) : NULL;
-  float *dx = cfg->adv ? mc_aligned_alloc(sizeof(float) * (size_t)(B * tr->c * tr->h * tr->w)) : NULL;
+  const size_t nx = sizeof(float) * (size_t)(B * tr->c * tr->h * tr->w);
+  float *grad = mc_aligned_alloc_try(sizeof(float) * m->n_theta);
+  float *mom = mc_aligned_alloc_try(sizeof(float) * m->n_theta);
+  float *x = mc_aligned_alloc_try(nx);
+  int32_t *y = mc_malloc_try(sizeof(int32_t) * (size_t)B);
+  int64_t *order = mc_malloc_try(sizeof(int64_t) * (size_t)tr->n);
+  float *xadv = cfg->adv ? mc_aligned_alloc_try(nx) : NULL;
+  float *dx = cfg->adv ? mc_aligned_alloc_try(nx) : NULL;
   mc_log log = {0};
+  if (!grad || !mom || !x || !y || !order || (cfg->adv && (!xadv || !dx))) {
+    st = mc_oom(2 * sizeof(float) * m->n_theta + (cfg->adv ? 3 : 1) * nx + sizeof(int32_t) * (size_t)B +
+                    sizeof(int64_t) * (size_t)tr->n,
+                "training's gradient, momentum and batch buffers (%zu parameters, batch %lld)", m->n_theta,
+                (long long)B);
+    goto out;
+  }
   int64_t start = 0;
   char run[24];
   run_id(cfg, m, tr->n, run);

@@ -78,7 +78,7 @@ mc_status mc_train(const mc_train_cfg *cfg, mc_model *m, float *theta,
  * (modeconn.epoch in OUT.train, modeconn.epochs in OUT).  OUT.train is
  * written first, each file atomically, so after a crash OUT.train is at
  * OUT's epoch or later, and the newest consistent state is OUT.train. */
-char *mc_resume_path(const char *out); /* malloc'd OUT + ".train" */
+mc_status mc_resume_path(const char *out, char **path); /* *path: malloc'd OUT + ".train" */
 /* FNV-1a over n bytes, continuing from h (0: start) */
 uint64_t mc_run_hash(uint64_t h, const void *p, size_t n);
 void mc_run_id_str(uint64_t h, char out[24]);
