@@ -30,8 +30,9 @@ static void usage(FILE *f) {
              "unknown name is an error); OMP_NUM_THREADS sets the default thread count;\n"
              "MC_WINO=0 runs 3x3 stride-1 convolutions as oneDNN's direct convolutions\n"
              "instead of Winograd (src/nn/kernels/); MC_KERNELS=scalar forces the scalar\n"
-             "variants of the hand-written kernels (Winograd then off); DNNL_MAX_CPU_ISA\n"
-             "(e.g. AVX2) caps the instruction set oneDNN uses.\n");
+             "variants of the hand-written kernels (Winograd then off), MC_KERNELS=avx2\n"
+             "caps them at AVX2 (no AVX-512 variants); DNNL_MAX_CPU_ISA (e.g. AVX2) caps\n"
+             "the instruction set oneDNN uses.\n");
 }
 
 int main(int argc, char **argv) {
