@@ -74,6 +74,24 @@ static void bn_batch_stats(dstate *st, const step *s) {
 }
 
 
+/* Conv node i's Winograd weights for shape ws (dgrad: of its input
+ * gradient), transformed again only when the weights changed since the
+ * last call (eval passes run the step once per 64-row slice). */
+static const float *wino_u_cached(dstate *st, int i, const wino_shape *ws, int dgrad) {
+  plan *p = st->cur;
+  const float *w = st->theta + st->e->m->tensors[st->e->m->nodes[i].t_weight].off;
+  const size_t wb = sizeof(float) * (size_t)(ws->k * ws->c * 9);
+  float *u = dgrad ? p->wino_du[i] : p->wino_u[i], *wc = dgrad ? p->wino_dw[i] : p->wino_w[i];
+  char *ok = dgrad ? &p->wino_dok[i] : &p->wino_ok[i];
+  if (!*ok || memcmp(wc, w, wb)) {
+    if (dgrad) wino_weights_data_grad(u, w, ws);
+    else wino_weights(u, w, ws);
+    memcpy(wc, w, wb);
+    *ok = 1;
+  }
+  return u;
+}
+
 mc_status dn_run(dstate *st, const steplist *L) {
   mc_exec *e = st->e;
   const mc_model *m = e->m;
@@ -158,16 +176,7 @@ mc_status dn_run(dstate *st, const steplist *L) {
     case S_WINO: {
       plan *p = st->cur;
       const wino_shape ws = dn_wino_shape(st, p, s->node, N);
-      /* transform the weights only when they changed since the last
-       * forward (eval passes call this once per 64-row slice) */
-      const float *w = st->theta + m->tensors[nd->t_weight].off;
-      const size_t wb = sizeof(float) * (size_t)(ws.k * ws.c * 9);
-      float *u = p->wino_u[s->node];
-      if (!p->wino_ok[s->node] || memcmp(p->wino_w[s->node], w, wb)) {
-        wino_weights(u, w, &ws);
-        memcpy(p->wino_w[s->node], w, wb);
-        p->wino_ok[s->node] = 1;
-      }
+      const float *u = wino_u_cached(st, s->node, &ws, 0);
       wino_stats sums, *sp = NULL;
       if (s->count > 0) {
         const mc_node *bn = &m->nodes[s->count - 1];
@@ -181,17 +190,9 @@ mc_status dn_run(dstate *st, const steplist *L) {
       break;
     }
     case S_WINO_DX: {
-      plan *p = st->cur;
-      const wino_shape fs = dn_wino_shape(st, p, s->node, N), ws = wino_data_grad_shape(&fs);
-      const float *w = st->theta + m->tensors[nd->t_weight].off;
-      const size_t wb = sizeof(float) * (size_t)(ws.k * ws.c * 9);
-      float *u = p->wino_du[s->node];
-      if (!p->wino_dok[s->node] || memcmp(p->wino_dw[s->node], w, wb)) {
-        wino_weights_data_grad(u, w, &ws);
-        memcpy(p->wino_dw[s->node], w, wb);
-        p->wino_dok[s->node] = 1;
-      }
-      wino_forward(dn_mem_ptr(s->b), dn_mem_ptr(s->a), u, NULL, &ws, st->wscr, p->nthr, NULL);
+      const wino_shape fs = dn_wino_shape(st, st->cur, s->node, N), ws = wino_data_grad_shape(&fs);
+      wino_forward(dn_mem_ptr(s->b), dn_mem_ptr(s->a), wino_u_cached(st, s->node, &ws, 1), NULL, &ws, st->wscr,
+                   st->cur->nthr, NULL);
       break;
     }
     case S_BN_BATCH:
