@@ -34,7 +34,10 @@
  *                   final examples) equal; its mean CE within TOL_LOSS
  *                   (relative); the running statistics within TOL_STATE
  * and the clean hits of both sides equal.  The bounds are about twice the
- * worst measured (2026-12-02, AVX-512 Xeon): teacher-forced 45 of 392,000
+ * worst measured (2026-12-02, AVX-512 Xeon, oneDNN's direct convolutions;
+ * with the Winograd forward and input gradient on the AVX-512 Zen 4 the
+ * same evening: teacher-forced 64 of 392,000 (1.6e-4), |grad|/row max
+ * 7.1e-2, the rest within the figures below): teacher-forced 45 of 392,000
  * pixel-steps (1.1e-4), largest |grad|/row max among them 4.6e-2 (a kink:
  * a sign error would show as O(1) values and thousands of pixels),
  * statistics 9.2e-6; free-running eval 1.2e-3, train 6.6e-2 of the pixels,
@@ -58,8 +61,8 @@
 #define TRAIN_N 2000 /* training images of the endpoints' single epoch */
 #define TOL_X 1e-5
 /* the bounds, about twice the worst measured (see the header) */
-#define TF_MAX_FRAC 2.5e-4 /* pixel-steps of one configuration */
-#define TF_GREL 0.1
+#define TF_MAX_FRAC 3.5e-4 /* pixel-steps of one configuration */
+#define TF_GREL 0.15
 #define TOL_STATE_TF 3e-5
 static const double max_flip_frac[2] = {3e-3, 0.15}; /* eval, train */
 #define TOL_LOSS 2e-3
