@@ -717,9 +717,9 @@ static double model_loss(gc_prob *g) {
  * i.e. up to ~5e-3 on fd at h = 1e-3, enough to fail VGG's input gradient
  * in train mode), so the analytic gradient of the backend under test is
  * checked against the derivative of the function it implements. */
-static double model_loss_fd(gc_prob *g) {
-  model_prob *P = (model_prob *)g;
-  if (!P->eref) return model_loss(g);
+/* The twin's forward at the current point, on scratch running statistics
+ * in the train modes (so the backend under test keeps its own). */
+static const float *twin_forward(model_prob *P) {
   float *st = P->state;
   if (P->mode != MC_MODE_EVAL) {
     memcpy(P->sstate, P->state, sizeof(float) * P->m->n_state);
@@ -727,8 +727,13 @@ static double model_loss_fd(gc_prob *g) {
     if (P->mode == MC_MODE_BN_RECOMPUTE) mc_exec_bn_reset(P->eref, st);
   }
   mc_exec_set_seed(P->eref, 77);
-  const float *lg = tu_forward(P->eref, P->theta, st, P->x, P->n, P->mode);
-  return mc_softmax_xent(lg, P->labels, P->n, P->m->classes, P->dlogits, 1.f, NULL);
+  return tu_forward(P->eref, P->theta, st, P->x, P->n, P->mode);
+}
+
+static double model_loss_fd(gc_prob *g) {
+  model_prob *P = (model_prob *)g;
+  if (!P->eref) return model_loss(g);
+  return mc_softmax_xent(twin_forward(P), P->labels, P->n, P->m->classes, P->dlogits, 1.f, NULL);
 }
 
 static void model_grad(gc_prob *g) {
@@ -742,16 +747,7 @@ static void model_grad(gc_prob *g) {
 static size_t model_sig(gc_prob *g, unsigned char *buf) {
   model_prob *P = (model_prob *)g;
   const mc_model *m = P->m;
-  if (P->eref) {
-    float *st = P->state;
-    if (P->mode != MC_MODE_EVAL) {
-      memcpy(P->sstate, P->state, sizeof(float) * m->n_state);
-      st = P->sstate;
-      if (P->mode == MC_MODE_BN_RECOMPUTE) mc_exec_bn_reset(P->eref, st);
-    }
-    mc_exec_set_seed(P->eref, 77);
-    (void)tu_forward(P->eref, P->theta, st, P->x, P->n, P->mode);
-  }
+  if (P->eref) (void)twin_forward(P);
   mc_exec *e = P->eref ? P->eref : P->e;
   size_t k = 0;
   for (int i = 0; i < m->n_nodes; i++) {
