@@ -25,21 +25,30 @@ EPOCHS=${EPOCHS:-6}; CURVE_EPOCHS=${CURVE_EPOCHS:-4}; POINTS=${POINTS:-17}; BN_S
 TRAIN_SUBSET=${TRAIN_SUBSET:-10000}; TEST_SUBSET=${TEST_SUBSET:-0}; LR=${LR:-0.1}; SAMPLES=${SAMPLES:-10000}
 THREADS=${THREADS:-0}
 sub=(--threads "$THREADS" --train-subset "$TRAIN_SUBSET" --test-subset "$TEST_SUBSET")
+# fit OUT CMD...: CMD writes the checkpoint OUT; skipped once OUT.done marks it finished.
+# Training writes OUT after every epoch, so an OUT with its OUT.train resume state and no
+# OUT.done is an interrupted run: it continues with --resume OUT (PAM writes OUT only at the end).
+fit() {
+  local out=$1; shift
+  [ -e "$out.done" ] && return 0
+  if [ -e "$out" ] && [ -e "$out.train" ]; then "$@" --resume "$out"; else "$@"; fi
+  touch "$out.done"
+}
 start=$(date +%s)
 for i in $(seq 1 "$PAIRS"); do
   d="$OUT/pair$i"; mkdir -p "$d"
   sa=$((2 * i - 1)); sb=$((2 * i))
   for s in $sa $sb; do
-    [ -e "$d/m$s.safetensors" ] || "$MC" train "${sub[@]}" --arch "$ARCH" --adv pgd --epochs "$EPOCHS" --lr "$LR" \
-      --schedule robust --seed "$s" --eval-every "$EPOCHS" --out "$d/m$s.safetensors" > "$d/train$s.log"
+    fit "$d/m$s.safetensors" "$MC" train "${sub[@]}" --arch "$ARCH" --adv pgd --epochs "$EPOCHS" --lr "$LR" \
+      --schedule robust --seed "$s" --eval-every "$EPOCHS" --out "$d/m$s.safetensors" >> "$d/train$s.log"
     [ -e "$d/attack$s.json" ] || "$MC" attack "${sub[@]}" --model "$d/m$s.safetensors" --json "$d/attack$s.json" > /dev/null
     echo "pair $i endpoint $s done ($(( $(date +%s) - start ))s)"
   done
   for v in none corr; do
     c="$d/curve_$v.safetensors"
-    [ -e "$c" ] || "$MC" curve train "${sub[@]}" --adv pgd --a "$d/m$sa.safetensors" --b "$d/m$sb.safetensors" \
+    fit "$c" "$MC" curve train "${sub[@]}" --adv pgd --a "$d/m$sa.safetensors" --b "$d/m$sb.safetensors" \
       --kind bezier --align "$v" --samples "$SAMPLES" --epochs "$CURVE_EPOCHS" --eval-every "$CURVE_EPOCHS" \
-      --bn-samples "$BN_SAMPLES" --seed "$i" --out "$c" > "$d/curve_$v.log"
+      --bn-samples "$BN_SAMPLES" --seed "$i" --out "$c" >> "$d/curve_$v.log"
     [ -e "$d/curve_$v.json" ] || "$MC" curve eval "${sub[@]}" --adv pgd --curve "$c" --points "$POINTS" \
       --bn-samples "$BN_SAMPLES" --json "$d/curve_$v.json" > "$d/curve_eval_$v.log" 2>&1
     echo "pair $i curve $v done ($(( $(date +%s) - start ))s)"

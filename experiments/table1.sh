@@ -30,8 +30,8 @@
 #   PAIR_FROM       first pair to run (1); the table still covers pairs
 #                   1..PAIRS, so PAIR_FROM=3 adds a third pair to a
 #                   directory whose pairs 1-2 kept only their JSON results
-# Every step is skipped when its output exists, so an interrupted run
-# continues where it stopped.
+# Every step is skipped when its output exists (a training: when it
+# finished, see fit), so an interrupted run continues where it stopped.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 ARCH=${1:?usage: table1.sh ARCH PAIRS [OUT]}
@@ -43,14 +43,23 @@ METHODS=${METHODS:-none pam_none pam_corr corr}; POINTS=${POINTS:-65}; BN_SAMPLE
 SAMPLES=${SAMPLES:-10000}; SAMPLES_ROUNDING=${SAMPLES_ROUNDING:-32}; SELECT_SAMPLES=${SELECT_SAMPLES:-5000}
 TRAIN_SUBSET=${TRAIN_SUBSET:-0}; TEST_SUBSET=${TEST_SUBSET:-0}; THREADS=${THREADS:-0}; PAIR_FROM=${PAIR_FROM:-1}
 com=(--data "$DATA" --train-subset "$TRAIN_SUBSET" --test-subset "$TEST_SUBSET" --threads "$THREADS")
+# fit OUT CMD...: CMD writes the checkpoint OUT; skipped once OUT.done marks it finished.
+# Training writes OUT after every epoch, so an OUT with its OUT.train resume state and no
+# OUT.done is an interrupted run: it continues with --resume OUT (PAM writes OUT only at the end).
+fit() {
+  local out=$1; shift
+  [ -e "$out.done" ] && return 0
+  if [ -e "$out" ] && [ -e "$out.train" ]; then "$@" --resume "$out"; else "$@"; fi
+  touch "$out.done"
+}
 start=$(date +%s)
 step() { echo "pair $i: $1 ($(( $(date +%s) - start ))s)"; }
 for i in $(seq "$PAIR_FROM" "$PAIRS"); do
   d="$OUT/pair$i"; mkdir -p "$d"
   sa=$((2 * i - 1)); sb=$((2 * i))
   for s in $sa $sb; do
-    [ -e "$d/m$s.safetensors" ] || "$MC" train "${com[@]}" --arch "$ARCH" $ARCH_FLAGS --epochs "$EPOCHS" --seed "$s" \
-      --eval-every "$EPOCHS" --out "$d/m$s.safetensors" > "$d/train$s.log"
+    fit "$d/m$s.safetensors" "$MC" train "${com[@]}" --arch "$ARCH" $ARCH_FLAGS --epochs "$EPOCHS" --seed "$s" \
+      --eval-every "$EPOCHS" --out "$d/m$s.safetensors" >> "$d/train$s.log"
     [ -e "$d/eval$s.json" ] || "$MC" eval "${com[@]}" --model "$d/m$s.safetensors" --bn-recompute \
       --json "$d/eval$s.json" > /dev/null
     step "endpoint seed $s"
@@ -64,8 +73,8 @@ for i in $(seq "$PAIR_FROM" "$PAIRS"); do
       none|corr) extra=(--align "$v") ;;
       *) echo "table1.sh: METHODS: unknown row '$v' (expected none pam_none pam_corr corr)" >&2; exit 2 ;;
     esac
-    [ -e "$c" ] || "$MC" curve train "${com[@]}" --a "$A" --b "$B" --kind bezier "${extra[@]}" --samples "$SAMPLES" \
-      --epochs "$CURVE_EPOCHS" --eval-every "$CURVE_EPOCHS" --seed "$i" --out "$c" > "$d/curve_$v.log"
+    fit "$c" "$MC" curve train "${com[@]}" --a "$A" --b "$B" --kind bezier "${extra[@]}" --samples "$SAMPLES" \
+      --epochs "$CURVE_EPOCHS" --eval-every "$CURVE_EPOCHS" --seed "$i" --out "$c" >> "$d/curve_$v.log"
     [ -e "$d/curve_$v.json" ] || "$MC" curve eval "${com[@]}" --curve "$c" --points "$POINTS" \
       --bn-samples "$BN_SAMPLES" --json "$d/curve_$v.json" > "$d/curve_eval_$v.log" 2>&1
     step "curve $v"
