@@ -1,12 +1,13 @@
 /* The Winograd F(2x2, 3x3) and F(4x4, 3x3) kernels (src/nn/kernels/) against the reference
  * convolution (src/nn/ops.h) on 8- and 16-channel blocked <-> plain copies of random data
  * (every ISA variant the machine runs: AVX2 on both blockings, AVX-512F on 16-channel blocks),
- * and as the input gradient of a convolution against conv2d_backward's:
+ * and as the input gradient of a convolution against conv2d_backward's (also
+ * accumulated into a gradient already there):
  * both paddings, even and odd output sizes (clipped edge tiles), a batch
  * whose tile count is not a multiple of the tile block or of the GEMM's 6
  * rows, K % 16 == 8 (the 8-column GEMM tail), no bias, and 1 and 2
- * threads, each with both tile sizes and with the channel sums a
- * following batch-norm reads (against the reference output's, in double), (F(4x4) also on sizes it does not
+ * threads, each with both tile sizes, with the channel sums a
+ * following batch-norm reads and with the fused ReLU (against the reference output's, in double), (F(4x4) also on sizes it does not
  * divide, which the executor never asks of it).  Error: max |wino - ref| /
  * max |ref|; the transforms add a few float roundings per output, so the
  * bound is 1e-5. */
@@ -52,7 +53,7 @@ static int variants(int64_t blk, variant *v) {
 
 static double check(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, int64_t pad, int bias,
                     int nthr, int64_t m, int64_t blk, const variant *var) {
-  wino_shape s = {n, c, k, h, w, pad, h + 2 * pad - 2, w + 2 * pad - 2, m, blk};
+  wino_shape s = {n, c, k, h, w, pad, h + 2 * pad - 2, w + 2 * pad - 2, m, blk, 0, 0};
   const size_t xs = (size_t)(n * c * h * w), ys = (size_t)(n * k * s.oh * s.ow);
   float *x = malloc(sizeof(float) * xs), *xb = malloc(sizeof(float) * xs);
   float *wt = malloc(sizeof(float) * (size_t)(k * c * 9)), *b = malloc(sizeof(float) * (size_t)k);
@@ -92,7 +93,15 @@ static double check(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, int64
       }
     serr = fmax(serr, fmax(fabs(sum[ch] - r1) / a1, fabs(sq[ch] - r2) / r2));
   }
-  err = fmax(err / big, serr) * big;
+  /* the fused ReLU (eval-BN folding): max(0, .) of the same outputs */
+  s.relu = 1;
+  memset(yb, 0xff, sizeof(float) * ys);
+  var->fn(yb, xb, u, bias ? b : NULL, &s, scr, nthr, NULL);
+  from_blocked(yw, yb, n, k, s.oh * s.ow, blk);
+  double rerr = 0;
+  for (size_t i = 0; i < ys; i++) rerr = isnan(yw[i]) ? INFINITY : fmax(rerr, fabs((double)yw[i] - fmax(0., yr[i])));
+  printf("  fused ReLU max err %.2e\n", rerr / big);
+  err = fmax(fmax(err, rerr) / big, serr) * big;
   free(shift), free(sum), free(sq);
   printf("  sums rel err %.2e\n", serr);
   printf("  %s F(%lldx%lld,3x3) %lld-channel blocks n%lld c%lld k%lld %lldx%lld pad %lld bias %d threads %d: "
@@ -108,7 +117,7 @@ static double check(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, int64
  * against conv2d_backward's dx. */
 static double check_data_grad(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, int64_t pad, int nthr,
                               int64_t blk, const variant *var) {
-  const wino_shape f = {n, c, k, h, w, pad, h + 2 * pad - 2, w + 2 * pad - 2, 4, blk};
+  const wino_shape f = {n, c, k, h, w, pad, h + 2 * pad - 2, w + 2 * pad - 2, 4, blk, 0, 0};
   const wino_shape s = wino_data_grad_shape(&f);
   assert_int_equal(s.oh, h);
   assert_int_equal(s.ow, w);
@@ -131,6 +140,13 @@ static double check_data_grad(int64_t n, int64_t c, int64_t k, int64_t h, int64_
   double big = 0, err = 0;
   for (size_t i = 0; i < xs; i++) big = fmax(big, fabs(dxr[i]));
   for (size_t i = 0; i < xs; i++) err = isnan(dxw[i]) ? INFINITY : fmax(err, fabs((double)dxw[i] - dxr[i]));
+  /* accumulating (a second consumer's gradient): dx + dx = 2 dx */
+  wino_shape sa = s;
+  sa.acc = 1;
+  var->fn(dxb, dyb, u, NULL, &sa, scr, nthr, NULL);
+  from_blocked(dxw, dxb, n, c, h * w, blk);
+  for (size_t i = 0; i < xs; i++)
+    err = isnan(dxw[i]) ? INFINITY : fmax(err, fabs((double)dxw[i] - 2.0 * dxr[i]) / 2);
   printf("  %s input gradient, F(%lldx%lld,3x3) %lld-channel blocks n%lld c%lld k%lld %lldx%lld pad %lld threads %d: "
          "max err %.2e (of %.2f)\n",
          var->name, (long long)s.m, (long long)s.m, (long long)blk, (long long)n, (long long)c, (long long)k, (long long)h,

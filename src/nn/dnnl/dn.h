@@ -33,17 +33,24 @@ enum {
   S_BN_STATS, /* batch mean/var -> running stats (train modes) */
   S_ADDVEC,   /* grad[off..off+count) += a */
   S_WINO,     /* 3x3 stride-1 conv forward by Winograd (wino.c), a -> b;
-                 count > 0: also the channel sums of BN node count - 1 */
-  S_WINO_DX,  /* its input gradient by Winograd, diff a -> b (overwritten) */
+                 count > 0: also the channel sums of BN node count - 1;
+                 flag WINO_FOLDED: the eval BN after it (and its ReLU)
+                 folded in; WINO_SAVED: plain, from the weights a folded
+                 forward saved (see lower_conv.c) */
+  S_WINO_DX,  /* its input gradient by Winograd, diff a -> b (overwritten; flag 1: added) */
   S_BN_BATCH, /* BN_RECOMPUTE plans: batch mean/var of a (sums first unless flag) */
-  S_SAVE      /* b[0..count) = theta[off..off+count) */
+  S_SAVE,     /* b[0..count) = theta[off..off+count) */
+  S_BN_FOLD_DX, /* folded eval BN node: diff a -> b, times its scale (and its ReLU's mask) */
+  S_BN_FOLD_DGB, /* its dgamma, dbeta from diff a and the conv's output b, added to grad */
+  S_ADD        /* residual sum of same-layout inputs -> b (count floats); flag: then ReLU */
 };
+enum { WINO_PLAIN = 0, WINO_FOLDED = 1, WINO_SAVED = 2 };
 
 typedef struct {
   int kind, node;
   int need; /* 0: always; else runs when the call asks for one of these
                (DN_DX: an input gradient, DN_GRAD: weight gradients) */
-  int flag; /* S_NORM_B: overwrite (1) or accumulate (0) */
+  int flag; /* S_NORM_B: overwrite (1) or accumulate (0); S_WINO: WINO_* */
   dnnl_primitive_t prim;
   int nargs;
   dnnl_exec_arg_t args[MAX_ARGS];
@@ -106,6 +113,10 @@ typedef struct {
   float **wino_du, **wino_dw;       /* S_WINO_DX: the same for the input gradient */
   char *wino_dok;
   double **bnsums;                  /* S_BN_BATCH: channel sums, 2 C per BN node */
+  int *fold;                        /* eval plans: conv i -> BN j + 1 folded into its
+                                       Winograd step; BN j -> -(i + 1); else 0 */
+  float **fold_w;                   /* folded conv i: what its last forward used (dn_fold_buf) */
+  int *add_relu;                    /* sum i -> ReLU r + 1 computed by its S_ADD (r -> -(i + 1)) */
 } plan;
 
 /* Plan kinds: eval (running statistics), train (batch statistics from
@@ -128,6 +139,7 @@ typedef struct {
   float *wscr;       /* S_WINO scratch, per thread */
   size_t wscrsz;
   int wino;          /* S_WINO allowed (MC_WINO=0 turns it off) */
+  int fold;          /* eval BN folded into Winograd steps, ReLU into sums (MC_DNNL_NOFUSE=1: off) */
   float **bnmean, **bnvar, **mask;
   int *mask_id;
   int *relu_of;    /* BN node -> the ReLU fused into it, else -1 */
@@ -236,6 +248,8 @@ mc_status dn_plan_create(dstate *st, int64_t n, int kind, int all_heads, int nth
 mc_status dn_bind(dstate *st, plan *p);
 
 /* dn_build.c */
+/* The one node of plan p that reads node s, or -1 (none, several, or s is a head). */
+int dn_sole_consumer(const dstate *st, const plan *p, int s);
 mc_status dn_build_forward(dstate *st, plan *p);
 mc_status dn_build_backward(dstate *st, plan *p);
 
@@ -248,6 +262,16 @@ int dn_bn_sums_layout(const dnnl_memory_desc_t *md, const mc_node *nd);
 int dn_wino_fits(const dstate *st, const plan *p, int i);
 
 wino_shape dn_wino_shape(const dstate *st, const plan *p, int i, int64_t n);
+
+/* Eval-BN folding (lower_conv.c): the BN node that conv node i's Winograd
+ * step absorbs in plan p, or -1; dn_fold_buf's parts for conv i (k output
+ * channels of c * 9 weights each): the folded weights and bias, the plain
+ * weights and bias they came from, the BN's scale. */
+int dn_fold_target(const dstate *st, const plan *p, int i);
+typedef struct {
+  float *w, *b, *w0, *b0, *scale;
+} dn_fold_parts;
+dn_fold_parts dn_fold_buf(const dstate *st, const plan *p, int i);
 
 /* The first lines of every lowering (not every one uses all of them). */
 #define DN_UNUSED __attribute__((unused))

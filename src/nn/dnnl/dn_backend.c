@@ -29,7 +29,10 @@
  * Fusion: a BN whose only consumer is a ReLU runs as one primitive
  * (dnnl_fuse_norm_relu, all modes, forward and backward); the BN's own
  * output is recomputed from the saved statistics and gamma/beta only if
- * it is read.  MC_DNNL_NOFUSE=1 turns this off.
+ * it is read.  In eval plans the BN after a Winograd convolution (with
+ * that ReLU) is folded into the convolution (lower_conv.c); in every plan
+ * a residual sum writes the output of the ReLU after it (lower_join.c).
+ * MC_DNNL_NOFUSE=1 turns these three off.
  *
  * BN: oneDNN gives the batch mean and population variance; the running
  * statistics are updated here (unbiased variance, momentum of the
@@ -143,6 +146,7 @@ static mc_status dn_be_init(mc_exec *e) {
   const char *wv = getenv("MC_WINO");
   st->wino = mc_kern_wino_available() && !(wv && *wv == '0');
   const char *nf = getenv("MC_DNNL_NOFUSE");
+  st->fold = !(nf && *nf && *nf != '0');
   for (int i = 0; i < nn; i++) {
     st->relu_of[i] = -1;
     if (m->nodes[i].kind != MC_NODE_BN || (nf && *nf && *nf != '0')) continue;
@@ -207,6 +211,7 @@ static int dn_be_view(mc_exec *e, int node, mc_act_view *v) {
   plan *p = st->cur;
   MC_ASSERT(p != NULL && node >= 0 && node < p->nn);
   if (st->relu_of && st->relu_of[node] >= 0) return -1; /* fused BN: not stored */
+  if (p->fold[node] > 0 || p->add_relu[node] > 0) return -1; /* folded conv, sum with its ReLU: not stored */
   const dnnl_memory_desc_t *md = &p->md[node];
   const mc_node *nd = &st->e->m->nodes[node];
   if (md->format_kind != dnnl_blocked || (md->ndims != 2 && md->ndims != 4)) return -1;
@@ -228,6 +233,19 @@ static mc_status dn_be_read(mc_exec *e, int node, float *out) {
   dstate *st = e->impl;
   plan *p = st->cur;
   MC_ASSERT(p != NULL && node >= 0 && node < p->nn);
+  const int conv = p->fold[node] > 0 ? node : p->fold[node] < 0 && st->relu_of[node] >= 0 ? -p->fold[node] - 1 : -1;
+  if (conv >= 0) { /* folded conv: its output from the weights its forward used */
+    step s = {.kind = S_WINO, .node = conv, .flag = WINO_SAVED, .a = p->fsrc[conv], .b = p->mem[conv]};
+    const steplist one = {&s, 1, 1};
+    MCK(dn_bind(st, p));
+    MCK(dn_run(st, &one));
+  }
+  if (p->add_relu[node] > 0) { /* sum that wrote its ReLU's output: the sum again */
+    step s = {.kind = S_ADD, .node = node, .b = p->mem[node], .count = (int64_t)(dn_md_size(&p->md[node]) / 4)};
+    const steplist one = {&s, 1, 1};
+    MCK(dn_bind(st, p));
+    MCK(dn_run(st, &one));
+  }
   if (st->relu_of && st->relu_of[node] >= 0) { /* fused BN: recompute its output */
     step *r = &p->rc[node];
     st->cur_node = node;

@@ -35,6 +35,20 @@ static int plan_runs_head(const dstate *st, const plan *p, int k) {
   return p->all_heads || !st->e->m->heads[k].train_only;
 }
 
+int dn_sole_consumer(const dstate *st, const plan *p, int s) {
+  const mc_model *m = st->e->m;
+  const char *live = plan_live(st, p);
+  int who = -1, uses = 0;
+  for (int k = s + 1; k < m->n_nodes; k++)
+    if (live[k])
+      for (int q = 0; q < m->nodes[k].n_in; q++)
+        if (m->nodes[k].in[q] == s) {
+          uses++;
+          who = k;
+        }
+  return uses == 1 && exec_head_of(st->e, s) < 0 ? who : -1;
+}
+
 mc_status dn_build_forward(dstate *st, plan *p) {
   const mc_model *m = st->e->m;
   const char *live = plan_live(st, p);

@@ -8,6 +8,7 @@
 #include "nn/kernels/wino.h"
 
 
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,9 +78,8 @@ static void bn_batch_stats(dstate *st, const step *s) {
 /* Conv node i's Winograd weights for shape ws (dgrad: of its input
  * gradient), transformed again only when the weights changed since the
  * last call (eval passes run the step once per 64-row slice). */
-static const float *wino_u_cached(dstate *st, int i, const wino_shape *ws, int dgrad) {
+static const float *wino_u_cached(dstate *st, int i, const float *w, const wino_shape *ws, int dgrad) {
   plan *p = st->cur;
-  const float *w = st->theta + st->e->m->tensors[st->e->m->nodes[i].t_weight].off;
   const size_t wb = sizeof(float) * (size_t)(ws->k * ws->c * 9);
   float *u = dgrad ? p->wino_du[i] : p->wino_u[i], *wc = dgrad ? p->wino_dw[i] : p->wino_w[i];
   char *ok = dgrad ? &p->wino_dok[i] : &p->wino_ok[i];
@@ -90,6 +90,79 @@ static const float *wino_u_cached(dstate *st, int i, const wino_shape *ws, int d
     *ok = 1;
   }
   return u;
+}
+
+/* The folded weights and bias of conv node i (lower_conv.c) from its
+ * weights w, bias b (or NULL) and the eval BN after it, saving what they
+ * came from. */
+static dn_fold_parts fold_weights(dstate *st, int i, const float *w, const float *b) {
+  const mc_model *m = st->e->m;
+  plan *p = st->cur;
+  const int j = p->fold[i] - 1;
+  const mc_node *bn = &m->nodes[j];
+  const dn_fold_parts f = dn_fold_buf(st, p, i);
+  const int64_t K = bn->C, CK = m->nodes[m->nodes[i].in[0]].C * 9;
+  const float *g = st->theta + m->tensors[bn->t_weight].off, *be = st->theta + m->tensors[bn->t_bias].off;
+  const float *mu = dn_mem_ptr(p->mean[j]), *var = dn_mem_ptr(p->var[j]);
+  memcpy(f.w0, w, sizeof(float) * (size_t)(K * CK));
+  if (b) memcpy(f.b0, b, sizeof(float) * (size_t)K);
+  for (int64_t k = 0; k < K; k++) {
+    const float sc = (float)(g[k] / sqrt((double)var[k] + bn->eps));
+    f.scale[k] = sc;
+    f.b[k] = be[k] + sc * ((b ? b[k] : 0.f) - mu[k]);
+    for (int64_t q = 0; q < CK; q++) f.w[k * CK + q] = w[k * CK + q] * sc;
+  }
+  return f;
+}
+
+/* S_BN_FOLD_DX: the input gradient of folded BN node s->node (eval
+ * statistics) -- its output diff s->a times its scale, and where its ReLU
+ * is fused, masked by that ReLU's output (> 0) -- into s->b; blocked (8 or
+ * 16 channels) like the Winograd step that computed it. */
+static void bn_fold_dx(dstate *st, const step *s) {
+  const mc_model *m = st->e->m;
+  plan *p = st->cur;
+  const mc_node *nd = &m->nodes[s->node];
+  const int r = st->relu_of[s->node];
+  const float *dy = dn_mem_ptr(s->a), *y = r >= 0 ? dn_mem_ptr(p->mem[r]) : NULL;
+  const float *sc = dn_fold_buf(st, p, -p->fold[s->node] - 1).scale;
+  float *t = dn_mem_ptr(s->b);
+  const int64_t B = dn_wino_shape(st, p, -p->fold[s->node] - 1, 1).blk, CB = nd->C / B, S = nd->H * nd->W;
+  const int64_t rows = st->e->n * CB;
+  const mc_kern_scale_mask_fn f = mc_kern_scale_mask();
+#pragma omp parallel for schedule(static) num_threads(p->nthr) if (rows * S * B > (1 << 15))
+  for (int64_t u = 0; u < rows; u++)
+    f(t + u * S * B, dy + u * S * B, y ? y + u * S * B : NULL, sc + u % CB * B, S, B);
+}
+
+/* S_BN_FOLD_DGB: dgamma += sum dy * mask * xhat, dbeta += sum dy * mask
+ * over every output of each channel (in double), xhat = (c - mean) /
+ * sqrt(var + eps) from the conv's output c (s->b), mask from the fused
+ * ReLU's output as in bn_fold_dx. */
+static void bn_fold_dgb(dstate *st, const step *s) {
+  const mc_model *m = st->e->m;
+  plan *p = st->cur;
+  const mc_node *nd = &m->nodes[s->node];
+  const int r = st->relu_of[s->node], conv = -p->fold[s->node] - 1;
+  const float *dy = dn_mem_ptr(s->a), *y = r >= 0 ? dn_mem_ptr(p->mem[r]) : NULL, *c = dn_mem_ptr(s->b);
+  const float *mu = dn_mem_ptr(p->mean[s->node]), *var = dn_mem_ptr(p->var[s->node]);
+  float *dg = st->grad + m->tensors[nd->t_weight].off, *db = st->grad + m->tensors[nd->t_bias].off;
+  const int64_t B = dn_wino_shape(st, p, conv, 1).blk, C = nd->C, S = nd->H * nd->W, N = st->e->n;
+#pragma omp parallel for schedule(static) num_threads(p->nthr) if (N * C * S > (1 << 15))
+  for (int64_t ch = 0; ch < C; ch++) {
+    double sg = 0, sb = 0;
+    for (int64_t n = 0; n < N; n++) {
+      const int64_t o = (n * (C / B) + ch / B) * S * B + ch % B;
+      for (int64_t q = 0; q < S; q++) {
+        const int64_t e = o + q * B;
+        if (y && !(y[e] > 0.f)) continue;
+        sb += dy[e];
+        sg += (double)dy[e] * ((double)c[e] - mu[ch]);
+      }
+    }
+    dg[ch] += (float)(sg / sqrt((double)var[ch] + nd->eps));
+    db[ch] += (float)sb;
+  }
 }
 
 mc_status dn_run(dstate *st, const steplist *L) {
@@ -175,8 +248,20 @@ mc_status dn_run(dstate *st, const steplist *L) {
       break;
     case S_WINO: {
       plan *p = st->cur;
-      const wino_shape ws = dn_wino_shape(st, p, s->node, N);
-      const float *u = wino_u_cached(st, s->node, &ws, 0);
+      wino_shape ws = dn_wino_shape(st, p, s->node, N);
+      const float *w = st->theta + m->tensors[nd->t_weight].off;
+      const float *bias = nd->bias ? st->theta + m->tensors[nd->t_bias].off : NULL;
+      if (s->flag == WINO_FOLDED) {
+        const dn_fold_parts f = fold_weights(st, s->node, w, bias);
+        w = f.w;
+        bias = f.b;
+        ws.relu = st->relu_of[p->fold[s->node] - 1] >= 0;
+      } else if (s->flag == WINO_SAVED) {
+        const dn_fold_parts f = dn_fold_buf(st, p, s->node);
+        w = f.w0;
+        bias = nd->bias ? f.b0 : NULL;
+      }
+      const float *u = wino_u_cached(st, s->node, w, &ws, 0);
       wino_stats sums, *sp = NULL;
       if (s->count > 0) {
         const mc_node *bn = &m->nodes[s->count - 1];
@@ -184,15 +269,28 @@ mc_status dn_run(dstate *st, const steplist *L) {
                             p->bnsums[s->count - 1] + bn->C};
         sp = &sums;
       }
-      wino_forward(dn_mem_ptr(s->b), dn_mem_ptr(s->a), u,
-                   nd->bias ? st->theta + m->tensors[nd->t_bias].off : NULL, &ws, st->wscr, p->nthr,
-                   sp);
+      wino_forward(dn_mem_ptr(s->b), dn_mem_ptr(s->a), u, bias, &ws, st->wscr, p->nthr, sp);
       break;
     }
     case S_WINO_DX: {
-      const wino_shape fs = dn_wino_shape(st, st->cur, s->node, N), ws = wino_data_grad_shape(&fs);
-      wino_forward(dn_mem_ptr(s->b), dn_mem_ptr(s->a), wino_u_cached(st, s->node, &ws, 1), NULL, &ws, st->wscr,
+      const wino_shape fs = dn_wino_shape(st, st->cur, s->node, N);
+      wino_shape ws = wino_data_grad_shape(&fs);
+      ws.acc = s->flag;
+      const float *w = st->theta + m->tensors[nd->t_weight].off;
+      wino_forward(dn_mem_ptr(s->b), dn_mem_ptr(s->a), wino_u_cached(st, s->node, w, &ws, 1), NULL, &ws, st->wscr,
                    st->cur->nthr, NULL);
+      break;
+    }
+    case S_BN_FOLD_DX:
+      bn_fold_dx(st, s);
+      break;
+    case S_BN_FOLD_DGB:
+      bn_fold_dgb(st, s);
+      break;
+    case S_ADD: {
+      const float *xs[MC_MAX_INPUTS];
+      for (int j = 0; j < nd->n_in; j++) xs[j] = dn_mem_ptr(st->cur->mem[nd->in[j]]);
+      add_relu_forward(dn_mem_ptr(s->b), xs, nd->n_in, s->count, s->flag);
       break;
     }
     case S_BN_BATCH:

@@ -1,7 +1,9 @@
 /* oneDNN backend: batch normalisation, forward in the three modes (fused
  * with the ReLU that is its only consumer; in BN-recompute plans
  * normalising with the batch statistics that dn_run.c sums in double) and
- * backward through the batch or running statistics. */
+ * backward through the batch or running statistics; in eval plans folded
+ * into the Winograd convolution before it (lower_conv.c), with its own
+ * backward steps. */
 #include "nn/dnnl/dn.h"
 
 #include <stdlib.h>
@@ -53,6 +55,12 @@ static mc_status bn_fwd_steps(dstate *st, plan *p, int i, const_dnnl_primitive_d
   a[na++] = (dnnl_exec_arg_t){DNNL_ARG_VARIANCE, p->var[i]};
   a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SCALE, scale};
   a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SHIFT, p->shift[i]};
+  if (p->fold[i] < 0) { /* the conv before it computes this BN (lower_conv.c) */
+    const int c = -p->fold[i] - 1;
+    MCK(dn_push_custom(L, S_WINO, c, p->fsrc[c], p->mem[r >= 0 ? r : i], 0, 0));
+    L->v[L->n - 1].flag = WINO_FOLDED;
+    return MC_OK;
+  }
   MCK(dn_add_ws(st, p, i, a, &na));
   MCK(dn_add_prim(st, p, L, gpd ? gpd : p->fpd[i], na, a, 0));
   if (p->kind != PK_EVAL) MCK(dn_push_custom(L, S_BN_STATS, i, p->mean[i], p->var[i], N * nd->H * nd->W, 0));
@@ -90,7 +98,29 @@ static mc_status bn_fwd(dstate *st, plan *p, int i) {
   return rc;
 }
 
+/* The backward of a BN folded into the Winograd convolution before it
+ * (lower_conv.c), from what the folded forward computed: the input
+ * gradient dy * scale (masked by the fused ReLU's output, so it agrees
+ * with the forward that ran), and for weight gradients the conv's output
+ * again, for the normalised values of dgamma. */
+static mc_status bn_folded_bwd(dstate *st, plan *p, dn_bctx *b, int i) {
+  BWD_PROLOGUE;
+  const int r = st->relu_of[i];
+  first = !seen[in];
+  seen[in] = 1;
+  TRY(dn_diff_target(st, p, in, first, &p->md[in], &t, &deliver));
+  TRY(dn_push_custom(L, S_BN_FOLD_DX, i, p->dmem[r >= 0 ? r : i], t, 0, gneed));
+  if (deliver) TRY(dn_add_deliver(st, p, L, in, first, t, cin));
+  TRY(dn_push_custom(L, S_WINO, in, p->fsrc[in], p->mem[in], 0, DN_GRAD));
+  L->v[L->n - 1].flag = WINO_SAVED;
+  TRY(dn_push_custom(L, S_BN_FOLD_DGB, i, p->dmem[r >= 0 ? r : i], p->mem[in], 0, DN_GRAD));
+done:
+  if (pd) dnnl_primitive_desc_destroy(pd);
+  return rc;
+}
+
 static mc_status bn_bwd(dstate *st, plan *p, dn_bctx *b, int i) {
+  if (p->fold[i] < 0) return bn_folded_bwd(st, p, b, i);
   BWD_PROLOGUE;
   const int r = st->relu_of[i];
   unsigned fl = dnnl_use_scale | dnnl_use_shift | (p->kind == PK_EVAL ? dnnl_use_global_stats : 0u) |

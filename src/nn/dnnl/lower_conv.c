@@ -21,7 +21,7 @@ static int wino_block(const plan *p, int i) {
 wino_shape dn_wino_shape(const dstate *st, const plan *p, int i, int64_t n) {
   const mc_node *nd = &st->e->m->nodes[i], *x = &st->e->m->nodes[nd->in[0]];
   return (wino_shape){n,      x->C,  nd->C, x->H, x->W, nd->pad, nd->H, nd->W, wino_tile(nd->H, nd->W, x->C),
-                      wino_block(p, i)};
+                      wino_block(p, i), 0, 0};
 }
 
 /* Conv node i runs as S_WINO: 3x3, stride 1, and the primitive oneDNN
@@ -36,6 +36,29 @@ int dn_wino_fits(const dstate *st, const plan *p, int i) {
   return st->wino && nd->k == 3 && nd->stride == 1 && wino_block(p, i) != 0;
 }
 
+/* Eval plans fold the BN that is a Winograd convolution's only reader
+ * into it: with the running statistics, BN(conv(x, w) + b) = conv(x, s w)
+ * + beta + s (b - mean), s = gamma / sqrt(var + eps) per output channel,
+ * and a ReLU that is the BN's only reader goes into the output transform
+ * too; the BN primitive's pass over the activations disappears.  The
+ * conv's own output is not stored: reading it (or the BN's, when its ReLU
+ * is fused) recomputes it from the weights the forward saved.  Backward
+ * (lower_bn.c): the input gradient from the folded forward's own outputs
+ * (so a dx-only backward and a full one agree to the bit), and for weight
+ * gradients dgamma, dbeta from the conv's output computed again. */
+int dn_fold_target(const dstate *st, const plan *p, int i) {
+  const mc_node *nd = &st->e->m->nodes[i];
+  if (!st->fold || p->kind != PK_EVAL || nd->kind != MC_NODE_CONV || !dn_wino_fits(st, p, i)) return -1;
+  const int j = dn_sole_consumer(st, p, i);
+  return j >= 0 && st->e->m->nodes[j].kind == MC_NODE_BN ? j : -1;
+}
+
+dn_fold_parts dn_fold_buf(const dstate *st, const plan *p, int i) {
+  const mc_node *nd = &st->e->m->nodes[i];
+  const int64_t K = nd->C, W = K * st->e->m->nodes[nd->in[0]].C * 9;
+  float *f = p->fold_w[i];
+  return (dn_fold_parts){f, f + W, f + W + K, f + 2 * W + K, f + 2 * W + 2 * K};
+}
 
 static mc_status conv_fwd(dstate *st, plan *p, int i) {
   FWD_PROLOGUE;
@@ -71,7 +94,12 @@ static mc_status conv_fwd(dstate *st, plan *p, int i) {
     p->wino_u[i] = dn_plan_buf(p, sizeof(float) * wino_weight_floats(&ws));
     p->wino_w[i] = dn_plan_buf(p, sizeof(float) * (size_t)(ws.k * ws.c * 9));
     MCK(dn_ensure(st, &st->wscr, &st->wscrsz, sizeof(float) * wino_scratch_floats(&ws) * (size_t)p->nthr));
-    return dn_push_custom(L, S_WINO, i, p->fsrc[i], p->mem[i], 0, 0);
+    const int j = dn_fold_target(st, p, i);
+    if (j < 0) return dn_push_custom(L, S_WINO, i, p->fsrc[i], p->mem[i], 0, 0);
+    p->fold[i] = j + 1; /* BN j pushes the folded step */
+    p->fold[j] = -(i + 1);
+    p->fold_w[i] = dn_plan_buf(p, sizeof(float) * (size_t)(2 * ws.k * ws.c * 9 + 3 * ws.k));
+    return MC_OK;
   }
   dnnl_memory_t w;
   MCK(dn_as_md(st, p, L, p->wplain[i], dn_qmd(p->fpd[i], dnnl_query_weights_md), 0, 1, &w));
@@ -191,8 +219,11 @@ static mc_status conv_bwd(dstate *st, plan *p, dn_bctx *b, int i) {
     p->wino_du[i] = dn_plan_buf(p, sizeof(float) * wino_weight_floats(&ws));
     p->wino_dw[i] = dn_plan_buf(p, sizeof(float) * (size_t)(ws.k * ws.c * 9));
     TRY(dn_ensure(st, &st->wscr, &st->wscrsz, sizeof(float) * wino_scratch_floats(&ws) * (size_t)p->nthr));
-    TRY(dn_diff_target(st, p, in, first, qs, &t, &deliver));
+    const int acc = !first && in != 0 && dn_md_eq(qs, &p->md[in]); /* add in the output transform */
+    if (acc) t = p->dmem[in];
+    else TRY(dn_diff_target(st, p, in, first, qs, &t, &deliver));
     TRY(dn_push_custom(L, S_WINO_DX, i, p->dmem[i], t, 0, cin));
+    L->v[L->n - 1].flag = acc;
     if (deliver) TRY(dn_add_deliver(st, p, L, in, first, t, cin));
     goto done;
   }

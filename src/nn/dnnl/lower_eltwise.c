@@ -13,6 +13,7 @@ static mc_status relu_fwd(dstate *st, plan *p, int i) {
   CK(dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_training,
                                     dnnl_eltwise_relu_use_dst_for_bwd, &p->md[in], 0.f, 0.f));
   CK(dnnl_primitive_desc_create(&p->fpd[i], &ed, st->attr, st->eng, NULL));
+  if (p->add_relu[i] < 0) return MC_OK; /* computed by the sum before it (lower_join.c) */
   p->md[i] = *dn_qmd(p->fpd[i], dnnl_query_dst_md);
   MCK(dn_set_out(st, p, i));
   a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, p->mem[in]};

@@ -1,5 +1,7 @@
 /* oneDNN backend: the input copy, flatten (a reorder to plain layout),
- * residual sums and channel concatenation, forward and backward. */
+ * residual sums (our own step when the addends share a layout, writing
+ * the output of a ReLU that is the sum's only reader too: relu_bwd reads
+ * only that output) and channel concatenation, forward and backward. */
 #include "nn/dnnl/dn.h"
 
 #include <stdlib.h>
@@ -44,6 +46,24 @@ static mc_status join_fwd(dstate *st, plan *p, int i) {
   for (int j = 0; j < nd->n_in; j++) {
     srcs[j] = p->md[nd->in[j]];
     sc[j] = 1.f;
+  }
+  int same = 1; /* every addend in one layout: our own step, with the ReLU after it */
+  for (int j = 1; j < nd->n_in; j++) same = same && dn_md_eq(&srcs[j], &srcs[0]);
+  if (nd->kind == MC_NODE_ADD && same) {
+    p->md[i] = p->md[in];
+    MCK(dn_set_out(st, p, i));
+    const int r = st->fold ? dn_sole_consumer(st, p, i) : -1;
+    const int relu = r >= 0 && m->nodes[r].kind == MC_NODE_RELU;
+    if (relu) { /* the ReLU's output is written here; relu_fwd only makes its descriptor */
+      p->add_relu[i] = r + 1;
+      p->add_relu[r] = -(i + 1);
+      p->md[r] = p->md[i];
+      MCK(dn_set_out(st, p, r));
+    }
+    MCK(dn_push_custom(L, S_ADD, i, NULL, p->mem[relu ? r : i], (int64_t)(dn_md_size(&p->md[i]) / sizeof(float)),
+                       0));
+    L->v[L->n - 1].flag = relu;
+    return MC_OK;
   }
   if (nd->kind == MC_NODE_ADD) {
     CK(dnnl_sum_primitive_desc_create(&p->fpd[i], &p->md[in], nd->n_in, sc, srcs, st->attr,

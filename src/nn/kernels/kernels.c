@@ -60,6 +60,13 @@ mc_kern_bn_sums_fn mc_kern_bn_sums(int block) {
   return block == 8 ? mc_kern_bn_sums8_scalar : mc_kern_bn_sums16_scalar;
 }
 
+mc_kern_scale_mask_fn mc_kern_scale_mask(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  if (use_avx2()) return mc_kern_scale_mask_avx2;
+#endif
+  return mc_kern_scale_mask_scalar;
+}
+
 mc_kern_block_sums_fn mc_kern_block_sums(void) {
 #if defined(__x86_64__) || defined(__i386__)
   if (use_avx2()) return mc_kern_block_sums_avx2;
@@ -84,4 +91,5 @@ void mc_kernels_info(FILE *f) {
                use_avx512() ? "avx512f" : "avx2+fma (two 8-lane halves)");
   fprintf(f, "kernel bn-recompute sums (8- and 16-channel blocks): %s\n", v);
   fprintf(f, "kernel alignment moments: %s\n", v);
+  fprintf(f, "kernel folded-BN input gradient: %s\n", v);
 }

@@ -45,6 +45,14 @@ typedef void (*mc_kern_bn_sums_fn)(double *sum, double *sq, const float *x, int6
                                    const float *shift);
 mc_kern_bn_sums_fn mc_kern_bn_sums(int block);
 
+/* One channel block of a blocked tensor (S pixels of B = 8 or 16
+ * channels): t = dy * scale[c], or 0 where y (when not NULL) is not > 0 --
+ * the input gradient of an eval BN (and the ReLU after it) folded into
+ * the convolution before it (src/nn/dnnl/). */
+typedef void (*mc_kern_scale_mask_fn)(float *t, const float *dy, const float *y, const float *scale, int64_t S,
+                                      int64_t B);
+mc_kern_scale_mask_fn mc_kern_scale_mask(void);
+
 /* Alignment moments over one image's gathered 8-unit blocks (corr.c):
  * s1[u] += sum, s2[u] += sum of squares of each unit over `per` samples;
  * sab (count x count) += A B^T. */
@@ -63,6 +71,8 @@ void mc_kern_bn_sums8_scalar(double *, double *, const float *, int64_t, int64_t
 void mc_kern_bn_sums16_scalar(double *, double *, const float *, int64_t, int64_t, int64_t, const float *);
 void mc_kern_bn_sums8_avx2(double *, double *, const float *, int64_t, int64_t, int64_t, const float *);
 void mc_kern_bn_sums16_avx2(double *, double *, const float *, int64_t, int64_t, int64_t, const float *);
+void mc_kern_scale_mask_scalar(float *, const float *, const float *, const float *, int64_t, int64_t);
+void mc_kern_scale_mask_avx2(float *, const float *, const float *, const float *, int64_t, int64_t);
 void mc_kern_block_sums_scalar(const float *, int64_t, int64_t, int64_t, double *, double *);
 void mc_kern_block_sums_avx2(const float *, int64_t, int64_t, int64_t, double *, double *);
 void mc_kern_block_cross_scalar(const float *, int64_t, const float *, int64_t, int64_t, int64_t, double *);

@@ -102,4 +102,16 @@ void mc_kern_block_cross_avx2(const float *ga, int64_t bsa, const float *gb, int
 }
 
 
+/* t = dy * scale, zero where y is not > 0 (NaN included): 8 lanes at a
+ * time, a 16-channel block as two halves. */
+void mc_kern_scale_mask_avx2(float *t, const float *dy, const float *y, const float *scale, int64_t S,
+                             int64_t B) {
+  const __m256 z = _mm256_setzero_ps(), c0 = _mm256_loadu_ps(scale), c1 = B > 8 ? _mm256_loadu_ps(scale + 8) : c0;
+  for (int64_t q = 0; q < S * B; q += 8) {
+    __m256 v = _mm256_mul_ps(_mm256_loadu_ps(dy + q), q % B ? c1 : c0);
+    if (y) v = _mm256_and_ps(v, _mm256_cmp_ps(_mm256_loadu_ps(y + q), z, _CMP_GT_OQ));
+    _mm256_storeu_ps(t + q, v);
+  }
+}
+
 #endif

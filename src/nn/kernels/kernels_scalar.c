@@ -66,3 +66,8 @@ void mc_kern_block_cross_scalar(const float *ga, int64_t bsa, const float *gb, i
     }
 }
 
+
+void mc_kern_scale_mask_scalar(float *t, const float *dy, const float *y, const float *scale, int64_t S,
+                               int64_t B) {
+  for (int64_t q = 0; q < S * B; q++) t[q] = y && !(y[q] > 0.f) ? 0.f : dy[q] * scale[q % B];
+}

@@ -57,7 +57,7 @@ static void weights_transform(float *u, const float *w, const wino_shape *s, int
 void wino_weights(float *u, const float *w, const wino_shape *s) { weights_transform(u, w, s, 0); }
 
 wino_shape wino_data_grad_shape(const wino_shape *f) {
-  return (wino_shape){f->n, f->k, f->c, f->oh, f->ow, 2 - f->pad, f->h, f->w, wino_tile(f->h, f->w, f->k), f->blk};
+  return (wino_shape){f->n, f->k, f->c, f->oh, f->ow, 2 - f->pad, f->h, f->w, wino_tile(f->h, f->w, f->k), f->blk, 0, 0};
 }
 
 void wino_weights_data_grad(float *u, const float *w, const wino_shape *s) { weights_transform(u, w, s, 1); }

@@ -30,6 +30,8 @@ typedef struct {
   int64_t oh, ow;     /* output size: h + 2 pad - 2, w + 2 pad - 2 */
   int64_t m;          /* output tile: 2 for F(2x2, 3x3), 4 for F(4x4, 3x3) */
   int64_t blk;        /* channel block of src and dst: 8 or 16 */
+  int relu;           /* 1: dst = max(0, conv + bias), a ReLU fused into the output */
+  int acc;            /* 1: dst += conv (+ bias), accumulating into what dst holds */
 } wino_shape;
 
 /* The tile for an output size and c input channels: 4 unless 4x4 tiles
@@ -74,7 +76,9 @@ typedef struct {
   double *sum, *sq;   /* k values each, overwritten */
 } wino_stats;
 
-/* dst = conv(src, w) + bias (bias may be NULL), src and dst blocked; with
+/* dst = conv(src, w) + bias (bias may be NULL; dst + that if s->acc; then
+ * max(0, .) if s->relu),
+ * src and dst blocked; with
  * a non-NULL stats also its channel sums.  scratch: nthr *
  * wino_scratch_floats(s) floats; runs on nthr OpenMP threads (1: in the
  * caller's thread).  The result depends on nthr only through the order in

@@ -18,6 +18,7 @@ typedef __m256 vf;
 #define VADD _mm256_add_ps
 #define VSUB _mm256_sub_ps
 #define VMUL _mm256_mul_ps
+#define VMAX _mm256_max_ps
 #define VSET1 _mm256_set1_ps
 #define VZERO _mm256_setzero_ps
 #define VBCAST _mm256_broadcast_ss

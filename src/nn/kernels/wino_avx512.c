@@ -18,6 +18,7 @@ typedef __m512 vf;
 #define VADD _mm512_add_ps
 #define VSUB _mm512_sub_ps
 #define VMUL _mm512_mul_ps
+#define VMAX _mm512_max_ps
 #define VSET1 _mm512_set1_ps
 #define VZERO _mm512_setzero_ps
 #define VBCAST(p) _mm512_set1_ps(*(p))

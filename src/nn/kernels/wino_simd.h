@@ -3,7 +3,7 @@
  * wino_avx512.c: VL = 16), which defines before including it:
  *   vf, VL          the vector type and its lanes
  *   VLD, VST, VSTA  unaligned load, unaligned store, aligned store
- *   VADD, VSUB, VMUL, VSET1, VZERO, VBCAST (broadcast one float)
+ *   VADD, VSUB, VMUL, VMAX, VSET1, VZERO, VBCAST (broadcast one float)
  *   VFMA(a, b, c) = a * b + c, VFNMA(a, b, c) = c - a * b
  *   VADD_TO_DOUBLE(q, v)   q[0..VL) += v, in double
  *   WINO_FORWARD    the name of the entry point (kernels.h)
@@ -114,14 +114,18 @@ static inline void store6(float *r, int64_t ld, vf a, vf b, vf c, vf d, vf e, vf
   VST(r + 5 * ld, f);
 }
 
-/* The 6x6 patch of F(4x4, 3x3): columns through a stack array, then rows. */
-static inline void patch6_transform(float *q, int64_t xs, const float *p, int64_t ld, int64_t px) {
+/* The 6x6 patch of F(4x4, 3x3): columns through a stack array, then rows.
+ * Only rows [i0, i1) and columns [j0, j1) of the patch lie in the image;
+ * the rest is the zero padding, never loaded (constants 0, 6, 0, 6 for a
+ * patch inside the image compile to the plain loads). */
+static inline __attribute__((always_inline)) void patch6_transform(float *q, int64_t xs, const float *p, int64_t ld,
+                                                                   int64_t px, int i0, int i1, int j0, int j1) {
   vf t[6][6];
   for (int j = 0; j < 6; j++) {
     const float *c = p + j * px;
-    BT6(t[0][j], t[1][j], t[2][j], t[3][j], t[4][j], t[5][j], VLD(c),
-        VLD(c + ld), VLD(c + 2 * ld), VLD(c + 3 * ld),
-        VLD(c + 4 * ld), VLD(c + 5 * ld));
+    vf x[6];
+    for (int i = 0; i < 6; i++) x[i] = j >= j0 && j < j1 && i >= i0 && i < i1 ? VLD(c + i * ld) : VZERO();
+    BT6(t[0][j], t[1][j], t[2][j], t[3][j], t[4][j], t[5][j], x[0], x[1], x[2], x[3], x[4], x[5]);
   }
   for (int i = 0; i < 6; i++) {
     vf o0, o1, o2, o3, o4, o5;
@@ -131,8 +135,8 @@ static inline void patch6_transform(float *q, int64_t xs, const float *p, int64_
 }
 
 /* Input transform of one tile, all channel blocks: V[xi][tile][c].  A
- * patch that crosses the image border is first copied, zero-padded, into
- * a small buffer. */
+ * 6x6 patch that crosses the image border loads only its pixels inside; a
+ * 4x4 one is first copied, zero-padded, into a small buffer. */
 static void input_tile(float *v, int64_t tt, const float *img, const wino_shape *s, int64_t iy0,
                        int64_t ix0) {
   const int64_t C = s->c, H = s->h, W = s->w, B = s->blk, plane = H * W * B;
@@ -145,7 +149,12 @@ static void input_tile(float *v, int64_t tt, const float *img, const wino_shape 
     const float *p = img + cb * VL / B * plane + cb * VL % B + (iy0 * W + ix0) * B;
     const float *src = p;
     int64_t ld = W * B, px = B;
-    float buf[36 * VL] __attribute__((aligned(64)));
+    if (a == 6) {
+      if (inside) patch6_transform(q + cb * VL, WINO_TB * C, src, ld, px, 0, 6, 0, 6);
+      else patch6_transform(q + cb * VL, WINO_TB * C, src, ld, px, i0, i1, j0, j1);
+      continue;
+    }
+    float buf[16 * VL] __attribute__((aligned(64)));
     if (!inside) {
       for (int i = 0; i < a; i++)
         for (int j = 0; j < a; j++)
@@ -156,8 +165,7 @@ static void input_tile(float *v, int64_t tt, const float *img, const wino_shape 
       ld = a * VL;
       px = VL;
     }
-    if (a == 6) patch6_transform(q + cb * VL, WINO_TB * C, src, ld, px);
-    else patch_transform(q + cb * VL, WINO_TB * C, src, ld, px);
+    patch_transform(q + cb * VL, WINO_TB * C, src, ld, px);
   }
 }
 
@@ -229,20 +237,50 @@ static void gemm_6x1v(float *m, const float *v, const float *u, int64_t C, int64
     y3 = VADD(VFMA(VSET1(8.f), d34_, d12_), x5); \
   } while (0)
 
-/* Output transform of one tile, all channel blocks, + bias, clipped to
- * the image; with ps, the tile's shifted channel sums are added to ps[0..K)
+/* One output row of a tile: its nx <= 4 values r[] + bias (+ what dst
+ * holds, then the ReLU, as s->acc, s->relu), stored at d, d + B, ...; with
+ * sums, their shifted sums and squares added to s1, s2.  A full row (nx
+ * = 4, the common case) is unrolled, so r stays in registers. */
+#define OUT_ONE(j)                                                                           \
+  do {                                                                                       \
+    vf y_ = VADD(r[j], b);                                                                   \
+    if (acc) y_ = VADD(VLD(d + (j) * B), y_);                                                \
+    if (relu) y_ = VMAX(y_, VZERO()); /* NaN -> 0, as relu_forward (max: its 2nd operand) */ \
+    VST(d + (j) * B, y_);                                                                    \
+    if (sums) {                                                                              \
+      const vf e_ = VSUB(y_, c);                                                             \
+      *s1 = VADD(*s1, e_);                                                                   \
+      *s2 = VFMA(e_, e_, *s2);                                                               \
+    }                                                                                        \
+  } while (0)
+static inline __attribute__((always_inline)) void out_row(float *d, int64_t B, const vf *r, int nx, vf b, int acc,
+                                                          int relu, int sums, vf c, vf *s1, vf *s2) {
+  if (nx == 4) {
+    OUT_ONE(0);
+    OUT_ONE(1);
+    OUT_ONE(2);
+    OUT_ONE(3);
+  } else {
+    for (int j = 0; j < nx; j++) OUT_ONE(j);
+  }
+}
+#undef OUT_ONE
+
+/* Output transform of one tile, all channel blocks, + bias (+ what the
+ * image holds when s->acc, then the ReLU when s->relu), clipped to the
+ * image; with ps, the tile's shifted channel sums are added to ps[0..K)
  * and their squares to ps[K..2K). */
 static void output_tile(float *img, const float *mm, int64_t tt, const float *bias,
                         const wino_shape *s, int64_t oy0, int64_t ox0, double *ps,
                         const float *shift) {
   const int64_t K = s->k, OH = s->oh, OW = s->ow, B = s->blk, plane = OH * OW * B, xs = WINO_TB * K;
-  const int m = (int)s->m;
+  const int m = (int)s->m, acc = s->acc, relu = s->relu, sums = ps != NULL;
   const int ny = oy0 + m <= OH ? m : (int)(OH - oy0), nx = ox0 + m <= OW ? m : (int)(OW - ox0);
   for (int64_t kb = 0; kb < K / VL; kb++) {
     const float *x = mm + tt * K + kb * VL;
-    const vf b = bias ? VLD(bias + kb * VL) : VZERO();
+    const vf b = bias ? VLD(bias + kb * VL) : VZERO(), c = sums ? VLD(shift + kb * VL) : VZERO();
     float *p = img + kb * VL / B * plane + kb * VL % B + (oy0 * OW + ox0) * B;
-    vf y[4][4];
+    vf s1 = VZERO(), s2 = s1;
     if (m == 4) {
       vf t[4][6];
       for (int j = 0; j < 6; j++)
@@ -250,29 +288,24 @@ static void output_tile(float *img, const float *mm, int64_t tt, const float *bi
             VLD(x + (6 + j) * xs), VLD(x + (12 + j) * xs),
             VLD(x + (18 + j) * xs), VLD(x + (24 + j) * xs),
             VLD(x + (30 + j) * xs));
-      for (int i = 0; i < 4; i++)
-        AT6(y[i][0], y[i][1], y[i][2], y[i][3], t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5]);
+      for (int i = 0; i < ny; i++) {
+        vf r[4];
+        AT6(r[0], r[1], r[2], r[3], t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5]);
+        out_row(p + i * OW * B, B, r, nx, b, acc, relu, sums, c, &s1, &s2);
+      }
     } else {
       vf t[2][4];
       for (int j = 0; j < 4; j++)
         AT4(t[0][j], t[1][j], VLD(x + j * xs), VLD(x + (4 + j) * xs),
             VLD(x + (8 + j) * xs), VLD(x + (12 + j) * xs));
-      for (int i = 0; i < 2; i++) AT4(y[i][0], y[i][1], t[i][0], t[i][1], t[i][2], t[i][3]);
-    }
-    for (int i = 0; i < ny; i++)
-      for (int j = 0; j < nx; j++) {
-        y[i][j] = VADD(y[i][j], b);
-        VST(p + (i * OW + j) * B, y[i][j]);
+      for (int i = 0; i < ny; i++) {
+        vf r[4];
+        AT4(r[0], r[1], t[i][0], t[i][1], t[i][2], t[i][3]);
+        r[2] = r[3] = VZERO(); /* never stored: nx <= 2 */
+        out_row(p + i * OW * B, B, r, nx, b, acc, relu, sums, c, &s1, &s2);
       }
-    if (ps) {
-      const vf c = VLD(shift + kb * VL);
-      vf s1 = VZERO(), s2 = s1;
-      for (int i = 0; i < ny; i++)
-        for (int j = 0; j < nx; j++) {
-          const vf d = VSUB(y[i][j], c);
-          s1 = VADD(s1, d);
-          s2 = VFMA(d, d, s2);
-        }
+    }
+    if (sums) {
       VADD_TO_DOUBLE(ps + kb * VL, s1);
       VADD_TO_DOUBLE(ps + K + kb * VL, s2);
     }
