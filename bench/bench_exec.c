@@ -6,7 +6,7 @@
  *   bench_exec [--batch N] [--threads T] [--iters K] [--arch A[,A...]]
  *              [--input CxHxW] [--classes K] [--width W]
  *              [--backend ref|dnnl|both] [--eval | --recompute]
- *              [--bwd grad|dx|both]
+ *              [--bwd grad|dx|both] [--bn-eval]
  *
  * Training passes: forward, the multi-head loss (mc_exec_loss: every head,
  * e.g. GoogLeNet's CE + 0.3 aux1 + 0.3 aux2), backward.  --eval: the
@@ -15,6 +15,8 @@
  *
  * --bwd: what the backward computes: the weight gradient (default, as in
  * training), only the input gradient (grad = NULL, as PGD needs), or both.
+ * --bn-eval: the training pass with BN in eval mode (running statistics),
+ * as a PGD evaluation's attack steps run it (--bwd dx).
  */
 #include "modeconn.h"
 
@@ -39,7 +41,7 @@ static int cmp_double(const void *a, const void *b) {
 enum { BWD_GRAD, BWD_DX, BWD_BOTH };
 
 static int bench(const char *arch, const mc_arch_params *ap, mc_backend be, int64_t batch,
-                 int iters, int eval_only, int bwd, int recompute) {
+                 int iters, int eval_only, int bwd, int recompute, int bn_eval) {
   mc_model *m;
   if (mc_model_create(&m, arch, ap)) {
     fprintf(stderr, "%s: %s\n", arch, mc_errmsg());
@@ -61,7 +63,7 @@ static int bench(const char *arch, const mc_arch_params *ap, mc_backend be, int6
     fprintf(stderr, "%s/%s: %s\n", arch, mc_backend_name(be), mc_errmsg());
     return 1;
   }
-  const mc_mode mode = recompute ? MC_MODE_BN_RECOMPUTE : eval_only ? MC_MODE_EVAL : MC_MODE_TRAIN;
+  const mc_mode mode = recompute ? MC_MODE_BN_RECOMPUTE : eval_only || bn_eval ? MC_MODE_EVAL : MC_MODE_TRAIN;
   double *times = mc_malloc(sizeof(double) * (size_t)iters);
   float *dx = bwd != BWD_GRAD ? mc_calloc(xin * (size_t)batch, sizeof(float)) : NULL;
   for (int it = -2; it < iters; it++) { /* 2 warm-up iterations */
@@ -79,10 +81,10 @@ static int bench(const char *arch, const mc_arch_params *ap, mc_backend be, int6
   qsort(times, (size_t)iters, sizeof *times, cmp_double);
   const double flops = mc_model_flops(m) * (eval_only ? 1.0 : 3.0) * (double)batch;
   const double med = times[iters / 2], best = times[0];
-  printf("%-10s %-5s batch %4lld threads %d %s: median %7.1f ms %8.1f img/s %6.1f GFLOP/s | best %7.1f ms %8.1f img/s %6.1f GFLOP/s\n",
+  printf("%-10s %-5s batch %4lld threads %d %s%s: median %7.1f ms %8.1f img/s %6.1f GFLOP/s | best %7.1f ms %8.1f img/s %6.1f GFLOP/s\n",
          arch, mc_backend_name(be), (long long)batch, mc_get_threads(),
          recompute ? "fwd-bnrc  " : eval_only ? "fwd       " : bwd == BWD_DX ? "fwd+dx    " : bwd == BWD_BOTH ? "fwd+bwd+dx" : "fwd+bwd   ",
-         med * 1e3, (double)batch / med, flops / med * 1e-9, best * 1e3, (double)batch / best,
+         bn_eval && !eval_only ? " (BN eval)" : "", med * 1e3, (double)batch / med, flops / med * 1e-9, best * 1e3, (double)batch / best,
          flops / best * 1e-9);
   free(times);
   mc_exec_free(e);
@@ -93,7 +95,7 @@ static int bench(const char *arch, const mc_arch_params *ap, mc_backend be, int6
 
 int main(int argc, char **argv) {
   int64_t batch = 128;
-  int threads = 2, iters = 10, eval_only = 0, bwd = BWD_GRAD, recompute = 0;
+  int threads = 2, iters = 10, eval_only = 0, bwd = BWD_GRAD, recompute = 0, bn_eval = 0;
   const char *archs = "tinyten,resnet20", *backend = "both";
   mc_arch_params ap;
   mc_arch_params_default(&ap);
@@ -105,6 +107,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
     else if (!strcmp(argv[i], "--eval")) eval_only = 1;
     else if (!strcmp(argv[i], "--recompute")) eval_only = recompute = 1;
+    else if (!strcmp(argv[i], "--bn-eval")) bn_eval = 1;
     else if (!strcmp(argv[i], "--classes") && i + 1 < argc) ap.classes = atoll(argv[++i]);
     else if (!strcmp(argv[i], "--width") && i + 1 < argc) ap.width = atof(argv[++i]);
     else if (!strcmp(argv[i], "--bwd") && i + 1 < argc) {
@@ -119,7 +122,7 @@ int main(int argc, char **argv) {
     } else {
       fprintf(stderr, "usage: %s [--batch N] [--threads T] [--iters K] [--arch A,B] "
                       "[--input CxHxW] [--classes K] [--width W] [--backend ref|dnnl|both] [--eval | --recompute] "
-                      "[--bwd grad|dx|both]\n", argv[0]);
+                      "[--bwd grad|dx|both] [--bn-eval]\n", argv[0]);
       return 2;
     }
   }
@@ -129,8 +132,8 @@ int main(int argc, char **argv) {
   int rc = 0;
   char *save = NULL;
   for (char *a = strtok_r(list, ",", &save); a; a = strtok_r(NULL, ",", &save)) {
-    if (strcmp(backend, "dnnl")) rc |= bench(a, &ap, MC_BACKEND_REF, batch, iters, eval_only, bwd, recompute);
-    if (strcmp(backend, "ref")) rc |= bench(a, &ap, MC_BACKEND_DNNL, batch, iters, eval_only, bwd, recompute);
+    if (strcmp(backend, "dnnl")) rc |= bench(a, &ap, MC_BACKEND_REF, batch, iters, eval_only, bwd, recompute, bn_eval);
+    if (strcmp(backend, "ref")) rc |= bench(a, &ap, MC_BACKEND_DNNL, batch, iters, eval_only, bwd, recompute, bn_eval);
   }
   free(list);
   return rc;
