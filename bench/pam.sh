@@ -51,15 +51,4 @@ for r in $(seq "$reps"); do
   tail -n 6 "$work/runs.txt"
 done
 echo "# load at end $(cut -d' ' -f1-3 /proc/loadavg)"
-$py - "$work/runs.txt" <<'PY'
-import sys
-best = {}
-for line in open(sys.argv[1]):
-    w, side, v = line.split()
-    best.setdefault(w, {})[side] = max(float(v), best.get(w, {}).get(side, 0.0))
-print("| workload | modeconn img/s | PyTorch shipped img/s | PyTorch tuned img/s | vs shipped | vs tuned |")
-print("|---|---|---|---|---|---|")
-for w, b in best.items():
-    m, s, t = b["modeconn"], b["shipped"], b["tuned"]
-    print(f"| {w} | {m:.0f} | {s:.0f} | {t:.0f} | {m / s:.2f}x | {m / t:.2f}x |")
-PY
+$py "$here/best_table.py" "$work/runs.txt" img/s

@@ -116,15 +116,4 @@ while [ $r -le "$reps" ]; do
   r=$((r + 1))
 done
 echo "# load at end $(cut -d' ' -f1-3 /proc/loadavg)"
-$py - "$work/runs.txt" <<'PY'
-import sys
-best = {}
-for line in open(sys.argv[1]):
-    w, side, s = line.split()
-    best.setdefault(w, {})[side] = min(float(s), best.get(w, {}).get(side, float("inf")))
-print(f"| workload | modeconn s | PyTorch shipped s | PyTorch tuned s | vs shipped | vs tuned |")
-print(f"|---|---|---|---|---|---|")
-for w, b in best.items():
-    m, s, t = b["modeconn"], b["shipped"], b["tuned"]
-    print(f"| {w} | {m:.2f} | {s:.2f} | {t:.2f} | {s / m:.2f}x | {t / m:.2f}x |")
-PY
+$py "$here/best_table.py" "$work/runs.txt" seconds
