@@ -17,13 +17,14 @@ OUT=${1:-$root/experiments/results/repair}
 MC=${MC:-$root/build/modeconn}
 MLP_EPOCHS=${MLP_EPOCHS:-8}; VGG_EPOCHS=${VGG_EPOCHS:-6}
 SAMPLES=${SAMPLES:-10000}; REPAIR_SAMPLES=${REPAIR_SAMPLES:-5000}; THREADS=${THREADS:-1}
+. "$root/experiments/fit.sh" # fit OUT CMD...: a training, skipped once finished, resumed if interrupted
 start=$(date +%s)
 run_model() { # name epochs arch-flags...
   local name=$1 epochs=$2; shift 2
   local d="$OUT/$name"; mkdir -p "$d"
   for s in 1 2; do
-    [ -e "$d/m$s.safetensors" ] || "$MC" train "$@" --epochs "$epochs" --seed "$s" --eval-every "$epochs" \
-      --threads "$THREADS" --out "$d/m$s.safetensors" > "$d/train$s.log"
+    fit "$d/m$s.safetensors" "$MC" train "$@" --epochs "$epochs" --seed "$s" --eval-every "$epochs" \
+      --threads "$THREADS" --out "$d/m$s.safetensors" >> "$d/train$s.log"
   done
   [ -e "$d/m2_aligned.safetensors" ] || "$MC" align --a "$d/m1.safetensors" --b "$d/m2.safetensors" \
     --samples "$SAMPLES" --threads "$THREADS" --out "$d/m2_aligned.safetensors" > "$d/align.log" 2>&1

@@ -25,15 +25,7 @@ EPOCHS=${EPOCHS:-6}; CURVE_EPOCHS=${CURVE_EPOCHS:-4}; POINTS=${POINTS:-17}; BN_S
 TRAIN_SUBSET=${TRAIN_SUBSET:-10000}; TEST_SUBSET=${TEST_SUBSET:-0}; LR=${LR:-0.1}; SAMPLES=${SAMPLES:-10000}
 THREADS=${THREADS:-0}
 sub=(--threads "$THREADS" --train-subset "$TRAIN_SUBSET" --test-subset "$TEST_SUBSET")
-# fit OUT CMD...: CMD writes the checkpoint OUT; skipped once OUT.done marks it finished.
-# Training writes OUT after every epoch, so an OUT with its OUT.train resume state and no
-# OUT.done is an interrupted run: it continues with --resume OUT (PAM writes OUT only at the end).
-fit() {
-  local out=$1; shift
-  [ -e "$out.done" ] && return 0
-  if [ -e "$out" ] && [ -e "$out.train" ]; then "$@" --resume "$out"; else "$@"; fi
-  touch "$out.done"
-}
+. "$root/experiments/fit.sh" # fit OUT CMD...: a training, skipped once finished, resumed if interrupted
 start=$(date +%s)
 for i in $(seq 1 "$PAIRS"); do
   d="$OUT/pair$i"; mkdir -p "$d"

@@ -43,15 +43,7 @@ METHODS=${METHODS:-none pam_none pam_corr corr}; POINTS=${POINTS:-65}; BN_SAMPLE
 SAMPLES=${SAMPLES:-10000}; SAMPLES_ROUNDING=${SAMPLES_ROUNDING:-32}; SELECT_SAMPLES=${SELECT_SAMPLES:-5000}
 TRAIN_SUBSET=${TRAIN_SUBSET:-0}; TEST_SUBSET=${TEST_SUBSET:-0}; THREADS=${THREADS:-0}; PAIR_FROM=${PAIR_FROM:-1}
 com=(--data "$DATA" --train-subset "$TRAIN_SUBSET" --test-subset "$TEST_SUBSET" --threads "$THREADS")
-# fit OUT CMD...: CMD writes the checkpoint OUT; skipped once OUT.done marks it finished.
-# Training writes OUT after every epoch, so an OUT with its OUT.train resume state and no
-# OUT.done is an interrupted run: it continues with --resume OUT (PAM writes OUT only at the end).
-fit() {
-  local out=$1; shift
-  [ -e "$out.done" ] && return 0
-  if [ -e "$out" ] && [ -e "$out.train" ]; then "$@" --resume "$out"; else "$@"; fi
-  touch "$out.done"
-}
+. "$root/experiments/fit.sh" # fit OUT CMD...: a training, skipped once finished, resumed if interrupted
 start=$(date +%s)
 step() { echo "pair $i: $1 ($(( $(date +%s) - start ))s)"; }
 for i in $(seq "$PAIR_FROM" "$PAIRS"); do
