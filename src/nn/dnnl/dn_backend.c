@@ -229,23 +229,25 @@ static int dn_be_view(mc_exec *e, int node, mc_act_view *v) {
   return 0;
 }
 
+/* One of our own steps, outside the plan's lists (to recompute a node a
+ * fused forward did not store). */
+static mc_status run_one(dstate *st, plan *p, step s) {
+  const steplist one = {&s, 1, 1};
+  MCK(dn_bind(st, p));
+  return dn_run(st, &one);
+}
+
 static mc_status dn_be_read(mc_exec *e, int node, float *out) {
   dstate *st = e->impl;
   plan *p = st->cur;
   MC_ASSERT(p != NULL && node >= 0 && node < p->nn);
   const int conv = p->fold[node] > 0 ? node : p->fold[node] < 0 && st->relu_of[node] >= 0 ? -p->fold[node] - 1 : -1;
   if (conv >= 0) { /* folded conv: its output from the weights its forward used */
-    step s = {.kind = S_WINO, .node = conv, .flag = WINO_SAVED, .a = p->fsrc[conv], .b = p->mem[conv]};
-    const steplist one = {&s, 1, 1};
-    MCK(dn_bind(st, p));
-    MCK(dn_run(st, &one));
+    MCK(run_one(st, p, (step){.kind = S_WINO, .node = conv, .flag = WINO_SAVED, .a = p->fsrc[conv], .b = p->mem[conv]}));
   }
-  if (p->add_relu[node] > 0) { /* sum that wrote its ReLU's output: the sum again */
-    step s = {.kind = S_ADD, .node = node, .b = p->mem[node], .count = (int64_t)(dn_md_size(&p->md[node]) / 4)};
-    const steplist one = {&s, 1, 1};
-    MCK(dn_bind(st, p));
-    MCK(dn_run(st, &one));
-  }
+  if (p->add_relu[node] > 0) /* sum that wrote its ReLU's output: the sum again */
+    MCK(run_one(st, p, (step){.kind = S_ADD, .node = node, .b = p->mem[node],
+                              .count = (int64_t)(dn_md_size(&p->md[node]) / sizeof(float))}));
   if (st->relu_of && st->relu_of[node] >= 0) { /* fused BN: recompute its output */
     step *r = &p->rc[node];
     st->cur_node = node;

@@ -35,20 +35,6 @@ static int plan_runs_head(const dstate *st, const plan *p, int k) {
   return p->all_heads || !st->e->m->heads[k].train_only;
 }
 
-int dn_sole_consumer(const dstate *st, const plan *p, int s) {
-  const mc_model *m = st->e->m;
-  const char *live = plan_live(st, p);
-  int who = -1, uses = 0;
-  for (int k = s + 1; k < m->n_nodes; k++)
-    if (live[k])
-      for (int q = 0; q < m->nodes[k].n_in; q++)
-        if (m->nodes[k].in[q] == s) {
-          uses++;
-          who = k;
-        }
-  return uses == 1 && exec_head_of(st->e, s) < 0 ? who : -1;
-}
-
 mc_status dn_build_forward(dstate *st, plan *p) {
   const mc_model *m = st->e->m;
   const char *live = plan_live(st, p);
@@ -77,12 +63,22 @@ mc_status dn_build_forward(dstate *st, plan *p) {
   return MC_OK;
 }
 
-static int consumers(const mc_model *m, const char *live, int s) {
+/* How many inputs of live nodes read node s; *who: the last such node. */
+static int consumers(const mc_model *m, const char *live, int s, int *who) {
   int uses = 0;
   for (int k = s + 1; k < m->n_nodes; k++)
     if (live[k])
-      for (int q = 0; q < m->nodes[k].n_in; q++) uses += m->nodes[k].in[q] == s;
+      for (int q = 0; q < m->nodes[k].n_in; q++)
+        if (m->nodes[k].in[q] == s) {
+          uses++;
+          *who = k;
+        }
   return uses;
+}
+
+int dn_sole_consumer(const dstate *st, const plan *p, int s) {
+  int who = -1;
+  return consumers(st->e->m, plan_live(st, p), s, &who) == 1 && exec_head_of(st->e, s) < 0 ? who : -1;
 }
 
 mc_status dn_build_backward(dstate *st, plan *p) {
@@ -105,7 +101,7 @@ mc_status dn_build_backward(dstate *st, plan *p) {
     if (exec_head_of(st->e, i) >= 0 || nd->kind != MC_NODE_ADD || !live[i]) continue;
     for (int j = 0; j < nd->n_in; j++) {
       const int s = nd->in[j];
-      if (consumers(m, live, s) == 1 && !exec_dx_only(m, s) && dn_md_eq(&p->md[s], &p->md[i])) b.alias[s] = 1;
+      if (consumers(m, live, s, &(int){0}) == 1 && !exec_dx_only(m, s) && dn_md_eq(&p->md[s], &p->md[i])) b.alias[s] = 1;
     }
   }
   for (int i = nn - 1; i >= 1; i--)
