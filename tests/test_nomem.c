@@ -1,7 +1,10 @@
 /* Out of memory (issue 12, item 2): every allocation the library makes
  * through the _try allocators is failed in turn (mc_test_fail_alloc: the
  * n-th one fails, n = 1, 2, ... up to the count of a clean run) while a few
- * entry points run -- load and save a checkpoint, align two small models
+ * entry points run (jansson's allocations included: src/io/json.c routes
+ * them through the same allocator, so a result file or checkpoint header
+ * built while one failed is refused, never written short of a member) --
+ * load and save a checkpoint, align two small models
  * both ways, evaluate a 3-point path with REPAIR and a 2x2 plane, write and
  * read back the results, batch a dataset, train for an epoch (with its
  * checkpoint pair) and resume it, train a Bezier curve for an epoch, run

@@ -1,6 +1,8 @@
 /* Alignment results as JSON and text. */
 #include "align/align.h"
 
+#include "io/json.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,7 @@ json_t *mc_alignment_json(const mc_model *m, const mc_alignment *al, const char 
 }
 
 char *mc_alignment_perm_string(const mc_alignment *al, const mc_model *m) {
+  (void)mc_json_alloc_failed();
   json_t *a = json_array();
   for (int g = 0; g < al->n_groups; g++) {
     json_t *p = json_array();
@@ -30,6 +33,10 @@ char *mc_alignment_perm_string(const mc_alignment *al, const mc_model *m) {
   }
   char *s = json_dumps(a, JSON_COMPACT);
   json_decref(a);
+  if (s && mc_json_alloc_failed()) { /* a group or unit may be missing */
+    free(s);
+    s = NULL;
+  }
   return s;
 }
 

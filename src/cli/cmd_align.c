@@ -81,7 +81,8 @@ int cmd_align(int argc, char **argv) {
     mc_kv extra[] = {{"modeconn.aligned_to", pa}, {"modeconn.aligned_from", pb},
                      {"modeconn.align.method", method_s}, {"modeconn.align.perm", perm}};
     mc_ckpt_part part = {"", tb2, sb2};
-    st = mc_ckpt_save(out, m, &part, 1, extra, 4);
+    st = perm ? mc_ckpt_save(out, m, &part, 1, extra, 4)
+              : mc_error(MC_ENOMEM, "out of memory formatting the permutation for %s", out);
     free(perm);
     if (!st) fprintf(stderr, "wrote %s (same function as %s, checked)\n", out, pb);
     if (!st && perm_out) {

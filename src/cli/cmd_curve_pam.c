@@ -87,7 +87,11 @@ mc_status cli_curve_pam(const cli_pam_opts *po, double nu, const mc_curve_train_
   for (int g = 0; g < m->n_groups; g++)
     for (int64_t i = 0; i < m->groups[g].size; i++) comp.perm[g][i] = al->perm[g][res.perm[g][i]];
   free(cf->perm_json);
-  cf->perm_json = mc_alignment_perm_string(&comp, m);
+  if (!(cf->perm_json = mc_alignment_perm_string(&comp, m))) {
+    mc_alignment_free(&comp);
+    mc_pam_result_free(&res);
+    return mc_error(MC_ENOMEM, "out of memory formatting the PAM permutation");
+  }
   st = mc_align_diagnostics(m, cf->a, cf->sa, tb, sb, &d->train, samples, 500, be, &comp);
   if (!st) {
     printf("PAM result (moved = units whose final permutation differs from the initial %s one; corr: of the final "

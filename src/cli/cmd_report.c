@@ -58,8 +58,13 @@ static json_t *load(const char *dir, const char *name, mc_status *st) {
     return NULL;
   }
   json_error_t err;
-  json_t *j = json_loadb((const char *)buf, n, 0, &err);
+  int oom;
+  json_t *j = mc_json_loadb((const char *)buf, n, 0, &err, &oom);
   free(buf);
+  if (oom) {
+    if (!*st) *st = mc_error(MC_ENOMEM, "%s: out of memory parsing it", p);
+    return NULL;
+  }
   if (!j && !*st) *st = mc_error(MC_EFORMAT, "%s: %s (line %d)", p, err.text, err.line);
   if (j && !json_is_object(j) && !*st) *st = mc_error(MC_EFORMAT, "%s: not a JSON object", p);
   return j;

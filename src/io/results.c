@@ -54,6 +54,11 @@ mc_status mc_atomic_write(const char *path, const void *buf, size_t len) {
 
 mc_status mc_json_write(const char *path, const json_t *j) {
   char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+  if (mc_json_alloc_failed()) { /* while j was built or serialised: a member may be missing */
+    free(s);
+    return mc_error(MC_ENOMEM, "%s: out of memory building the JSON results (not written; any previous file is "
+                    "unchanged)", path);
+  }
   if (!s) return mc_error(MC_EINTERNAL, "%s: cannot serialise JSON", path);
   size_t l = strlen(s);
   char *t = mc_malloc_try(l + 2);

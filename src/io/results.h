@@ -5,12 +5,15 @@
 #include <jansson.h>
 
 #include "eval/path.h"
+#include "io/json.h"
 #include "modeconn.h"
 
 /* Writes buf to path via path.tmp.XXXXXX + fsync + rename; on failure the
  * temporary file is removed and an existing file at path is untouched. */
 mc_status mc_atomic_write(const char *path, const void *buf, size_t len);
-/* Serialises j (indent 2) and writes it atomically. Does not steal j. */
+/* Serialises j (indent 2) and writes it atomically. Does not steal j.
+ * MC_ENOMEM, nothing written, when a jansson allocation failed while j was
+ * built (mc_json_alloc_failed). */
 mc_status mc_json_write(const char *path, const json_t *j);
 
 /* Removes the temporaries our atomic writers leave behind when killed

@@ -8,6 +8,7 @@
 #include "io/safetensors.h"
 
 #include "core/file.h"
+#include "io/json.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -205,7 +206,10 @@ static mc_status st_parse(const char *path, mc_st_file *f, size_t size) {
   if (hlen == 0 || p[8] != '{')
     return mc_error(MC_EFORMAT, "%s: header is not a JSON object (does not start with '{')", path);
   json_error_t err;
-  json_t *root = json_loadb((const char *)p + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &err);
+  int oom;
+  json_t *root = mc_json_loadb((const char *)p + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &err, &oom);
+  if (oom)
+    return mc_error(MC_ENOMEM, "%s: out of memory parsing the %llu-byte header", path, (unsigned long long)hlen);
   if (!root)
     return mc_error(MC_EFORMAT, "%s: header JSON invalid at byte %d: %s", path, err.position, err.text);
   mc_status st = MC_OK;
@@ -305,11 +309,19 @@ static int wt_data_cmp(const void *a, const void *b) {
   return strcmp(x->t->name, y->t->name);
 }
 
+/* jansson refuses a string that is not UTF-8 and one it has no memory for
+ * alike: which one (src/io/json.c). */
+static mc_status utf8_or_oom(const char *path, const char *what, const char *name) {
+  if (mc_json_alloc_failed()) return mc_error(MC_ENOMEM, "%s: out of memory building the header (%s '%s')", path, what, name);
+  return mc_error(MC_EARG, "%s: %s '%s' is not valid UTF-8", path, what, name);
+}
+
 /* Builds the padded header text (without the length prefix). */
 static mc_status build_header(const char *path, const mc_st_tensor *t, int n,
                               const char *const *mk, const char *const *mv,
                               int n_meta, wt *w, char **out, size_t *outlen) {
   mc_status st = MC_OK;
+  (void)mc_json_alloc_failed(); /* from here on, a failed jansson allocation is this header's */
   wt **byname = mc_calloc_try((size_t)n + 1, sizeof(wt *));
   wt **bydata = mc_calloc_try((size_t)n + 1, sizeof(wt *));
   json_t *root = json_object();
@@ -380,11 +392,11 @@ static mc_status build_header(const char *path, const mc_st_tensor *t, int n,
       }
       json_t *s = json_string(mv[i]);
       if (!s) {
-        st = mc_error(MC_EARG, "%s: metadata value of '%s' is not valid UTF-8", path, mk[i]);
+        st = utf8_or_oom(path, "metadata value of", mk[i]);
         goto out;
       }
       if (json_object_set_new(meta, mk[i], s)) {
-        st = mc_error(MC_EARG, "%s: metadata key '%s' is not valid UTF-8", path, mk[i]);
+        st = utf8_or_oom(path, "metadata key", mk[i]);
         goto out;
       }
     }
@@ -402,11 +414,16 @@ static mc_status build_header(const char *path, const mc_st_tensor *t, int n,
       goto out;
     }
     if (json_object_set_new(root, x->t->name, e)) {
-      st = mc_error(MC_EARG, "%s: tensor name '%s' is not valid UTF-8", path, x->t->name);
+      st = utf8_or_oom(path, "tensor name", x->t->name);
       goto out;
     }
   }
   char *s = json_dumps(root, JSON_COMPACT);
+  if (mc_json_alloc_failed()) { /* while the header was built or serialised: a member may be missing */
+    free(s);
+    st = mc_error(MC_ENOMEM, "%s: out of memory building the header of %d tensors", path, n);
+    goto out;
+  }
   if (!s) {
     st = mc_error(MC_ENOMEM, "%s: out of memory serialising the header of %d tensors", path, n);
     goto out;
