@@ -83,7 +83,8 @@ void concat_backward(float *const *dxs, const float *dy, const int64_t *cs,
 
 /* y = sum of inputs; backward dx_j += dy */
 void add_forward(float *y, const float *const *xs, int nin, int64_t n);
-/* y = relu(sum of xs) when relu, else the sum (add_forward), in one pass. */
+/* y = relu(sum of xs) when relu, else the sum (add_forward), in one pass;
+ * y may be one of the inputs (each element is read before it is written). */
 void add_relu_forward(float *y, const float *const *xs, int nin, int64_t n, int relu);
 void vec_accumulate(float *dx, const float *dy, int64_t n);
 

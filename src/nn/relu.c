@@ -12,8 +12,9 @@ void relu_backward(float *dx, const float *dy, const float *y, int64_t n) {
 }
 
 void add_relu_forward(float *y, const float *const *xs, int nin, int64_t n, int relu) {
-  const float *restrict a = xs[0], *restrict b = nin > 1 ? xs[1] : xs[0];
-  float *restrict o = y;
+  /* no restrict: y may alias an input; `omp simd` vectorises either way */
+  const float *a = xs[0], *b = nin > 1 ? xs[1] : xs[0];
+  float *o = y;
   if (nin == 2 && relu) {
 #pragma omp parallel for simd schedule(static)
     for (int64_t i = 0; i < n; i++) {
