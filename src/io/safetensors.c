@@ -312,7 +312,8 @@ static int wt_data_cmp(const void *a, const void *b) {
 /* jansson refuses a string that is not UTF-8 and one it has no memory for
  * alike: which one (src/io/json.c). */
 static mc_status utf8_or_oom(const char *path, const char *what, const char *name) {
-  if (mc_json_alloc_failed()) return mc_error(MC_ENOMEM, "%s: out of memory building the header (%s '%s')", path, what, name);
+  if (mc_json_alloc_failed())
+    return mc_error(MC_ENOMEM, "%s: out of memory building the header (%s '%s')", path, what, name);
   return mc_error(MC_EARG, "%s: %s '%s' is not valid UTF-8", path, what, name);
 }
 
