@@ -64,9 +64,9 @@ mc_status mc_align_apply(const mc_model *m, const mc_alignment *al,
 /* {"groups": [{"name", "size", "permutation": [...], "mean_corr_before",
  * "mean_corr_after", "taps"}...], "method": ...} */
 json_t *mc_alignment_json(const mc_model *m, const mc_alignment *al, const char *method);
-/* Compact per-group permutation list, for curve-file metadata; NULL when
- * out of memory. */
-char *mc_alignment_perm_string(const mc_alignment *al, const mc_model *m);
+/* Compact per-group permutation list, for curve-file metadata: a fresh
+ * string in *out, or MC_ENOMEM (*out = NULL). */
+mc_status mc_alignment_perm_string(const mc_alignment *al, const mc_model *m, char **out);
 mc_status mc_align_method_parse(const char *s, mc_align_method *out, int *none);
 /* One-line-per-group summary on f. */
 void mc_alignment_print(FILE *f, const mc_model *m, const mc_alignment *al);

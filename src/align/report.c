@@ -23,7 +23,7 @@ json_t *mc_alignment_json(const mc_model *m, const mc_alignment *al, const char 
                    "convention", "permutation[i] = index in B of the unit that becomes unit i");
 }
 
-char *mc_alignment_perm_string(const mc_alignment *al, const mc_model *m) {
+mc_status mc_alignment_perm_string(const mc_alignment *al, const mc_model *m, char **out) {
   (void)mc_json_alloc_failed();
   json_t *a = json_array();
   for (int g = 0; g < al->n_groups; g++) {
@@ -33,11 +33,13 @@ char *mc_alignment_perm_string(const mc_alignment *al, const mc_model *m) {
   }
   char *s = json_dumps(a, JSON_COMPACT);
   json_decref(a);
-  if (s && mc_json_alloc_failed()) { /* a group or unit may be missing */
+  if (mc_json_alloc_failed() || !s) { /* a group or unit may be missing */
     free(s);
-    s = NULL;
+    *out = NULL;
+    return mc_error(MC_ENOMEM, "out of memory formatting the permutation of %d groups", al->n_groups);
   }
-  return s;
+  *out = s;
+  return MC_OK;
 }
 
 mc_status mc_align_method_parse(const char *s, mc_align_method *out, int *none) {

@@ -77,12 +77,12 @@ int cmd_align(int argc, char **argv) {
     mc_alignment_print(stdout, m, &al);
     printf("alignment took %.1fs\n", secs);
     if (method == MC_ALIGN_WEIGHTS) printf("weight matching: %d coordinate-descent passes\n", al.iterations);
-    char *perm = mc_alignment_perm_string(&al, m);
+    char *perm;
+    st = mc_alignment_perm_string(&al, m, &perm);
     mc_kv extra[] = {{"modeconn.aligned_to", pa}, {"modeconn.aligned_from", pb},
                      {"modeconn.align.method", method_s}, {"modeconn.align.perm", perm}};
     mc_ckpt_part part = {"", tb2, sb2};
-    st = perm ? mc_ckpt_save(out, m, &part, 1, extra, 4)
-              : mc_error(MC_ENOMEM, "out of memory formatting the permutation for %s", out);
+    if (!st) st = mc_ckpt_save(out, m, &part, 1, extra, 4);
     free(perm);
     if (!st) fprintf(stderr, "wrote %s (same function as %s, checked)\n", out, pb);
     if (!st && perm_out) {

@@ -249,10 +249,7 @@ static int cmd_curve_train(int argc, char **argv) {
                         align_adv ? &pgd : NULL, &al, cf.b, cf.sb);
       if (st) goto done;
       mc_alignment_print(stdout, cf.m, &al);
-      if (!(cf.perm_json = mc_alignment_perm_string(&al, cf.m))) {
-        st = mc_error(MC_ENOMEM, "out of memory formatting the permutation");
-        goto done;
-      }
+      if ((st = mc_alignment_perm_string(&al, cf.m, &cf.perm_json))) goto done;
     }
     if (!pam) {
       cf.c = (mc_curve){kind, (int)bends, cf.m->n_theta, cf.a, cf.b, NULL};

@@ -87,10 +87,10 @@ mc_status cli_curve_pam(const cli_pam_opts *po, double nu, const mc_curve_train_
   for (int g = 0; g < m->n_groups; g++)
     for (int64_t i = 0; i < m->groups[g].size; i++) comp.perm[g][i] = al->perm[g][res.perm[g][i]];
   free(cf->perm_json);
-  if (!(cf->perm_json = mc_alignment_perm_string(&comp, m))) {
+  if ((st = mc_alignment_perm_string(&comp, m, &cf->perm_json))) {
     mc_alignment_free(&comp);
     mc_pam_result_free(&res);
-    return mc_error(MC_ENOMEM, "out of memory formatting the PAM permutation");
+    return st;
   }
   st = mc_align_diagnostics(m, cf->a, cf->sa, tb, sb, &d->train, samples, 500, be, &comp);
   if (!st) {

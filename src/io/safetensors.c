@@ -420,13 +420,9 @@ static mc_status build_header(const char *path, const mc_st_tensor *t, int n,
     }
   }
   char *s = json_dumps(root, JSON_COMPACT);
-  if (mc_json_alloc_failed()) { /* while the header was built or serialised: a member may be missing */
+  if (mc_json_alloc_failed() || !s) { /* while the header was built or serialised: a member may be missing */
     free(s);
     st = mc_error(MC_ENOMEM, "%s: out of memory building the header of %d tensors", path, n);
-    goto out;
-  }
-  if (!s) {
-    st = mc_error(MC_ENOMEM, "%s: out of memory serialising the header of %d tensors", path, n);
     goto out;
   }
   size_t len = strlen(s), padded = (len + 7) & ~(size_t)7;
