@@ -1,8 +1,9 @@
 /* The Winograd F(2x2, 3x3) and F(4x4, 3x3) kernels (src/nn/kernels/) against the reference
  * convolution (src/nn/ops.h) on 8- and 16-channel blocked <-> plain copies of random data
  * (every ISA variant the machine runs: AVX2 on both blockings, AVX-512F on 16-channel blocks),
- * and as the input gradient of a convolution against conv2d_backward's (also
- * accumulated into a gradient already there):
+ * as the input gradient of a convolution against conv2d_backward's (also
+ * accumulated into a gradient already there), and the weight gradient
+ * against a double-precision correlation (test_weight_grad):
  * both paddings, even and odd output sizes (clipped edge tiles), a batch
  * whose tile count is not a multiple of the tile block or of the GEMM's 6
  * rows, K % 16 == 8 (the 8-column GEMM tail), no bias, and 1 and 2
@@ -174,6 +175,83 @@ static void test_data_grad(void **st) {
   }
 }
 
+/* The weight gradient (wino_weight_grad) against a double-precision
+ * correlation of dy with x, accumulated into dw and db already holding
+ * values: error max |wino - ref| / max |ref| over dw and over db. */
+static double check_weight_grad(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, int64_t pad, int nthr,
+                                int64_t m, int64_t blk, int bias, int relu_x) {
+  const wino_shape s = {n, c, k, h, w, pad, h + 2 * pad - 2, w + 2 * pad - 2, m, blk, 0, 0};
+  const size_t xs = (size_t)(n * c * h * w), ys = (size_t)(n * k * s.oh * s.ow), ws = (size_t)(k * c * 9);
+  float *x = malloc(sizeof(float) * xs), *xb = malloc(sizeof(float) * xs);
+  float *dy = malloc(sizeof(float) * ys), *dyb = malloc(sizeof(float) * ys);
+  float *dw = malloc(sizeof(float) * ws), *db = malloc(sizeof(float) * (size_t)k);
+  float *dw0 = malloc(sizeof(float) * ws), *db0 = malloc(sizeof(float) * (size_t)k);
+  double *rw = calloc(ws, sizeof(double)), *rb = calloc((size_t)k, sizeof(double));
+  float *scr = malloc(sizeof(float) * wino_wgrad_scratch_floats(&s) * (size_t)nthr);
+  tu_random_input(x, xs, 7);
+  tu_random_input(dy, ys, 8);
+  tu_random_input(dw0, ws, 9);
+  tu_random_input(db0, (size_t)k, 10);
+  for (size_t i = 0; i < xs; i++) x[i] = relu_x ? fmaxf(0.f, x[i] - 0.3f) : x[i] - 0.5f;
+  for (size_t i = 0; i < ys; i++) dy[i] = (dy[i] - 0.5f) * 1e-3f;
+  for (size_t i = 0; i < ws; i++) dw0[i] = (dw0[i] - 0.5f) * 1e-3f; /* about the gradient's size */
+  for (int64_t i = 0; i < k; i++) db0[i] = (db0[i] - 0.5f) * 1e-3f;
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t o = 0; o < k; o++)
+      for (int64_t y = 0; y < s.oh; y++)
+        for (int64_t xx = 0; xx < s.ow; xx++) {
+          const double g = dy[((i * k + o) * s.oh + y) * s.ow + xx];
+          rb[o] += g;
+          for (int64_t ch = 0; ch < c; ch++)
+            for (int a = 0; a < 3; a++)
+              for (int b = 0; b < 3; b++) {
+                const int64_t iy = y + a - pad, ix = xx + b - pad;
+                if (iy >= 0 && iy < h && ix >= 0 && ix < w)
+                  rw[(o * c + ch) * 9 + a * 3 + b] += g * x[((i * c + ch) * h + iy) * w + ix];
+              }
+        }
+  to_blocked(xb, x, n, c, h * w, blk);
+  to_blocked(dyb, dy, n, k, s.oh * s.ow, blk);
+  memcpy(dw, dw0, sizeof(float) * ws);
+  memcpy(db, db0, sizeof(float) * (size_t)k);
+  wino_weight_grad(dw, bias ? db : NULL, xb, dyb, &s, scr, nthr);
+  double big = 0, err = 0, bbig = 0, berr = 0;
+  for (size_t i = 0; i < ws; i++) big = fmax(big, fabs(rw[i]));
+  for (size_t i = 0; i < ws; i++) err = isnan(dw[i]) ? INFINITY : fmax(err, fabs((double)dw[i] - dw0[i] - rw[i]));
+  for (int64_t i = 0; i < k; i++) bbig = fmax(bbig, fabs(rb[i]));
+  for (int64_t i = 0; bias && i < k; i++) berr = fmax(berr, fabs((double)db[i] - db0[i] - rb[i]));
+  for (int64_t i = 0; !bias && i < k; i++) berr = fmax(berr, db[i] == db0[i] ? 0 : INFINITY);
+  printf("  weight gradient F(%lldx%lld,3x3) %lld-channel blocks n%lld c%lld k%lld %lldx%lld pad %lld threads %d "
+         "bias %d x %s: max err %.2e (of %.2e), bias %.2e\n",
+         (long long)m, (long long)m, (long long)blk, (long long)n, (long long)c, (long long)k, (long long)h,
+         (long long)w, (long long)pad, nthr, bias, relu_x ? ">= 0" : "signed", err / big, big, berr / bbig);
+  free(x), free(xb), free(dy), free(dyb), free(dw), free(db), free(dw0), free(db0), free(rw), free(rb), free(scr);
+  return fmax(err / big, berr / bbig);
+}
+
+/* Both tiles, both blockings (each with the variants the machine runs:
+ * MC_KERNELS in the environment picks them, see kernels.c), the edge
+ * cases of the forward's shapes, a batch of 128 images at tinyten's
+ * sizes (the sums run over 6,272 tiles). */
+static void test_weight_grad(void **st) {
+  (void)st;
+  if (!wino_available()) skip();
+  const int64_t cases[][9] = {
+      /* n, c, k, h, w, pad, threads, bias, x >= 0 */
+      {3, 16, 16, 28, 28, 1, 1, 1, 0}, {5, 32, 32, 14, 14, 1, 2, 0, 1}, {4, 64, 64, 7, 7, 0, 2, 1, 1},
+      {7, 8, 24, 9, 6, 1, 1, 1, 0},    {2, 24, 8, 5, 5, 0, 2, 0, 0},    {13, 16, 48, 11, 13, 1, 2, 1, 0},
+      {3, 32, 16, 8, 8, 2, 1, 1, 1},   {128, 16, 16, 28, 28, 1, 2, 0, 1}, {128, 32, 32, 14, 14, 1, 2, 1, 1},
+  };
+  for (int64_t blk = 8; blk <= 16; blk += 8)
+    for (int64_t m = 2; m <= 4; m += 2)
+      for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const int64_t *q = cases[i];
+        if (q[1] % blk || q[2] % blk || (q[0] > 16 && blk == 8)) continue;
+        assert_true(check_weight_grad(q[0], q[1], q[2], q[3], q[4], q[5], (int)q[6], m, blk, (int)q[7], (int)q[8]) <
+                    (m == 2 ? 1e-5 : 3e-5));
+      }
+}
+
 static void test_shapes(void **st) {
   (void)st;
   if (!wino_available()) skip();
@@ -205,6 +283,7 @@ static void test_shapes(void **st) {
 }
 
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_shapes), cmocka_unit_test(test_data_grad)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_shapes), cmocka_unit_test(test_data_grad),
+                                     cmocka_unit_test(test_weight_grad)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

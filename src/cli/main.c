@@ -29,7 +29,8 @@ static void usage(FILE *f) {
              "\nenvironment: MODECONN_BACKEND=auto|dnnl|ref sets the default compute path (an\n"
              "unknown name is an error); OMP_NUM_THREADS sets the default thread count;\n"
              "MC_WINO=0 runs 3x3 stride-1 convolutions as oneDNN's direct convolutions\n"
-             "instead of Winograd (src/nn/kernels/); MC_KERNELS=scalar forces the scalar\n"
+             "instead of Winograd (src/nn/kernels/), MC_WINO_DW=0 only their weight\n"
+             "gradients; MC_KERNELS=scalar forces the scalar\n"
              "variants of the hand-written kernels (Winograd then off), MC_KERNELS=avx2\n"
              "caps them at AVX2 (no AVX-512 variants); DNNL_MAX_CPU_ISA (e.g. AVX2) caps\n"
              "the instruction set oneDNN uses.\n");

@@ -42,7 +42,8 @@ enum {
   S_SAVE,     /* b[0..count) = theta[off..off+count) */
   S_BN_FOLD_DX, /* folded eval BN node: diff a -> b, times its scale (and its ReLU's mask) */
   S_BN_FOLD_DGB, /* its dgamma, dbeta from diff a and the conv's output b, added to grad */
-  S_ADD        /* residual sum of same-layout inputs -> b (count floats); flag: then ReLU */
+  S_ADD,       /* residual sum of same-layout inputs -> b (count floats); flag: then ReLU */
+  S_WINO_DW    /* weight (and bias) gradient of an S_WINO conv by Winograd: diff a, forward src b, into grad */
 };
 enum { WINO_PLAIN = 0, WINO_FOLDED = 1, WINO_SAVED = 2 };
 
@@ -139,6 +140,7 @@ typedef struct {
   float *wscr;       /* S_WINO scratch, per thread */
   size_t wscrsz;
   int wino;          /* S_WINO allowed (MC_WINO=0 turns it off) */
+  int wino_dw;       /* S_WINO_DW allowed (MC_WINO_DW=0 turns it off) */
   int fold;          /* eval BN folded into Winograd steps, ReLU into sums (MC_DNNL_NOFUSE=1: off) */
   float **bnmean, **bnvar, **mask;
   int *mask_id;

@@ -145,6 +145,8 @@ static mc_status dn_be_init(mc_exec *e) {
   }
   const char *wv = getenv("MC_WINO");
   st->wino = mc_kern_wino_available() && !(wv && *wv == '0');
+  const char *wd = getenv("MC_WINO_DW");
+  st->wino_dw = st->wino && !(wd && *wd == '0');
   const char *nf = getenv("MC_DNNL_NOFUSE");
   st->fold = !(nf && *nf && *nf != '0');
   for (int i = 0; i < nn; i++) {

@@ -281,6 +281,12 @@ mc_status dn_run(dstate *st, const steplist *L) {
                    st->cur->nthr, NULL);
       break;
     }
+    case S_WINO_DW: {
+      const wino_shape fs = dn_wino_shape(st, st->cur, s->node, N);
+      wino_weight_grad(st->grad + m->tensors[nd->t_weight].off, nd->bias ? st->grad + m->tensors[nd->t_bias].off : NULL,
+                       dn_mem_ptr(s->b), dn_mem_ptr(s->a), &fs, st->wscr, st->cur->nthr);
+      break;
+    }
     case S_BN_FOLD_DX:
       bn_fold_dx(st, s);
       break;

@@ -1,6 +1,7 @@
 /* oneDNN backend: convolution and linear layers (inner product), forward
- * (oneDNN's primitive, or our Winograd kernels for 3x3 stride-1
- * convolutions on 8-blocked activations) and backward (weights and data). */
+ * and backward (weights and data): oneDNN's primitives, or our Winograd
+ * kernels for 3x3 stride-1 convolutions on 8- or 16-blocked activations
+ * (the weight gradient where its per-thread sums fit, wino_wgrad_fits). */
 #include "nn/dnnl/dn.h"
 
 #include <stdlib.h>
@@ -182,7 +183,15 @@ static mc_status conv_bwd(dstate *st, plan *p, dn_bctx *b, int i) {
   TRY(dn_md_init(&wa, qs->ndims, wd, 1));
   TRY(dn_md_init(&wpl, qs->ndims, wd, 0));
   TRY(dn_md_init(&ba, 1, bd, 0));
-  /* weights gradient */
+  /* weights gradient: by Winograd where it fits (wino.h), else oneDNN's */
+  if (conv && dn_wino_fits(st, p, i) && st->wino_dw) {
+    const wino_shape fs = dn_wino_shape(st, p, i, N);
+    if (wino_wgrad_fits(&fs)) {
+      TRY(dn_ensure(st, &st->wscr, &st->wscrsz, sizeof(float) * wino_wgrad_scratch_floats(&fs) * (size_t)p->nthr));
+      TRY(dn_push_custom(L, S_WINO_DW, i, p->dmem[i], p->fsrc[i], 0, DN_GRAD));
+      goto data;
+    }
+  }
   TRY(conv_bwd_pd(st, p, i, 1, &wa, nd->bias ? &ba : NULL, &pd));
   if (!pd) {
     rc = mc_error(MC_EINTERNAL, "oneDNN: no backward-weights primitive for %s", nd->name);
@@ -211,7 +220,7 @@ static mc_status conv_bwd(dstate *st, plan *p, dn_bctx *b, int i) {
   }
   dnnl_primitive_desc_destroy(pd);
   pd = NULL;
-  /* input gradient */
+data: /* input gradient */
   first = !seen[in];
   seen[in] = 1;
   if (conv && dn_wino_fits(st, p, i) && nd->pad <= 2) { /* by Winograd, into the forward src's layout */

@@ -52,6 +52,11 @@ mc_kern_wino_fn mc_kern_wino_forward(int block) {
   return block == 16 && use_avx512() ? mc_kern_wino_forward_avx512 : mc_kern_wino_forward_avx2;
 }
 
+mc_kern_wgrad_fn mc_kern_wino_wgrad(int block) {
+  MC_ASSERT(use_avx2() && (block == 8 || block == 16));
+  return block == 16 && use_avx512() ? mc_kern_wino_wgrad_avx512 : mc_kern_wino_wgrad_avx2;
+}
+
 mc_kern_bn_sums_fn mc_kern_bn_sums(int block) {
   MC_ASSERT(block == 8 || block == 16);
 #if defined(__x86_64__) || defined(__i386__)

@@ -37,6 +37,15 @@ void mc_kern_wino_forward_avx2(float *dst, const float *src, const float *u, con
                                const wino_shape *s, float *scratch, int nthr, const wino_stats *stats);
 void mc_kern_wino_forward_avx512(float *dst, const float *src, const float *u, const float *bias,
                                  const wino_shape *s, float *scratch, int nthr, const wino_stats *stats);
+/* The weight gradient's per-thread sums (wino_weight_grad); returns the
+ * number of threads that ran. */
+typedef int (*mc_kern_wgrad_fn)(const float *src, const float *dy, const wino_shape *s, float *scratch, int nthr,
+                                int bias);
+mc_kern_wgrad_fn mc_kern_wino_wgrad(int block);
+int mc_kern_wino_wgrad_avx2(const float *src, const float *dy, const wino_shape *s, float *scratch, int nthr,
+                            int bias);
+int mc_kern_wino_wgrad_avx512(const float *src, const float *dy, const wino_shape *s, float *scratch, int nthr,
+                              int bias);
 
 /* BN batch-statistics sums of one channel block of a blocked tensor
  * ([N][C/B][S][B], images ld floats apart, S pixels): sum[c] and sq[c] of

@@ -62,6 +62,56 @@ wino_shape wino_data_grad_shape(const wino_shape *f) {
 
 void wino_weights_data_grad(float *u, const float *w, const wino_shape *s) { weights_transform(u, w, s, 1); }
 
+int wino_wgrad_fits(const wino_shape *s) { return wino_weight_floats(s) * sizeof(float) <= 384 * 1024; }
+
+/* V, dM, dU, then k doubles of bias sums */
+size_t wino_wgrad_scratch_floats(const wino_shape *s) {
+  return (size_t)(npos(s) * WINO_TB * (s->c + s->k)) + wino_weight_floats(s) + (size_t)(2 * s->k + 16);
+}
+
+float *wino_wgrad_du(const wino_shape *s, float *scratch) { return scratch + npos(s) * WINO_TB * (s->c + s->k); }
+
+double *wino_wgrad_db(const wino_shape *s, float *scratch) {
+  const uintptr_t a = (uintptr_t)(wino_wgrad_du(s, scratch) + wino_weight_floats(s));
+  return (double *)((a + 63) & ~(uintptr_t)63);
+}
+
+void wino_weight_grad(float *dw, float *db, const float *src, const float *dy, const wino_shape *s, float *scratch,
+                      int nthr) {
+  const int team = mc_kern_wino_wgrad(s->blk)(src, dy, s, scratch, nthr, db != NULL);
+  const int64_t C = s->c, K = s->k, CK = C * K;
+  const int a = (int)s->m + 2;
+  const double *G = s->m == 4 ? &G4[0][0] : &G2[0][0];
+  const size_t per = wino_wgrad_scratch_floats(s);
+  for (int64_t c = 0; c < C; c++)
+    for (int64_t k = 0; k < K; k++) {
+      double r[6][6], t[3][6];
+      for (int xi = 0; xi < a * a; xi++) { /* the threads' sums, in thread order */
+        double v = 0;
+        for (int th = 0; th < team; th++) v += wino_wgrad_du(s, scratch + per * (size_t)th)[xi * CK + c * K + k];
+        r[xi / a][xi % a] = v;
+      }
+      for (int i = 0; i < 3; i++) /* t = G^T r */
+        for (int j = 0; j < a; j++) {
+          double v = 0;
+          for (int q = 0; q < a; q++) v += G[q * 3 + i] * r[q][j];
+          t[i][j] = v;
+        }
+      float *g = dw + (k * C + c) * 9;
+      for (int i = 0; i < 3; i++) /* dg = t G */
+        for (int j = 0; j < 3; j++) {
+          double v = 0;
+          for (int q = 0; q < a; q++) v += t[i][q] * G[q * 3 + j];
+          g[i * 3 + j] += (float)v;
+        }
+    }
+  for (int64_t k = 0; db && k < K; k++) {
+    double v = 0;
+    for (int th = 0; th < team; th++) v += wino_wgrad_db(s, scratch + per * (size_t)th)[k];
+    db[k] += (float)v;
+  }
+}
+
 void wino_forward(float *dst, const float *src, const float *u, const float *bias, const wino_shape *s,
                   float *scratch, int nthr, const wino_stats *stats) {
   mc_kern_wino_forward(s->blk)(dst, src, u, bias, s, scratch, nthr, stats);

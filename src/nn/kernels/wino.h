@@ -12,8 +12,8 @@
  * with 36 instead of 144; the rest is additions.  The fast path of the
  * executor uses it for forward passes of 3x3, stride-1 convolutions whose
  * channel counts are multiples of the block (src/nn/dnnl/), and for their
- * input gradients (a convolution too, see wino_data_grad_shape); weight
- * gradients stay oneDNN's.  The kernels need AVX2 + FMA; wino_available() says whether
+ * input gradients (a convolution too, see wino_data_grad_shape) and
+ * their weight gradients (wino_weight_grad).  The kernels need AVX2 + FMA; wino_available() says whether
  * the running CPU has them (chosen at run time, src/nn/kernels/). */
 #ifndef MC_NN_WINO_H
 #define MC_NN_WINO_H
@@ -85,5 +85,24 @@ typedef struct {
  * which the per-thread channel sums are added (in thread order). */
 void wino_forward(float *dst, const float *src, const float *u, const float *bias,
                   const wino_shape *s, float *scratch, int nthr, const wino_stats *stats);
+
+/* The weight gradient of the forward convolution of shape s (s->relu,
+ * s->acc ignored): dw [k][c][3][3] (PyTorch layout) += the correlation of
+ * dy (s->n x k x oh x ow, blocked like the forward's dst) with src (its
+ * src), and when db is not NULL db[k] += the sum of dy over every output
+ * of channel k.  Per position of the transformed tile, dU = V^T dM is summed
+ * over tiles in float, WINO_TB tiles at a time, on nthr OpenMP threads
+ * (one sum per thread, added in thread order in double: the result
+ * depends on nthr, as oneDNN's does); dw then gets G^T dU G, in double.
+ * wino_wgrad_fits: the per-thread sums dU stay within about half the L2
+ * of a core (else the caller should use a direct convolution). */
+int wino_wgrad_fits(const wino_shape *s);
+size_t wino_wgrad_scratch_floats(const wino_shape *s);
+void wino_weight_grad(float *dw, float *db, const float *src, const float *dy, const wino_shape *s, float *scratch,
+                      int nthr);
+/* For the kernels: one thread's dU (wino_weight_floats(s) floats) and
+ * bias sums (k doubles) inside its scratch. */
+float *wino_wgrad_du(const wino_shape *s, float *scratch);
+double *wino_wgrad_db(const wino_shape *s, float *scratch);
 
 #endif

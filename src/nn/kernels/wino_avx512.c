@@ -35,6 +35,8 @@ typedef __m512 vf;
   } while (0)
 #define WINO_FORWARD mc_kern_wino_forward_avx512
 #include "nn/kernels/wino_simd.h"
+#define WINO_WGRAD mc_kern_wino_wgrad_avx512
+#include "nn/kernels/wino_wgrad_simd.h"
 
 #else /* no AVX-512F: the registry never calls this */
 
@@ -42,6 +44,12 @@ void mc_kern_wino_forward_avx512(float *dst, const float *src, const float *u, c
                                  const wino_shape *s, float *scratch, int nthr, const wino_stats *stats) {
   (void)dst, (void)src, (void)u, (void)bias, (void)s, (void)scratch, (void)nthr, (void)stats;
   MC_ASSERT(0);
+}
+
+int mc_kern_wino_wgrad_avx512(const float *src, const float *dy, const wino_shape *s, float *scratch, int nthr, int bias) {
+  (void)src, (void)dy, (void)s, (void)scratch, (void)nthr, (void)bias;
+  MC_ASSERT(0);
+  return 0;
 }
 
 #endif
