@@ -62,7 +62,7 @@ wino_shape wino_data_grad_shape(const wino_shape *f) {
 
 void wino_weights_data_grad(float *u, const float *w, const wino_shape *s) { weights_transform(u, w, s, 1); }
 
-int wino_wgrad_fits(const wino_shape *s) { return wino_weight_floats(s) * sizeof(float) <= 384 * 1024; }
+int wino_wgrad_fits(const wino_shape *s) { return wino_weight_floats(s) * sizeof(float) <= 640 * 1024; }
 
 /* V, dM, dU, then k doubles of bias sums */
 size_t wino_wgrad_scratch_floats(const wino_shape *s) {
@@ -83,6 +83,8 @@ void wino_weight_grad(float *dw, float *db, const float *src, const float *dy, c
   const int a = (int)s->m + 2;
   const double *G = s->m == 4 ? &G4[0][0] : &G2[0][0];
   const size_t per = wino_wgrad_scratch_floats(s);
+  /* each (c, k) on its own: the bytes do not depend on the split */
+#pragma omp parallel for schedule(static) num_threads(nthr) if (nthr > 1 && CK >= 1024)
   for (int64_t c = 0; c < C; c++)
     for (int64_t k = 0; k < K; k++) {
       double r[6][6], t[3][6];
