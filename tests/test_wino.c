@@ -229,8 +229,10 @@ static double check_weight_grad(int64_t n, int64_t c, int64_t k, int64_t h, int6
   return fmax(err / big, berr / bbig);
 }
 
-/* Both tiles, both blockings (each with the variants the machine runs:
- * MC_KERNELS in the environment picks them, see kernels.c), the edge
+/* Both tiles, both blockings (each with the variant the registry picks
+ * for it, kernels.c: AVX-512 on 16-channel blocks where the CPU has it;
+ * the AVX2 halves on 16-channel blocks run inside whole-model gradients in
+ * test_dnnl_kernels_avx2), the edge
  * cases of the forward's shapes, a batch of 128 images at tinyten's
  * sizes (the sums run over 6,272 tiles). */
 static void test_weight_grad(void **st) {
