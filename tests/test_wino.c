@@ -3,7 +3,8 @@
  * (every ISA variant the machine runs: AVX2 on both blockings, AVX-512F on 16-channel blocks),
  * as the input gradient of a convolution against conv2d_backward's (also
  * accumulated into a gradient already there), and the weight gradient
- * against a double-precision correlation (test_weight_grad):
+ * against a double-precision correlation (test_weight_grad), and the
+ * stem input gradient (mc_kern_dx3, test_stem_data_grad):
  * both paddings, even and odd output sizes (clipped edge tiles), a batch
  * whose tile count is not a multiple of the tile block or of the GEMM's 6
  * rows, K % 16 == 8 (the 8-column GEMM tail), no bias, and 1 and 2
@@ -175,6 +176,46 @@ static void test_data_grad(void **st) {
   }
 }
 
+/* The stem input gradient (mc_kern_dx3: plain dx of 1-4 channels from a
+ * blocked dy) against conv2d_backward's dx, overwritten and then added to
+ * itself, on sizes whose rows are not a whole number of its 8-pixel runs. */
+static void test_stem_data_grad(void **st) {
+  (void)st;
+  const mc_kern_dx3_fn f = mc_kern_dx3();
+  if (!f) skip();
+  const int64_t cases[][6] = {/* n, c, k, h, w, pad */
+                              {3, 1, 16, 28, 28, 1}, {2, 3, 16, 13, 11, 0}, {2, 3, 32, 9, 21, 2}, {2, 4, 64, 7, 7, 1}};
+  for (int64_t blk = 8; blk <= 16; blk += 8)
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+      const int64_t n = cases[i][0], c = cases[i][1], k = cases[i][2], h = cases[i][3], w = cases[i][4];
+      const int64_t pad = cases[i][5], oh = h + 2 * pad - 2, ow = w + 2 * pad - 2;
+      const size_t xs = (size_t)(n * c * h * w), ys = (size_t)(n * k * oh * ow);
+      float *dy = malloc(sizeof(float) * ys), *dyb = malloc(sizeof(float) * ys), *x = calloc(xs, sizeof(float));
+      float *wt = malloc(sizeof(float) * (size_t)(k * c * 9)), *dxr = calloc(xs, sizeof(float));
+      float *dx = malloc(sizeof(float) * xs), *col = malloc(sizeof(float) * conv2d_col_floats(c, 3, oh, ow) * 4);
+      tu_random_input(dy, ys, 7);
+      tu_random_input(wt, (size_t)(k * c * 9), 8);
+      for (size_t j = 0; j < ys; j++) dy[j] -= 0.5f;
+      conv2d_backward(dxr, NULL, NULL, dy, x, wt, n, c, h, w, k, 3, 1, (int)pad, oh, ow, col, NULL);
+      to_blocked(dyb, dy, n, k, oh * ow, blk);
+      const mc_dx3_shape s = {c, k, h, w, oh, ow, pad, blk};
+      memset(dx, 0xff, sizeof(float) * xs);
+      f(dx, dyb, wt, &s, 0, 1, 0);
+      f(dx, dyb, wt, &s, 1, n, 0);
+      double big = 0, err = 0;
+      for (size_t j = 0; j < xs; j++) big = fmax(big, fabs(dxr[j]));
+      for (size_t j = 0; j < xs; j++) err = isnan(dx[j]) ? INFINITY : fmax(err, fabs((double)dx[j] - dxr[j]));
+      f(dx, dyb, wt, &s, 0, n, 1);
+      for (size_t j = 0; j < xs; j++)
+        err = isnan(dx[j]) ? INFINITY : fmax(err, fabs((double)dx[j] - 2.0 * dxr[j]) / 2);
+      printf("  stem input gradient, %lld-channel blocks n%lld c%lld k%lld %lldx%lld pad %lld: max err %.2e (of %.2f)\n",
+             (long long)blk, (long long)n, (long long)c, (long long)k, (long long)h, (long long)w, (long long)pad,
+             err / big, big);
+      assert_true(err / big < 1e-6);
+      free(dy), free(dyb), free(x), free(wt), free(dxr), free(dx), free(col);
+    }
+}
+
 /* The weight gradient (wino_weight_grad) against a double-precision
  * correlation of dy with x, accumulated into dw and db already holding
  * values: error max |wino - ref| / max |ref| over dw and over db. */
@@ -286,6 +327,7 @@ static void test_shapes(void **st) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_shapes), cmocka_unit_test(test_data_grad),
+                                     cmocka_unit_test(test_stem_data_grad),
                                      cmocka_unit_test(test_weight_grad)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -43,7 +43,8 @@ enum {
   S_BN_FOLD_DX, /* folded eval BN node: diff a -> b, times its scale (and its ReLU's mask) */
   S_BN_FOLD_DGB, /* its dgamma, dbeta from diff a and the conv's output b, added to grad */
   S_ADD,       /* residual sum of same-layout inputs -> b (count floats); flag: then ReLU */
-  S_WINO_DW    /* weight (and bias) gradient of an S_WINO conv by Winograd: diff a, forward src b, into grad */
+  S_WINO_DW,   /* weight (and bias) gradient of an S_WINO conv by Winograd: diff a, forward src b, into grad */
+  S_DX3        /* input gradient of a 3x3 stride-1 stem conv (mc_kern_dx3): diff a -> b (flag 1: added) */
 };
 enum { WINO_PLAIN = 0, WINO_FOLDED = 1, WINO_SAVED = 2 };
 
@@ -264,6 +265,7 @@ int dn_bn_sums_layout(const dnnl_memory_desc_t *md, const mc_node *nd);
 int dn_wino_fits(const dstate *st, const plan *p, int i);
 
 wino_shape dn_wino_shape(const dstate *st, const plan *p, int i, int64_t n);
+int64_t dn_dx3_block(const dstate *st, const plan *p, int i);
 
 /* Eval-BN folding (lower_conv.c): the BN node that conv node i's Winograd
  * step absorbs in plan p, or -1; dn_fold_buf's parts for conv i (k output

@@ -281,6 +281,20 @@ mc_status dn_run(dstate *st, const steplist *L) {
                    st->cur->nthr, NULL);
       break;
     }
+    case S_DX3: {
+      const mc_node *x = &m->nodes[nd->in[0]];
+      const mc_dx3_shape ds = {x->C, nd->C, x->H, x->W, nd->H, nd->W, nd->pad, dn_dx3_block(st, st->cur, s->node)};
+      const mc_kern_dx3_fn f = mc_kern_dx3();
+      const float *w = st->theta + m->tensors[nd->t_weight].off, *dy = dn_mem_ptr(s->a);
+      float *dx = dn_mem_ptr(s->b);
+      const int nthr = st->cur->nthr, acc = s->flag;
+#pragma omp parallel num_threads(nthr) if (nthr > 1)
+      { /* whole images per thread: the bytes do not depend on the split */
+        const int64_t T = omp_get_num_threads(), r = omp_get_thread_num();
+        f(dx, dy, w, &ds, N * r / T, N * (r + 1) / T, acc);
+      }
+      break;
+    }
     case S_WINO_DW: {
       const wino_shape fs = dn_wino_shape(st, st->cur, s->node, N);
       wino_weight_grad(st->grad + m->tensors[nd->t_weight].off, nd->bias ? st->grad + m->tensors[nd->t_bias].off : NULL,

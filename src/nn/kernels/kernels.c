@@ -86,6 +86,13 @@ mc_kern_block_cross_fn mc_kern_block_cross(void) {
   return mc_kern_block_cross_scalar;
 }
 
+mc_kern_dx3_fn mc_kern_dx3(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  if (use_avx2()) return mc_kern_dx3_avx2;
+#endif
+  return NULL;
+}
+
 void mc_kernels_info(FILE *f) {
   const mc_cpu_features *c = cpu();
   const char *v = use_avx2() ? "avx2+fma" : "scalar";
@@ -97,4 +104,5 @@ void mc_kernels_info(FILE *f) {
   fprintf(f, "kernel bn-recompute sums (8- and 16-channel blocks): %s\n", v);
   fprintf(f, "kernel alignment moments: %s\n", v);
   fprintf(f, "kernel folded-BN input gradient: %s\n", v);
+  fprintf(f, "kernel stem 3x3 input gradient: %s\n", use_avx2() ? v : "off (oneDNN's)");
 }

@@ -72,6 +72,23 @@ typedef void (*mc_kern_block_cross_fn)(const float *ga, int64_t bsa, const float
 mc_kern_block_sums_fn mc_kern_block_sums(void);
 mc_kern_block_cross_fn mc_kern_block_cross(void);
 
+/* The input gradient of a 3x3 stride-1 convolution with few input
+ * channels (a stem: 1-4 channels, plain layout [N][c][h][w]) from its
+ * blocked output gradient dy ([N][k/blk][oh][ow][blk], blk = 8 or 16,
+ * k % blk == 0) and PyTorch-layout weights w [k][c][3][3]: images
+ * [n0, n1) of dx = the transposed convolution (added to dx when acc).
+ * oneDNN runs this one as a GEMM on a plain copy of dy; AVX2+FMA only
+ * (mc_kern_dx3 is NULL without), c * 9 * k <= MC_DX3_MAX_W. */
+typedef struct {
+  int64_t c, k, h, w, oh, ow, pad, blk;
+} mc_dx3_shape;
+#define MC_DX3_MAX_W 6144
+typedef void (*mc_kern_dx3_fn)(float *dx, const float *dy, const float *w, const mc_dx3_shape *s, int64_t n0,
+                               int64_t n1, int acc);
+mc_kern_dx3_fn mc_kern_dx3(void);
+void mc_kern_dx3_avx2(float *dx, const float *dy, const float *w, const mc_dx3_shape *s, int64_t n0, int64_t n1,
+                      int acc);
+
 /* One line per kernel: the variant in use (for modeconn --version). */
 void mc_kernels_info(FILE *f);
 

@@ -101,6 +101,85 @@ void mc_kern_block_cross_avx2(const float *ga, int64_t bsa, const float *gb, int
     }
 }
 
+/* The 8 horizontal sums of a[0..8), as one vector. */
+static inline __m256 hsum8x8(const __m256 *a) {
+  const __m256 h01 = _mm256_hadd_ps(a[0], a[1]), h23 = _mm256_hadd_ps(a[2], a[3]);
+  const __m256 h45 = _mm256_hadd_ps(a[4], a[5]), h67 = _mm256_hadd_ps(a[6], a[7]);
+  const __m256 q0 = _mm256_hadd_ps(h01, h23), q1 = _mm256_hadd_ps(h45, h67);
+  return _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31));
+}
+
+/* Input pixel ix of one row of the stem input gradient, every tap
+ * checked against the borders: 8 lanes per vector, added across. */
+static float dx3_pixel(const float *dyn, const float *wc, const int64_t *ho, const mc_dx3_shape *s, int64_t iy,
+                       int64_t ix) {
+  const int64_t K = s->k, OH = s->oh, OW = s->ow, B = s->blk;
+  __m256 a = _mm256_setzero_ps();
+  for (int ky = 0; ky < 3; ky++)
+    for (int kx = 0; kx < 3; kx++) {
+      const int64_t oy = iy + s->pad - ky, ox = ix + s->pad - kx;
+      if (oy < 0 || oy >= OH || ox < 0 || ox >= OW) continue;
+      for (int64_t h = 0; h < K / 8; h++)
+        a = _mm256_fmadd_ps(_mm256_load_ps(wc + (ky * 3 + kx) * K + h * 8),
+                            _mm256_loadu_ps(dyn + ho[h] + (oy * OW + ox) * B), a);
+    }
+  __m128 q = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+  return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+}
+
+/* Pixels ix0 .. ix0 + 7 of a row, where every column tap is inside: 8
+ * sums of 8 lanes, added across at the end. */
+static __m256 dx3_run8(const float *dyn, const float *wc, const int64_t *ho, const mc_dx3_shape *s, int64_t iy,
+                       int64_t ix0) {
+  const int64_t K = s->k, OH = s->oh, OW = s->ow, B = s->blk;
+  __m256 a[8];
+  for (int q = 0; q < 8; q++) a[q] = _mm256_setzero_ps();
+  for (int ky = 0; ky < 3; ky++) {
+    const int64_t oy = iy + s->pad - ky;
+    if (oy < 0 || oy >= OH) continue;
+    for (int kx = 0; kx < 3; kx++)
+      for (int64_t h = 0; h < K / 8; h++) {
+        const __m256 wv = _mm256_load_ps(wc + (ky * 3 + kx) * K + h * 8);
+        const float *r = dyn + ho[h] + (oy * OW + ix0 + s->pad - kx) * B;
+#pragma GCC unroll 8
+        for (int q = 0; q < 8; q++) a[q] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(r + q * B), a[q]);
+      }
+  }
+  return hsum8x8(a);
+}
+
+/* Images [n0, n1) of the stem input gradient (kernels.h): per row, runs
+ * of 8 pixels whose column taps are all inside, the rest one by one. */
+void mc_kern_dx3_avx2(float *dx, const float *dy, const float *w, const mc_dx3_shape *s, int64_t n0, int64_t n1,
+                      int acc) {
+  const int64_t C = s->c, K = s->k, H = s->h, W = s->w, OH = s->oh, OW = s->ow;
+  const int64_t xa = s->pad < 2 ? 2 - s->pad : 0, xb = OW - s->pad < W ? OW - s->pad : W; /* inside: [xa, xb) */
+  float wt[MC_DX3_MAX_W] __attribute__((aligned(32))); /* [c][tap][k] */
+  int64_t ho[MC_DX3_MAX_W / 72 + 1];                     /* where each 8 channels start in an image of dy */
+  for (int64_t h = 0; h < K / 8; h++) ho[h] = h * 8 / s->blk * OH * OW * s->blk + h * 8 % s->blk;
+  for (int64_t k = 0; k < K; k++)
+    for (int64_t c = 0; c < C; c++)
+      for (int q = 0; q < 9; q++) wt[(c * 9 + q) * K + k] = w[(k * C + c) * 9 + q];
+  for (int64_t n = n0; n < n1; n++)
+    for (int64_t c = 0; c < C; c++) {
+      const float *dyn = dy + n * K * OH * OW, *wc = wt + c * 9 * K;
+      for (int64_t iy = 0; iy < H; iy++) {
+        float *d = dx + ((n * C + c) * H + iy) * W;
+        int64_t ix = 0;
+        for (; ix < W; ix++) {
+          if (ix >= xa && ix + 8 <= xb) {
+            const __m256 r = dx3_run8(dyn, wc, ho, s, iy, ix);
+            _mm256_storeu_ps(d + ix, acc ? _mm256_add_ps(_mm256_loadu_ps(d + ix), r) : r);
+            ix += 7;
+            continue;
+          }
+          const float r = dx3_pixel(dyn, wc, ho, s, iy, ix);
+          d[ix] = acc ? d[ix] + r : r;
+        }
+      }
+    }
+}
 
 /* t = dy * scale, zero where y is not > 0 (NaN included): 8 lanes at a
  * time, a 16-channel block as two halves. */
