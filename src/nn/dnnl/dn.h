@@ -111,13 +111,15 @@ typedef struct {
   int ncv, capcv;
   float **wino_u;                   /* S_WINO: transformed weights, per node */
   float **wino_w;                   /* S_WINO: the plain weights wino_u came from */
-  char *wino_ok;                    /* S_WINO: wino_u holds the transform of wino_w */
+  char *wino_ok;                    /* S_WINO: wino_u holds the transform of wino_w (2: which is
+                                       the fold in fold_w) */
   float **wino_du, **wino_dw;       /* S_WINO_DX: the same for the input gradient */
   char *wino_dok;
   double **bnsums;                  /* S_BN_BATCH: channel sums, 2 C per BN node */
   int *fold;                        /* eval plans: conv i -> BN j + 1 folded into its
                                        Winograd step; BN j -> -(i + 1); else 0 */
   float **fold_w;                   /* folded conv i: what its last forward used (dn_fold_buf) */
+  char *fold_ok;                    /* folded conv i: fold_w holds the fold of the values saved in it */
   int *add_relu;                    /* sum i -> ReLU r + 1 computed by its S_ADD (r -> -(i + 1)) */
 } plan;
 
@@ -274,6 +276,7 @@ int64_t dn_dx3_block(const dstate *st, const plan *p, int i);
 int dn_fold_target(const dstate *st, const plan *p, int i);
 typedef struct {
   float *w, *b, *w0, *b0, *scale;
+  float *bn0; /* the BN's gamma, beta, mean and variance the fold used (4 k) */
 } dn_fold_parts;
 dn_fold_parts dn_fold_buf(const dstate *st, const plan *p, int i);
 

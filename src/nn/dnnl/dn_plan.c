@@ -324,6 +324,7 @@ void dn_plan_free(plan *p) {
   free(p->bnsums);
   free(p->fold);
   free(p->fold_w);
+  free(p->fold_ok);
   free(p->add_relu);
   free(p);
 }
@@ -346,7 +347,7 @@ mc_status dn_plan_create(dstate *st, int64_t n, int kind, int all_heads, int nth
       !PLAN_ARRAY(wino_w, sizeof *p->wino_w) || !PLAN_ARRAY(wino_ok, 1) || !PLAN_ARRAY(wino_du, sizeof *p->wino_du) ||
       !PLAN_ARRAY(wino_dw, sizeof *p->wino_dw) || !PLAN_ARRAY(wino_dok, 1) || !PLAN_ARRAY(bnsums, sizeof *p->bnsums) ||
       !PLAN_ARRAY(rd, sizeof *p->rd) || !PLAN_ARRAY(rc, sizeof *p->rc) || !PLAN_ARRAY(fold, sizeof *p->fold) ||
-      !PLAN_ARRAY(fold_w, sizeof *p->fold_w) ||
+      !PLAN_ARRAY(fold_w, sizeof *p->fold_w) || !PLAN_ARRAY(fold_ok, 1) ||
       !PLAN_ARRAY(add_relu, sizeof *p->add_relu)) {
     dn_plan_free(p);
     return mc_oom(bytes, "oneDNN backend: the per-node tables of a plan of %lld rows", (long long)n);

@@ -77,7 +77,7 @@ static void bn_batch_stats(dstate *st, const step *s) {
 
 /* Conv node i's Winograd weights for shape ws (dgrad: of its input
  * gradient), transformed again only when the weights changed since the
- * last call (eval passes run the step once per 64-row slice). */
+ * last call (eval passes run the step once per slice). */
 static const float *wino_u_cached(dstate *st, int i, const float *w, const wino_shape *ws, int dgrad) {
   plan *p = st->cur;
   const size_t wb = sizeof(float) * (size_t)(ws->k * ws->c * 9);
@@ -94,18 +94,29 @@ static const float *wino_u_cached(dstate *st, int i, const float *w, const wino_
 
 /* The folded weights and bias of conv node i (lower_conv.c) from its
  * weights w, bias b (or NULL) and the eval BN after it, saving what they
- * came from. */
-static dn_fold_parts fold_weights(dstate *st, int i, const float *w, const float *b) {
+ * came from; *same = 1 when those are what the last fold saw (eval passes
+ * run the step once per slice: then nothing is recomputed). */
+static dn_fold_parts fold_weights(dstate *st, int i, const float *w, const float *b, int *same) {
   const mc_model *m = st->e->m;
   plan *p = st->cur;
   const int j = p->fold[i] - 1;
   const mc_node *bn = &m->nodes[j];
   const dn_fold_parts f = dn_fold_buf(st, p, i);
   const int64_t K = bn->C, CK = m->nodes[m->nodes[i].in[0]].C * 9;
+  const size_t kb = sizeof(float) * (size_t)K;
   const float *g = st->theta + m->tensors[bn->t_weight].off, *be = st->theta + m->tensors[bn->t_bias].off;
   const float *mu = dn_mem_ptr(p->mean[j]), *var = dn_mem_ptr(p->var[j]);
+  *same = p->fold_ok[i] && !memcmp(f.bn0, g, kb) && !memcmp(f.bn0 + K, be, kb) && !memcmp(f.bn0 + 2 * K, mu, kb) &&
+          !memcmp(f.bn0 + 3 * K, var, kb) && (!b || !memcmp(f.b0, b, kb)) &&
+          !memcmp(f.w0, w, sizeof(float) * (size_t)(K * CK));
+  if (*same) return f;
   memcpy(f.w0, w, sizeof(float) * (size_t)(K * CK));
-  if (b) memcpy(f.b0, b, sizeof(float) * (size_t)K);
+  if (b) memcpy(f.b0, b, kb);
+  memcpy(f.bn0, g, kb);
+  memcpy(f.bn0 + K, be, kb);
+  memcpy(f.bn0 + 2 * K, mu, kb);
+  memcpy(f.bn0 + 3 * K, var, kb);
+  p->fold_ok[i] = 1;
   for (int64_t k = 0; k < K; k++) {
     const float sc = (float)(g[k] / sqrt((double)var[k] + bn->eps));
     f.scale[k] = sc;
@@ -251,8 +262,9 @@ mc_status dn_run(dstate *st, const steplist *L) {
       wino_shape ws = dn_wino_shape(st, p, s->node, N);
       const float *w = st->theta + m->tensors[nd->t_weight].off;
       const float *bias = nd->bias ? st->theta + m->tensors[nd->t_bias].off : NULL;
+      int same = 0;
       if (s->flag == WINO_FOLDED) {
-        const dn_fold_parts f = fold_weights(st, s->node, w, bias);
+        const dn_fold_parts f = fold_weights(st, s->node, w, bias, &same);
         w = f.w;
         bias = f.b;
         ws.relu = st->relu_of[p->fold[s->node] - 1] >= 0;
@@ -261,7 +273,9 @@ mc_status dn_run(dstate *st, const steplist *L) {
         w = f.w0;
         bias = nd->bias ? f.b0 : NULL;
       }
-      const float *u = wino_u_cached(st, s->node, w, &ws, 0);
+      /* an unchanged fold whose transform is still there (wino_ok 2): no check */
+      const float *u = same && p->wino_ok[s->node] == 2 ? p->wino_u[s->node] : wino_u_cached(st, s->node, w, &ws, 0);
+      if (s->flag == WINO_FOLDED) p->wino_ok[s->node] = 2;
       wino_stats sums, *sp = NULL;
       if (s->count > 0) {
         const mc_node *bn = &m->nodes[s->count - 1];

@@ -74,7 +74,7 @@ dn_fold_parts dn_fold_buf(const dstate *st, const plan *p, int i) {
   const mc_node *nd = &st->e->m->nodes[i];
   const int64_t K = nd->C, W = K * st->e->m->nodes[nd->in[0]].C * 9;
   float *f = p->fold_w[i];
-  return (dn_fold_parts){f, f + W, f + W + K, f + 2 * W + K, f + 2 * W + 2 * K};
+  return (dn_fold_parts){f, f + W, f + W + K, f + 2 * W + K, f + 2 * W + 2 * K, f + 2 * W + 3 * K};
 }
 
 static mc_status conv_fwd(dstate *st, plan *p, int i) {
@@ -115,7 +115,7 @@ static mc_status conv_fwd(dstate *st, plan *p, int i) {
     if (j < 0) return dn_push_custom(L, S_WINO, i, p->fsrc[i], p->mem[i], 0, 0);
     p->fold[i] = j + 1; /* BN j pushes the folded step */
     p->fold[j] = -(i + 1);
-    p->fold_w[i] = dn_plan_buf(p, sizeof(float) * (size_t)(2 * ws.k * ws.c * 9 + 3 * ws.k));
+    p->fold_w[i] = dn_plan_buf(p, sizeof(float) * (size_t)(2 * ws.k * ws.c * 9 + 7 * ws.k));
     return MC_OK;
   }
   dnnl_memory_t w;
