@@ -32,7 +32,7 @@ int cmd_attack(int argc, char **argv) {
                     CLI_PGD_OPTS(ao),
                     {"bn-recompute", OPT_FLAG, &bn_recompute, NULL, "recompute BN statistics on the training set first"},
                     CLI_BN_ADV_OPT(ao),
-                    {"batch", OPT_INT, &batch, "500", "BN-recompute batch; eval passes use slices of at most 64 rows per thread"},
+                    {"batch", OPT_INT, &batch, "500", "BN-recompute batch; eval passes use slices of at most 16 or 64 rows per thread (README, Threads)"},
                     {"json", OPT_STR, &json, NULL, "write clean_loss, clean_accuracy, robust_loss, robust_accuracy "
                      "and the attack parameters to this file"},
                     {"examples", OPT_STR, &examples, NULL, "write the adversarial examples (safetensors: F32 \"x_adv\" "

@@ -22,7 +22,7 @@ int cmd_eval(int argc, char **argv) {
   cli_opt opts[] = {{"model", OPT_STR, &model, NULL, "checkpoint (safetensors) to evaluate"},
                     CLI_DATA_OPTS(dopt),
                     {"split", OPT_STR, &split, "test", "split: test or train"},
-                    {"batch", OPT_INT, &batch, "500", "BN-recompute batch (train mode: its statistics depend on it); eval passes use slices of at most 64 rows per thread"},
+                    {"batch", OPT_INT, &batch, "500", "BN-recompute batch (train mode: its statistics depend on it); eval passes use slices of at most 16 or 64 rows per thread (README, Threads)"},
                     {"bn-recompute", OPT_FLAG, &bn_recompute, NULL, "recompute BN statistics on the training set first"},
                     {"json", OPT_STR, &json, NULL, "write {\"loss\", \"accuracy\", ...} to this file"},
                     {"logits", OPT_STR, &logits_path, NULL, "write every example's logits (safetensors: F32 \"logits\" [n, classes], I64 \"labels\" [n]; eval-mode BN, dataset order)"},

@@ -16,7 +16,7 @@
 #define PATH_OPTS(bn_samples, batch, json, csv, with_train)                                    \
   {"bn-samples", OPT_INT, &bn_samples, "0", "training images for each BN recompute and REPAIR statistics pass (0 = all)"}, \
   {"batch", OPT_INT, &batch, "500",                                                             \
-   "BN-recompute batch (train mode: its statistics depend on it); eval passes use slices of at most 64 rows per thread"}, \
+   "BN-recompute batch (train mode: its statistics depend on it); eval passes use slices of at most 16 or 64 rows per thread (README, Threads)"}, \
   {"json", OPT_STR, &json, NULL, "write points and metrics as JSON"},                        \
   {"csv", OPT_STR, &csv, NULL, "write the points as CSV"},                                   \
   {"train", OPT_FLAG, &with_train, NULL, "also evaluate loss/accuracy on the training set"}

@@ -79,7 +79,7 @@ int cmd_plane(int argc, char **argv) {
                      "plane point has no running statistics to interpolate)"},
                     {"bn-samples", OPT_INT, &bn_samples, "0",
                      "training images for each BN recompute and REPAIR statistics pass (0 = all)"},
-                    {"batch", OPT_INT, &batch, "500", "BN-recompute batch (train mode: its statistics depend on it); eval passes use slices of at most 64 rows per thread"},
+                    {"batch", OPT_INT, &batch, "500", "BN-recompute batch (train mode: its statistics depend on it); eval passes use slices of at most 16 or 64 rows per thread (README, Threads)"},
                     {"json", OPT_STR, &json, NULL, "write the grids as JSON"},
                     {"plot", OPT_STR, &plot, NULL, "write PREFIX_loss.png/.svg and PREFIX_acc.png/.svg (with --adv "
                      "pgd also PREFIX_robust_loss and PREFIX_robust_acc)"},

@@ -58,8 +58,15 @@ mc_status mc_check_data_shape(const mc_model *m, const mc_dataset *ds) {
 }
 
 int64_t mc_eval_rows(const mc_exec *e) {
+  const mc_model *m = mc_exec_model(e);
+  int64_t act = 1; /* the largest activation of one example, in floats */
+  for (int i = 0; i < m->n_nodes; i++) {
+    const int64_t a = m->nodes[i].C * m->nodes[i].H * m->nodes[i].W;
+    if (a > act) act = a;
+  }
+  const int64_t rows = (int64_t)m->n_theta <= MC_EVAL_WEIGHTS_PER_ACT * act ? MC_EVAL_ROWS_SMALL : MC_EVAL_ROWS;
   const int64_t b = mc_exec_batch(e);
-  return b < MC_EVAL_ROWS ? b : MC_EVAL_ROWS;
+  return b < rows ? b : rows;
 }
 
 typedef struct {

@@ -20,7 +20,7 @@ typedef struct mc_metrics {
  * so the result does not depend on the slicing (the per-slice sums are
  * added in slice order: the same for any thread count), and per-node
  * buffers stay small (resnet20 at 1000 rows would hold 2 GB of
- * activations; 2 threads x 64 rows, 0.2 GB). */
+ * activations; 2 threads x 16 rows, 0.05 GB). */
 mc_status mc_evaluate(mc_exec *e, const float *theta, float *state,
                       const mc_dataset *ds, int64_t n, mc_metrics *out);
 /* The same pass, also copying every example's logits into `logits`
@@ -76,8 +76,17 @@ int64_t mc_batches_next(mc_batches *b);
 void mc_batches_free(mc_batches *b);
 
 /* Rows per forward call of a thread in eval-mode passes: the executor's
- * batch, at most MC_EVAL_ROWS. */
+ * batch, at most MC_EVAL_ROWS_SMALL (16) when the model's parameters are
+ * at most MC_EVAL_WEIGHTS_PER_ACT (64) times its largest activation of
+ * one example, else at most MC_EVAL_ROWS (64).  Every slice reads all the
+ * weights again, and its activations stay in the core's caches only while
+ * they are small: against 64 rows, 16 rows took 0.93x the time of a PGD
+ * evaluation of tinyten, 0.97x of resnet20, 0.89x of a googlenet eval and
+ * 1.09x of a vgg16-bn eval (the one above the ratio; Zen 4, 2 threads,
+ * 2026-12-04, bench/results-2026-12-04-rows.md). */
 #define MC_EVAL_ROWS 64
+#define MC_EVAL_ROWS_SMALL 16
+#define MC_EVAL_WEIGHTS_PER_ACT 64
 int64_t mc_eval_rows(const mc_exec *e);
 
 #endif
