@@ -83,7 +83,7 @@ void mc_batches_free(mc_batches *b);
  * they are small: against 64 rows, 16 rows took 0.93x the time of a PGD
  * evaluation of tinyten, 0.97x of resnet20, 0.89x of a googlenet eval and
  * 1.09x of a vgg16-bn eval (the one above the ratio; Zen 4, 2 threads,
- * 2026-12-04, bench/results-2026-12-04-rows.md). */
+ * 2026-12-04, bench/results-2026-12-04.md). */
 #define MC_EVAL_ROWS 64
 #define MC_EVAL_ROWS_SMALL 16
 #define MC_EVAL_WEIGHTS_PER_ACT 64
