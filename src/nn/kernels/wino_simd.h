@@ -330,12 +330,76 @@ static void tile_next(tile_pos *q) {
   q->img++;
 }
 
+/* Prefetching: while one block's GEMMs run, the rows of the input that
+ * the next block's tiles read, and of the output that this block's tiles
+ * write, are brought into L2.  At batch 128 the activations do not stay
+ * in cache between layers; from a cold cache a 16-channel 28x28 forward
+ * took 1.8 ms per batch of 128 (2 threads) and 1.14 ms from a warm one,
+ * and the prefetches took it to 1.58 ms.  A walk over the cache lines of
+ * rows [lo, .) of image img_a, every row of the images between, and rows
+ * [., hi) of image img_b, in each of cbn channel blocks (planes of h rows
+ * of row_bytes). */
+typedef struct {
+  const char *base;                   /* NULL: the walk is over */
+  int64_t img, img_a, img_b, cb, cbn; /* image and channel block now; the range's images */
+  int64_t lo, hi, h;
+  int64_t line, lines;                /* next line of the current (img, cb) rows, their end */
+  int64_t row_bytes;
+  int64_t per;                        /* lines per call of wino_prefetch_step: all in npos calls */
+} wino_pf;
+
+static void wino_pf_rows(wino_pf *f) {
+  const int64_t r0 = f->img == f->img_a ? f->lo : 0, r1 = f->img == f->img_b ? f->hi : f->h;
+  f->line = r0 * f->row_bytes / 64;
+  f->lines = (r1 * f->row_bytes + 63) / 64;
+}
+
+/* The walk over the input rows (out 0) that tiles [t0, t0 + nt) read,
+ * or the output rows (out 1) that they write. */
+static wino_pf wino_pf_tiles(const float *base, const wino_shape *s, int64_t t0, int64_t nt, int out) {
+  const int64_t tiles = s->n * ((s->oh + s->m - 1) / s->m) * ((s->ow + s->m - 1) / s->m);
+  wino_pf f = {0};
+  if (nt <= 0 || t0 >= tiles) return f;
+  if (t0 + nt > tiles) nt = tiles - t0;
+  const tile_pos a = tile_at(s, t0), b = tile_at(s, t0 + nt - 1);
+  const int64_t h = out ? s->oh : s->h, off = out ? 0 : -s->pad, ext = out ? s->m : s->m + 2;
+  const int64_t lo = s->m * a.ty + off, hi = s->m * b.ty + off + ext;
+  f = (wino_pf){(const char *)base, a.img, a.img, b.img, 0, (out ? s->k : s->c) / s->blk, lo < 0 ? 0 : lo,
+                hi > h ? h : hi, h, 0, 0, (out ? s->ow : s->w) * s->blk * (int64_t)sizeof(float), 0};
+  const int64_t rows = (b.img - a.img) * h + f.hi - f.lo;
+  f.per = (rows * f.row_bytes / 64 * f.cbn) / npos(s) + 1;
+  wino_pf_rows(&f);
+  return f;
+}
+
+/* Issues the walk's next f->per prefetches. */
+static inline void wino_prefetch_step(wino_pf *f) {
+  int64_t n = f->per;
+  while (f->base && n > 0) {
+    if (f->line >= f->lines) {
+      if (++f->cb == f->cbn) {
+        f->cb = 0;
+        if (++f->img > f->img_b) {
+          f->base = NULL;
+          return;
+        }
+      }
+      wino_pf_rows(f);
+      continue;
+    }
+    __builtin_prefetch(f->base + ((f->img * f->cbn + f->cb) * f->h * f->row_bytes + 64 * f->line), 0, 2);
+    f->line++;
+    n--;
+  }
+}
+
 /* Tiles [t0, t0 + nt) of the whole batch. */
 static void wino_block(float *dst, const float *src, const float *u, const float *bias,
                        const wino_shape *s, float *scr, int64_t t0, int64_t nt, double *ps,
                        const float *shift) {
   const int64_t C = s->c, K = s->k, m = s->m, np = npos(s);
   float *v = scr, *mm = scr + np * WINO_TB * C;
+  wino_pf pf = wino_pf_tiles(src, s, t0 + nt, nt, 0), pw = wino_pf_tiles(dst, s, t0, nt, 1);
   tile_pos q = tile_at(s, t0);
   for (int64_t tt = 0; tt < nt; tt++, tile_next(&q))
     input_tile(v, tt, src + q.img * C * s->h * s->w, s, m * q.ty - s->pad, m * q.tx - s->pad);
@@ -345,6 +409,8 @@ static void wino_block(float *dst, const float *src, const float *u, const float
   for (int64_t xi = 0; xi < np; xi++) {
     const float *vx = v + xi * WINO_TB * C, *ux = u + xi * C * K;
     float *mx = mm + xi * WINO_TB * K;
+    wino_prefetch_step(&pf);
+    wino_prefetch_step(&pw);
     for (int64_t r = 0; r < rows; r += 6) {
       int64_t k0 = 0;
       for (; k0 + 2 * VL <= K; k0 += 2 * VL) gemm_6x2v(mx + r * K + k0, vx + r * C, ux + k0, C, K);

@@ -131,6 +131,8 @@ static void wgrad_block(float *du, double *db, const float *src, const float *dy
   float *v = scr, *dm = scr + np * WINO_TB * C;
   vf bs[64];
   for (int64_t kb = 0; db && kb < K / VL; kb++) bs[kb] = VZERO();
+  /* the next block's src and dy, as in wino_block */
+  wino_pf ps = wino_pf_tiles(src, s, t0 + nt, nt, 0), pd = wino_pf_tiles(dy, s, t0 + nt, nt, 1);
   tile_pos q = tile_at(s, t0);
   for (int64_t tt = 0; tt < nt; tt++, tile_next(&q)) {
     input_tile(v, tt, src + q.img * C * s->h * s->w, s, m * q.ty - s->pad, m * q.tx - s->pad);
@@ -141,6 +143,8 @@ static void wgrad_block(float *du, double *db, const float *src, const float *dy
   for (int64_t xi = 0; xi < np; xi++) {
     const float *vx = v + xi * WINO_TB * C, *gx = dm + xi * WINO_TB * K;
     float *ux = du + xi * C * K;
+    wino_prefetch_step(&ps);
+    wino_prefetch_step(&pd);
     for (int64_t c0 = 0; c0 < C; c0 += 8) {
       for (int64_t k0 = 0; k0 < k2; k0 += 2 * VL) wgemm_8x2v(ux + c0 * K + k0, vx + c0, gx + k0, nt, C, K);
       for (int64_t k0 = k2; k0 < K; k0 += VL) wgemm_8x1v(ux + c0 * K + k0, vx + c0, gx + k0, nt, C, K);
