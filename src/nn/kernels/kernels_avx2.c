@@ -161,11 +161,21 @@ void mc_kern_dx3_avx2(float *dx, const float *dy, const float *w, const mc_dx3_s
   for (int64_t k = 0; k < K; k++)
     for (int64_t c = 0; c < C; c++)
       for (int q = 0; q < 9; q++) wt[(c * 9 + q) * K + k] = w[(k * C + c) * 9 + q];
+  const int64_t row_lines = OW * s->blk * (int64_t)sizeof(float) / 64; /* one row of one channel block of dy */
   for (int64_t n = n0; n < n1; n++)
     for (int64_t c = 0; c < C; c++) {
       const float *dyn = dy + n * K * OH * OW, *wc = wt + c * 9 * K;
       for (int64_t iy = 0; iy < H; iy++) {
         float *d = dx + ((n * C + c) * H + iy) * W;
+        /* dy's row 3 ahead of the ones this row reads (past the last: the
+         * next image's), into L2: at batch 128 dy is not in cache (0.58 ms
+         * against 0.37 for a warm one) */
+        const int64_t pr = iy + s->pad + 2 + 3, pn = n + pr / OH;
+        if (c == 0 && pn < n1)
+          for (int64_t h = 0; h < K / s->blk; h++)
+            for (int64_t l = 0; l < row_lines; l++)
+              _mm_prefetch((const char *)(dy + pn * K * OH * OW + (h * OH + pr % OH) * OW * s->blk) + 64 * l,
+                           _MM_HINT_T1);
         int64_t ix = 0;
         for (; ix < W; ix++) {
           if (ix >= xa && ix + 8 <= xb) {
