@@ -333,9 +333,9 @@ static void tile_next(tile_pos *q) {
 /* Prefetching: while one block's GEMMs run, the rows of the input that
  * the next block's tiles read, and of the output that this block's tiles
  * write, are brought into L2.  At batch 128 the activations do not stay
- * in cache between layers; from a cold cache a 16-channel 28x28 forward
- * took 1.8 ms per batch of 128 (2 threads) and 1.14 ms from a warm one,
- * and the prefetches took it to 1.58 ms.  A walk over the cache lines of
+ * in cache between layers: from a cold cache a 16-channel 28x28 forward
+ * took 1.85 ms per batch of 128 (2 threads), from a warm one 1.14 ms, and
+ * with these prefetches 1.21 ms.  A walk over the cache lines of
  * rows [lo, .) of image img_a, every row of the images between, and rows
  * [., hi) of image img_b, in each of cbn channel blocks (planes of h rows
  * of row_bytes). */
