@@ -106,16 +106,19 @@ static dn_fold_parts fold_weights(dstate *st, int i, const float *w, const float
   const size_t kb = sizeof(float) * (size_t)K;
   const float *g = st->theta + m->tensors[bn->t_weight].off, *be = st->theta + m->tensors[bn->t_bias].off;
   const float *mu = dn_mem_ptr(p->mean[j]), *var = dn_mem_ptr(p->var[j]);
-  *same = p->fold_ok[i] && !memcmp(f.bn0, g, kb) && !memcmp(f.bn0 + K, be, kb) && !memcmp(f.bn0 + 2 * K, mu, kb) &&
-          !memcmp(f.bn0 + 3 * K, var, kb) && (!b || !memcmp(f.b0, b, kb)) &&
-          !memcmp(f.w0, w, sizeof(float) * (size_t)(K * CK));
+  /* what the fold is made from, and where it saved them */
+  const struct {
+    float *saved;
+    const float *now;
+    size_t bytes;
+  } in[] = {{f.w0, w, sizeof(float) * (size_t)(K * CK)}, {f.bn0, g, kb},          {f.bn0 + K, be, kb},
+            {f.bn0 + 2 * K, mu, kb},                     {f.bn0 + 3 * K, var, kb}, {f.b0, b, b ? kb : 0}};
+  const int nin = (int)(sizeof in / sizeof in[0]);
+  *same = p->fold_ok[i];
+  for (int q = 0; q < nin && *same; q++) *same = !in[q].bytes || !memcmp(in[q].saved, in[q].now, in[q].bytes);
   if (*same) return f;
-  memcpy(f.w0, w, sizeof(float) * (size_t)(K * CK));
-  if (b) memcpy(f.b0, b, kb);
-  memcpy(f.bn0, g, kb);
-  memcpy(f.bn0 + K, be, kb);
-  memcpy(f.bn0 + 2 * K, mu, kb);
-  memcpy(f.bn0 + 3 * K, var, kb);
+  for (int q = 0; q < nin; q++)
+    if (in[q].bytes) memcpy(in[q].saved, in[q].now, in[q].bytes);
   p->fold_ok[i] = 1;
   for (int64_t k = 0; k < K; k++) {
     const float sc = (float)(g[k] / sqrt((double)var[k] + bn->eps));

@@ -43,6 +43,9 @@
 /* Positions of the transformed tile. */
 static int64_t npos(const wino_shape *s) { return (s->m + 2) * (s->m + 2); }
 
+/* Output tiles of the whole batch. */
+static int64_t batch_tiles(const wino_shape *s) { return s->n * ((s->oh + s->m - 1) / s->m) * ((s->ow + s->m - 1) / s->m); }
+
 /* y = B^T x over 4 vectors (rows or columns of the patch). */
 #define BT4(y0, y1, y2, y3, x0, x1, x2, x3) \
   do {                                      \
@@ -357,7 +360,7 @@ static void wino_pf_rows(wino_pf *f) {
 /* The walk over the input rows (out 0) that tiles [t0, t0 + nt) read,
  * or the output rows (out 1) that they write. */
 static wino_pf wino_pf_tiles(const float *base, const wino_shape *s, int64_t t0, int64_t nt, int out) {
-  const int64_t tiles = s->n * ((s->oh + s->m - 1) / s->m) * ((s->ow + s->m - 1) / s->m);
+  const int64_t tiles = batch_tiles(s);
   wino_pf f = {0};
   if (nt <= 0 || t0 >= tiles) return f;
   if (t0 + nt > tiles) nt = tiles - t0;
@@ -433,7 +436,7 @@ void WINO_FORWARD(float *dst, const float *src, const float *u, const float *bia
                   float *scratch, int nthr, const wino_stats *stats) {
   MC_ASSERT((s->m == 2 || s->m == 4) && (s->blk == 8 || s->blk == 16) && s->blk >= VL && s->c % s->blk == 0 &&
             s->k % s->blk == 0);
-  const int64_t tiles = s->n * ((s->oh + s->m - 1) / s->m) * ((s->ow + s->m - 1) / s->m);
+  const int64_t tiles = batch_tiles(s);
   const int64_t nblk = (tiles + WINO_TB - 1) / WINO_TB, K = s->k;
   const size_t per = wino_scratch_floats(s);
   if (nthr < 1) nthr = 1;

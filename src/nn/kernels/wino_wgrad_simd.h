@@ -155,7 +155,7 @@ static void wgrad_block(float *du, double *db, const float *src, const float *dy
 int WINO_WGRAD(const float *src, const float *dy, const wino_shape *s, float *scratch, int nthr, int bias) {
   MC_ASSERT((s->m == 2 || s->m == 4) && (s->blk == 8 || s->blk == 16) && s->blk >= VL && s->c % s->blk == 0 &&
             s->k % s->blk == 0 && s->k / VL <= 64);
-  const int64_t tiles = s->n * ((s->oh + s->m - 1) / s->m) * ((s->ow + s->m - 1) / s->m);
+  const int64_t tiles = batch_tiles(s);
   const int64_t nblk = (tiles + WINO_TB - 1) / WINO_TB, K = s->k;
   const size_t per = wino_wgrad_scratch_floats(s);
   if (nthr < 1) nthr = 1;
