@@ -38,7 +38,7 @@ static const double G4[6][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, 
  * the split.  Training transforms every conv's weights twice per step:
  * one pair at a time, storing 36 values (m+2)^2 strides of C K floats
  * apart, this took 308 us for 64 -> 64 channels on 2 threads (2.3 % of a
- * curve-training step of tinyten); WT_L at a time, see wt_block. */
+ * curve-training step of tinyten); WT_L at a time, 78 us. */
 #define WT_L 8
 static void wt_block(float *u, const float *w, const wino_shape *s, int flip, int64_t c, int64_t k0, int nl) {
   const int64_t C = s->c, K = s->k;
