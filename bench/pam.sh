@@ -20,6 +20,10 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 mc=${MODECONN:-$root/build/modeconn}
+if [ ! -x "$mc" ]; then
+  echo "bench: $mc not found or not executable; build first (cmake -S . -B build && cmake --build build -j2) or set MODECONN" >&2
+  exit 1
+fi
 reps=${1:-2} n=${2:-12800} thr=${3:-2}
 py=/usr/bin/python3
 tcm=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4

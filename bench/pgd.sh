@@ -28,6 +28,10 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 mc=${MODECONN:-$root/build/modeconn}
+if [ ! -x "$mc" ]; then
+  echo "bench: $mc not found or not executable; build first (cmake -S . -B build && cmake --build build -j2) or set MODECONN" >&2
+  exit 1
+fi
 be=${MODECONN_BACKEND:-dnnl}
 py=/usr/bin/python3
 reps=${1:-1}
