@@ -97,7 +97,7 @@ double *wino_wgrad_db(const wino_shape *s, float *scratch) {
  * c, dU summed over the team's threads in thread order; in double, one
  * lane per k as in wt_block (an index of dU one pair at a time strode
  * C K floats between positions). */
-static void wgrad_block(float *dw, const wino_shape *s, float *scratch, int team, int64_t c, int64_t k0, int nl) {
+static void wgrad_finish(float *dw, const wino_shape *s, float *scratch, int team, int64_t c, int64_t k0, int nl) {
   const int64_t C = s->c, K = s->k, CK = C * K;
   const int a = (int)s->m + 2;
   const double *G = s->m == 4 ? &G4[0][0] : &G2[0][0];
@@ -105,8 +105,9 @@ static void wgrad_block(float *dw, const wino_shape *s, float *scratch, int team
   double r[6][6][WT_L], t[3][6][WT_L];
   for (int xi = 0; xi < a * a; xi++)
     for (int l = 0; l < WT_L; l++) {
-      double v = 0;
-      for (int th = 0; th < team && l < nl; th++) v += wino_wgrad_du(s, scratch + per * (size_t)th)[xi * CK + c * K + k0 + l];
+      double v = 0; /* lanes past nl: 0, never stored */
+      for (int th = 0; th < team && l < nl; th++)
+        v += wino_wgrad_du(s, scratch + per * (size_t)th)[xi * CK + c * K + k0 + l];
       r[xi / a][xi % a][l] = v;
     }
   for (int i = 0; i < 3; i++) /* t = G^T r */
@@ -133,8 +134,10 @@ void wino_weight_grad(float *dw, float *db, const float *src, const float *dy, c
   /* each (c, k) on its own, WT_L k at a time as in wt_block: the bytes
    * do not depend on the split */
 #pragma omp parallel for schedule(static) num_threads(nthr) if (nthr > 1 && CK >= 1024)
-  for (int64_t q = 0; q < C * kb; q++)
-    wgrad_block(dw, s, scratch, team, q / kb, q % kb * WT_L, K - q % kb * WT_L < WT_L ? (int)(K - q % kb * WT_L) : WT_L);
+  for (int64_t q = 0; q < C * kb; q++) {
+    const int64_t k0 = q % kb * WT_L;
+    wgrad_finish(dw, s, scratch, team, q / kb, k0, K - k0 < WT_L ? (int)(K - k0) : WT_L);
+  }
   const size_t per = wino_wgrad_scratch_floats(s);
   for (int64_t k = 0; db && k < K; k++) {
     double v = 0;
