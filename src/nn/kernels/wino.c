@@ -40,6 +40,10 @@ static const double G4[6][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, 
  * apart, this took 308 us for 64 -> 64 channels on 2 threads (2.3 % of a
  * curve-training step of tinyten); WT_L at a time, 78 us. */
 #define WT_L 8
+/* The lanes of the block of output channels from k0 (the last block may
+ * be short). */
+static int wt_lanes(int64_t K, int64_t k0) { return K - k0 < WT_L ? (int)(K - k0) : WT_L; }
+
 static void wt_block(float *u, const float *w, const wino_shape *s, int flip, int64_t c, int64_t k0, int nl) {
   const int64_t C = s->c, K = s->k;
   const int a = (int)s->m + 2;
@@ -67,7 +71,7 @@ static void weights_transform(float *u, const float *w, const wino_shape *s, int
 #pragma omp parallel for schedule(static) if (C * K >= 512)
   for (int64_t q = 0; q < C * kb; q++) {
     const int64_t c = q / kb, k0 = q % kb * WT_L;
-    wt_block(u, w, s, flip, c, k0, K - k0 < WT_L ? (int)(K - k0) : WT_L);
+    wt_block(u, w, s, flip, c, k0, wt_lanes(K, k0));
   }
 }
 
@@ -136,7 +140,7 @@ void wino_weight_grad(float *dw, float *db, const float *src, const float *dy, c
 #pragma omp parallel for schedule(static) num_threads(nthr) if (nthr > 1 && CK >= 1024)
   for (int64_t q = 0; q < C * kb; q++) {
     const int64_t k0 = q % kb * WT_L;
-    wgrad_finish(dw, s, scratch, team, q / kb, k0, K - k0 < WT_L ? (int)(K - k0) : WT_L);
+    wgrad_finish(dw, s, scratch, team, q / kb, k0, wt_lanes(K, k0));
   }
   const size_t per = wino_wgrad_scratch_floats(s);
   for (int64_t k = 0; db && k < K; k++) {
