@@ -17,8 +17,13 @@ int wino_tile(int64_t oh, int64_t ow, int64_t c) {
 size_t wino_weight_floats(const wino_shape *s) { return (size_t)(npos(s) * s->c * s->k); }
 
 /* V, M, then 2k doubles of channel sums */
+/* Rounded up to 16 floats, so every thread's part (scratch + t * this)
+ * starts on a 64-byte line like the first: with 4k + 8, thread 1's V and M
+ * were 32 bytes off one, and every AVX-512 access to them split a line.
+ * On Zen 4 that cost was within the noise (bench_exec tinyten and resnet20
+ * training steps, 2026-12-05). */
 size_t wino_scratch_floats(const wino_shape *s) {
-  return (size_t)(npos(s) * WINO_TB * (s->c + s->k) + 4 * s->k + 8);
+  return (size_t)(npos(s) * WINO_TB * (s->c + s->k) + 4 * s->k + 8 + 15) / 16 * 16;
 }
 
 
@@ -86,8 +91,8 @@ void wino_weights_data_grad(float *u, const float *w, const wino_shape *s) { wei
 int wino_wgrad_fits(const wino_shape *s) { return wino_weight_floats(s) * sizeof(float) <= 640 * 1024; }
 
 /* V, dM, dU, then k doubles of bias sums */
-size_t wino_wgrad_scratch_floats(const wino_shape *s) {
-  return (size_t)(npos(s) * WINO_TB * (s->c + s->k)) + wino_weight_floats(s) + (size_t)(2 * s->k + 16);
+size_t wino_wgrad_scratch_floats(const wino_shape *s) { /* 16-float multiple, as above */
+  return ((size_t)(npos(s) * WINO_TB * (s->c + s->k)) + wino_weight_floats(s) + (size_t)(2 * s->k + 16) + 15) / 16 * 16;
 }
 
 float *wino_wgrad_du(const wino_shape *s, float *scratch) { return scratch + npos(s) * WINO_TB * (s->c + s->k); }
