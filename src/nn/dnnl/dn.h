@@ -44,7 +44,8 @@ enum {
   S_BN_FOLD_DGB, /* its dgamma, dbeta from diff a and the conv's output b, added to grad */
   S_ADD,       /* residual sum of same-layout inputs -> b (count floats); flag: then ReLU */
   S_WINO_DW,   /* weight (and bias) gradient of an S_WINO conv by Winograd: diff a, forward src b, into grad */
-  S_DX3        /* input gradient of a 3x3 stride-1 stem conv (mc_kern_dx3): diff a -> b (flag 1: added) */
+  S_DX3,       /* input gradient of a 3x3 stride-1 stem conv (mc_kern_dx3): diff a -> b (flag 1: added) */
+  S_FOLD_ST    /* direct conv node with its eval BN folded in: its folded weights and bias (lower_conv.c) */
 };
 enum { WINO_PLAIN = 0, WINO_FOLDED = 1, WINO_SAVED = 2 };
 
@@ -97,7 +98,8 @@ typedef struct {
   dnnl_primitive_desc_t *fpd;       /* forward pd: hint for backward */
   steplist fwd, bwd;
   step *rd;                         /* dnnl_exec_read reorders */
-  step *rc;                         /* fused BN: recompute its own output */
+  step *rc;                         /* fused BN: recompute its own output; direct conv with
+                                       its BN folded in: its own output (plain forward) */
   int *dsrc;                        /* node whose diff buffer holds its diff */
   binding *sb, *db;                 /* static (our buffers) / dynamic (theta..) */
   int nsb, capsb, ndb, capdb;
@@ -116,8 +118,8 @@ typedef struct {
   float **wino_du, **wino_dw;       /* S_WINO_DX: the same for the input gradient */
   char *wino_dok;
   double **bnsums;                  /* S_BN_BATCH: channel sums, 2 C per BN node */
-  int *fold;                        /* eval plans: conv i -> BN j + 1 folded into its
-                                       Winograd step; BN j -> -(i + 1); else 0 */
+  int *fold;                        /* eval plans: conv i -> BN j + 1 folded into it
+                                       (lower_conv.c); BN j -> -(i + 1); else 0 */
   float **fold_w;                   /* folded conv i: what its last forward used (dn_fold_buf) */
   char *fold_ok;                    /* folded conv i: fold_w holds the fold of the values saved in it */
   int *add_relu;                    /* sum i -> ReLU r + 1 computed by its S_ADD (r -> -(i + 1)) */
@@ -235,6 +237,7 @@ mc_status dn_as_md(dstate *st, plan *p, steplist *L, dnnl_memory_t src, const dn
                    int cache, dnnl_memory_t *out);
 mc_status dn_set_out(dstate *st, plan *p, int i);
 mc_status dn_add_ws(dstate *st, plan *p, int i, dnnl_exec_arg_t *a, int *na);
+mc_status dn_push_step(steplist *L, step s);
 mc_status dn_push_custom(steplist *L, int kind, int node, dnnl_memory_t a, dnnl_memory_t b, int64_t count,
                          int need);
 mc_status dn_create_bwd_pd(dstate *st, dnnl_primitive_desc_t *pd, const void *desc,
@@ -269,11 +272,16 @@ int dn_wino_fits(const dstate *st, const plan *p, int i);
 wino_shape dn_wino_shape(const dstate *st, const plan *p, int i, int64_t n);
 int64_t dn_dx3_block(const dstate *st, const plan *p, int i);
 
-/* Eval-BN folding (lower_conv.c): the BN node that conv node i's Winograd
- * step absorbs in plan p, or -1; dn_fold_buf's parts for conv i (k output
- * channels of c * 9 weights each): the folded weights and bias, the plain
- * weights and bias they came from, the BN's scale. */
+/* Eval-BN folding (lower_conv.c): the BN node that conv node i absorbs in
+ * plan p, or -1; dn_fold_buf's parts for conv i (k output channels of c *
+ * kh * kw weights each): the folded weights and bias, the plain weights
+ * and bias they came from, the BN's scale. */
 int dn_fold_target(const dstate *st, const plan *p, int i);
+/* The channel block (8 or 16) of folded conv node i's output, 0 if it
+ * cannot fold; the folded forward of a direct (oneDNN) conv i, pushed at
+ * its BN's place, writing dst. */
+int dn_fold_block(const dstate *st, const plan *p, int i);
+mc_status dn_fold_direct_steps(dstate *st, plan *p, int i, dnnl_memory_t dst);
 typedef struct {
   float *w, *b, *w0, *b0, *scale;
   float *bn0; /* the BN's gamma, beta, mean and variance the fold used (4 k) */

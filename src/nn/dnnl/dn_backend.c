@@ -29,8 +29,9 @@
  * Fusion: a BN whose only consumer is a ReLU runs as one primitive
  * (dnnl_fuse_norm_relu, all modes, forward and backward); the BN's own
  * output is recomputed from the saved statistics and gamma/beta only if
- * it is read.  In eval plans the BN after a Winograd convolution (with
- * that ReLU) is folded into the convolution (lower_conv.c); in every plan
+ * it is read.  In eval plans the BN after a convolution (with that ReLU)
+ * is folded into the convolution, Winograd or oneDNN's (lower_conv.c);
+ * in every plan
  * a residual sum writes the output of the ReLU after it (lower_join.c).
  * MC_DNNL_NOFUSE=1 turns these three off.
  *
@@ -244,9 +245,10 @@ static mc_status dn_be_read(mc_exec *e, int node, float *out) {
   plan *p = st->cur;
   MC_ASSERT(p != NULL && node >= 0 && node < p->nn);
   const int conv = p->fold[node] > 0 ? node : p->fold[node] < 0 && st->relu_of[node] >= 0 ? -p->fold[node] - 1 : -1;
-  if (conv >= 0) { /* folded conv: its output from the weights its forward used */
+  if (conv >= 0 && dn_wino_fits(st, p, conv)) /* folded conv: its output from the weights its forward used */
     MCK(run_one(st, p, (step){.kind = S_WINO, .node = conv, .flag = WINO_SAVED, .a = p->fsrc[conv], .b = p->mem[conv]}));
-  }
+  else if (conv >= 0) /* a direct one: its plain forward (the weights in its layout are the forward's) */
+    MCK(run_one(st, p, p->rc[conv]));
   if (p->add_relu[node] > 0) /* sum that wrote its ReLU's output: the sum again */
     MCK(run_one(st, p, (step){.kind = S_ADD, .node = node, .b = p->mem[node],
                               .count = (int64_t)(dn_md_size(&p->md[node]) / sizeof(float))}));

@@ -96,7 +96,7 @@ mc_status dn_grow(void *arrp, int *cap, int n, size_t elem, const char *what) {
   return MC_OK;
 }
 
-static mc_status steps_push(steplist *L, step s) {
+mc_status dn_push_step(steplist *L, step s) {
   PUSH(L->v, L->n, L->cap, s, "step list");
   return MC_OK;
 }
@@ -167,7 +167,7 @@ mc_status dn_add_prim(dstate *st, plan *p, steplist *L,
                           const dnnl_exec_arg_t *args, int need) {
   step s;
   MCK(dn_mk_step(st, p, &s, pd, nargs, args, need));
-  return steps_push(L, s);
+  return dn_push_step(L, s);
 }
 
 mc_status dn_mk_reorder(dstate *st, plan *p, step *s, dnnl_memory_t src,
@@ -186,7 +186,7 @@ mc_status dn_add_reorder(dstate *st, plan *p, steplist *L, dnnl_memory_t src,
                              dnnl_memory_t dst, int sum, int need) {
   step s;
   MCK(dn_mk_reorder(st, p, &s, src, dst, sum, need));
-  return steps_push(L, s);
+  return dn_push_step(L, s);
 }
 
 /* `src` in layout `want`: src itself, or a plan-owned copy reordered at
@@ -238,7 +238,7 @@ mc_status dn_push_custom(steplist *L, int kind, int node, dnnl_memory_t a,
   s.b = b;
   s.count = count;
   s.need = need;
-  return steps_push(L, s);
+  return dn_push_step(L, s);
 }
 
 

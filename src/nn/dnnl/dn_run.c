@@ -102,7 +102,7 @@ static dn_fold_parts fold_weights(dstate *st, int i, const float *w, const float
   const int j = p->fold[i] - 1;
   const mc_node *bn = &m->nodes[j];
   const dn_fold_parts f = dn_fold_buf(st, p, i);
-  const int64_t K = bn->C, CK = m->nodes[m->nodes[i].in[0]].C * 9;
+  const int64_t K = bn->C, CK = m->nodes[m->nodes[i].in[0]].C * m->nodes[i].k * m->nodes[i].k;
   const size_t kb = sizeof(float) * (size_t)K;
   const float *g = st->theta + m->tensors[bn->t_weight].off, *be = st->theta + m->tensors[bn->t_bias].off;
   const float *mu = dn_mem_ptr(p->mean[j]), *var = dn_mem_ptr(p->var[j]);
@@ -141,7 +141,7 @@ static void bn_fold_dx(dstate *st, const step *s) {
   const float *dy = dn_mem_ptr(s->a), *y = r >= 0 ? dn_mem_ptr(p->mem[r]) : NULL;
   const float *sc = dn_fold_buf(st, p, -p->fold[s->node] - 1).scale;
   float *t = dn_mem_ptr(s->b);
-  const int64_t B = dn_wino_shape(st, p, -p->fold[s->node] - 1, 1).blk, CB = nd->C / B, S = nd->H * nd->W;
+  const int64_t B = dn_fold_block(st, p, -p->fold[s->node] - 1), CB = nd->C / B, S = nd->H * nd->W;
   const int64_t rows = st->e->n * CB;
   const mc_kern_scale_mask_fn f = mc_kern_scale_mask();
 #pragma omp parallel for schedule(static) num_threads(p->nthr) if (rows * S * B > (1 << 15))
@@ -161,7 +161,7 @@ static void bn_fold_dgb(dstate *st, const step *s) {
   const float *dy = dn_mem_ptr(s->a), *y = r >= 0 ? dn_mem_ptr(p->mem[r]) : NULL, *c = dn_mem_ptr(s->b);
   const float *mu = dn_mem_ptr(p->mean[s->node]), *var = dn_mem_ptr(p->var[s->node]);
   float *dg = st->grad + m->tensors[nd->t_weight].off, *db = st->grad + m->tensors[nd->t_bias].off;
-  const int64_t B = dn_wino_shape(st, p, conv, 1).blk, C = nd->C, S = nd->H * nd->W, N = st->e->n;
+  const int64_t B = dn_fold_block(st, p, conv), C = nd->C, S = nd->H * nd->W, N = st->e->n;
 #pragma omp parallel for schedule(static) num_threads(p->nthr) if (N * C * S > (1 << 15))
   for (int64_t ch = 0; ch < C; ch++) {
     double sg = 0, sb = 0;
@@ -316,6 +316,12 @@ mc_status dn_run(dstate *st, const steplist *L) {
       const wino_shape fs = dn_wino_shape(st, st->cur, s->node, N);
       wino_weight_grad(st->grad + m->tensors[nd->t_weight].off, nd->bias ? st->grad + m->tensors[nd->t_bias].off : NULL,
                        dn_mem_ptr(s->b), dn_mem_ptr(s->a), &fs, st->wscr, st->cur->nthr);
+      break;
+    }
+    case S_FOLD_ST: { /* the folded weights of a direct conv (lower_conv.c) */
+      int same;
+      fold_weights(st, s->node, st->theta + m->tensors[nd->t_weight].off,
+                   nd->bias ? st->theta + m->tensors[nd->t_bias].off : NULL, &same);
       break;
     }
     case S_BN_FOLD_DX:

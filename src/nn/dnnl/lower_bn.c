@@ -2,8 +2,8 @@
  * with the ReLU that is its only consumer; in BN-recompute plans
  * normalising with the batch statistics that dn_run.c sums in double) and
  * backward through the batch or running statistics; in eval plans folded
- * into the Winograd convolution before it (lower_conv.c), with its own
- * backward steps. */
+ * into the convolution before it (lower_conv.c), with its own backward
+ * steps. */
 #include "nn/dnnl/dn.h"
 
 #include <stdlib.h>
@@ -57,6 +57,7 @@ static mc_status bn_fwd_steps(dstate *st, plan *p, int i, const_dnnl_primitive_d
   a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SHIFT, p->shift[i]};
   if (p->fold[i] < 0) { /* the conv before it computes this BN (lower_conv.c) */
     const int c = -p->fold[i] - 1;
+    if (!dn_wino_fits(st, p, c)) return dn_fold_direct_steps(st, p, c, p->mem[r >= 0 ? r : i]);
     MCK(dn_push_custom(L, S_WINO, c, p->fsrc[c], p->mem[r >= 0 ? r : i], 0, 0));
     L->v[L->n - 1].flag = WINO_FOLDED;
     return MC_OK;
@@ -98,7 +99,7 @@ static mc_status bn_fwd(dstate *st, plan *p, int i) {
   return rc;
 }
 
-/* The backward of a BN folded into the Winograd convolution before it
+/* The backward of a BN folded into the convolution before it
  * (lower_conv.c), from what the folded forward computed: the input
  * gradient dy * scale (masked by the fused ReLU's output, so it agrees
  * with the forward that ran), and for weight gradients the conv's output
@@ -111,8 +112,14 @@ static mc_status bn_folded_bwd(dstate *st, plan *p, dn_bctx *b, int i) {
   TRY(dn_diff_target(st, p, in, first, &p->md[in], &t, &deliver));
   TRY(dn_push_custom(L, S_BN_FOLD_DX, i, p->dmem[r >= 0 ? r : i], t, 0, gneed));
   if (deliver) TRY(dn_add_deliver(st, p, L, in, first, t, cin));
-  TRY(dn_push_custom(L, S_WINO, in, p->fsrc[in], p->mem[in], 0, DN_GRAD));
-  L->v[L->n - 1].flag = WINO_SAVED;
+  if (dn_wino_fits(st, p, in)) {
+    TRY(dn_push_custom(L, S_WINO, in, p->fsrc[in], p->mem[in], 0, DN_GRAD));
+    L->v[L->n - 1].flag = WINO_SAVED;
+  } else { /* the direct conv's plain forward */
+    step s = p->rc[in];
+    s.need = DN_GRAD;
+    TRY(dn_push_step(L, s));
+  }
   TRY(dn_push_custom(L, S_BN_FOLD_DGB, i, p->dmem[r >= 0 ? r : i], p->mem[in], 0, DN_GRAD));
 done:
   if (pd) dnnl_primitive_desc_destroy(pd);

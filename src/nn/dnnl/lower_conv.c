@@ -54,28 +54,123 @@ int64_t dn_dx3_block(const dstate *st, const plan *p, int i) {
   return B;
 }
 
-/* Eval plans fold the BN that is a Winograd convolution's only reader
- * into it: with the running statistics, BN(conv(x, w) + b) = conv(x, s w)
- * + beta + s (b - mean), s = gamma / sqrt(var + eps) per output channel,
- * and a ReLU that is the BN's only reader goes into the output transform
- * too; the BN primitive's pass over the activations disappears.  The
+/* Eval plans fold the BN that is a convolution's only reader into it.
+ * With the running statistics, BN(conv(x, w) + b) = conv(x, s w) + beta +
+ * s (b - mean), s = gamma / sqrt(var + eps) per output channel.
+ *
+ * - Winograd convolutions take the folded weights, and a ReLU that is the
+ *   BN's only reader goes into their output transform too.
+ * - oneDNN's direct convolutions (stride 2, 1x1, stems) take them too,
+ *   with the ReLU as a post-op (dn_fold_direct_steps).
+ *
+ * Either way the BN primitive's pass over the activations disappears.  The
  * conv's own output is not stored: reading it (or the BN's, when its ReLU
- * is fused) recomputes it from the weights the forward saved.  Backward
+ * is fused) recomputes it from the weights the forward used.  Backward
  * (lower_bn.c): the input gradient from the folded forward's own outputs
  * (so a dx-only backward and a full one agree to the bit), and for weight
  * gradients dgamma, dbeta from the conv's output computed again. */
+
+/* The channel block of conv node i's dst when the BN after it can fold
+ * into oneDNN's direct convolution (8- or 16-blocked, no padded
+ * channels), else 0. */
+static int direct_block(const dstate *st, const plan *p, int i) {
+  const dnnl_memory_desc_t *dst = dn_qmd(p->fpd[i], dnnl_query_dst_md);
+  const int64_t C = st->e->m->nodes[i].C;
+  if (C % 16 == 0 && dn_md_is(dst, dnnl_aBcd16b)) return 16;
+  if (C % 8 == 0 && dn_md_is(dst, dnnl_aBcd8b)) return 8;
+  return 0;
+}
+
+int dn_fold_block(const dstate *st, const plan *p, int i) {
+  return dn_wino_fits(st, p, i) ? wino_block(p, i) : direct_block(st, p, i);
+}
+
+/* Conv node i's forward with the eval BN after it folded in (see above):
+ * the folded weights in the plain forward's layout, a bias, and the ReLU
+ * as a post-op when relu; writing dst_md.  *out = NULL (and MC_OK) when
+ * oneDNN has nothing but its reference implementation for it: then the BN
+ * is not folded. */
+static mc_status direct_fold_pd(dstate *st, const plan *p, int i, int relu, const dnnl_memory_desc_t *dst_md,
+                                dnnl_primitive_desc_t *out) {
+  const mc_node *nd = &st->e->m->nodes[i];
+  dnnl_dims_t bd = {nd->C}, str = {nd->stride, nd->stride}, pad = {nd->pad, nd->pad};
+  dnnl_memory_desc_t bmd;
+  *out = NULL;
+  MCK(dn_md_init(&bmd, 1, bd, 0));
+  dnnl_post_ops_t po = NULL;
+  dnnl_primitive_attr_t at = NULL;
+  dnnl_convolution_desc_t cv;
+  dnnl_primitive_desc_t pd = NULL;
+  dnnl_status_t r = dnnl_primitive_attr_clone(&at, st->attr);
+  if (r == dnnl_success && relu) {
+    r = dnnl_post_ops_create(&po);
+    if (r == dnnl_success) r = dnnl_post_ops_append_eltwise(po, 1.f, dnnl_eltwise_relu, 0.f, 0.f);
+    if (r == dnnl_success) r = dnnl_primitive_attr_set_post_ops(at, po);
+  }
+  if (r == dnnl_success)
+    r = dnnl_convolution_forward_desc_init(&cv, dnnl_forward_inference, dnnl_convolution_direct,
+                                           dn_qmd(p->fpd[i], dnnl_query_src_md),
+                                           dn_qmd(p->fpd[i], dnnl_query_weights_md), &bmd, dst_md, str, pad, pad);
+  if (r == dnnl_success) r = dnnl_primitive_desc_create(&pd, &cv, at, st->eng, NULL);
+  if (po) dnnl_post_ops_destroy(po);
+  if (at) dnnl_primitive_attr_destroy(at);
+  if (r == dnnl_out_of_memory)
+    return mc_error(MC_ENOMEM, "oneDNN: out of memory creating the folded forward of %s", nd->name);
+  if (r != dnnl_success) return MC_OK;
+  if (dn_pd_is_ref(pd)) dnnl_primitive_desc_destroy(pd);
+  else *out = pd;
+  return MC_OK;
+}
+
 int dn_fold_target(const dstate *st, const plan *p, int i) {
   const mc_node *nd = &st->e->m->nodes[i];
-  if (!st->fold || p->kind != PK_EVAL || nd->kind != MC_NODE_CONV || !dn_wino_fits(st, p, i)) return -1;
+  if (!st->fold || p->kind != PK_EVAL || nd->kind != MC_NODE_CONV || !dn_fold_block(st, p, i)) return -1;
   const int j = dn_sole_consumer(st, p, i);
   return j >= 0 && st->e->m->nodes[j].kind == MC_NODE_BN ? j : -1;
 }
 
 dn_fold_parts dn_fold_buf(const dstate *st, const plan *p, int i) {
   const mc_node *nd = &st->e->m->nodes[i];
-  const int64_t K = nd->C, W = K * st->e->m->nodes[nd->in[0]].C * 9;
+  const int64_t K = nd->C, W = K * st->e->m->nodes[nd->in[0]].C * nd->k * nd->k;
   float *f = p->fold_w[i];
   return (dn_fold_parts){f, f + W, f + W + K, f + 2 * W + K, f + 2 * W + 2 * K, f + 2 * W + 3 * K};
+}
+
+/* Floats of dn_fold_buf's parts for conv node i. */
+static size_t fold_floats(const dstate *st, int i) {
+  const mc_node *nd = &st->e->m->nodes[i];
+  return (size_t)(2 * nd->C * st->e->m->nodes[nd->in[0]].C * nd->k * nd->k + 7 * nd->C);
+}
+
+/* The forward steps of direct conv node i with the BN after it folded in
+ * (p->fold[i] > 0), at the BN's place, writing dst (the BN's output, or its
+ * ReLU's): S_FOLD_ST (the folded weights and bias, plain), the weights
+ * into the primitive's layout, the primitive.  conv_fwd has made p->rc[i],
+ * the plain forward that recomputes the conv's own output. */
+mc_status dn_fold_direct_steps(dstate *st, plan *p, int i, dnnl_memory_t dst) {
+  const mc_node *nd = &st->e->m->nodes[i];
+  const int j = p->fold[i] - 1;
+  dnnl_primitive_desc_t pd;
+  MCK(direct_fold_pd(st, p, i, st->relu_of[j] >= 0, dn_mem_md(dst), &pd));
+  if (!pd) return mc_error(MC_EINTERNAL, "oneDNN: the folded forward of %s went away", nd->name);
+  const dn_fold_parts f = dn_fold_buf(st, p, i);
+  const dnnl_memory_desc_t *wmd = dn_qmd(pd, dnnl_query_weights_md);
+  dnnl_dims_t bd = {nd->C};
+  dnnl_memory_desc_t wpl, bmd;
+  dnnl_memory_t wf, w, b;
+  mc_status rc = dn_md_plain_of(&wpl, wmd);
+  if (!rc) rc = dn_md_init(&bmd, 1, bd, 0);
+  if (!rc) rc = dn_new_mem(st, p, &wf, &wpl, f.w);
+  if (!rc) rc = dn_new_mem(st, p, &b, &bmd, f.b);
+  if (!rc) rc = dn_push_custom(&p->fwd, S_FOLD_ST, i, NULL, NULL, 0, 0);
+  if (!rc) rc = dn_as_md(st, p, &p->fwd, wf, wmd, 0, 0, &w);
+  if (!rc) {
+    const dnnl_exec_arg_t a[4] = {
+        {DNNL_ARG_SRC, p->fsrc[i]}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_BIAS, b}, {DNNL_ARG_DST, dst}};
+    rc = dn_add_prim(st, p, &p->fwd, pd, 4, a, 0);
+  }
+  dnnl_primitive_desc_destroy(pd);
+  return rc;
 }
 
 static mc_status conv_fwd(dstate *st, plan *p, int i) {
@@ -116,21 +211,33 @@ static mc_status conv_fwd(dstate *st, plan *p, int i) {
     if (j < 0) return dn_push_custom(L, S_WINO, i, p->fsrc[i], p->mem[i], 0, 0);
     p->fold[i] = j + 1; /* BN j pushes the folded step */
     p->fold[j] = -(i + 1);
-    p->fold_w[i] = dn_plan_buf(p, sizeof(float) * (size_t)(2 * ws.k * ws.c * 9 + 7 * ws.k));
+    p->fold_w[i] = dn_plan_buf(p, sizeof(float) * fold_floats(st, i));
     return MC_OK;
   }
+  int j = conv ? dn_fold_target(st, p, i) : -1;
+  if (j >= 0) { /* can oneDNN take the BN as post-ops? */
+    dnnl_primitive_desc_t fp;
+    MCK(direct_fold_pd(st, p, i, st->relu_of[j] >= 0, &p->md[i], &fp));
+    if (fp) dnnl_primitive_desc_destroy(fp);
+    else j = -1;
+  }
+  if (j >= 0 && !(p->fold_w[i] = dn_plan_buf(p, sizeof(float) * fold_floats(st, i))))
+    return MC_OK; /* out of memory: reported when the plan is complete */
   dnnl_memory_t w;
   MCK(dn_as_md(st, p, L, p->wplain[i], dn_qmd(p->fpd[i], dnnl_query_weights_md), 0, 1, &w));
   a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, p->fsrc[i]};
   a[na++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, w};
-  if (nd->bias) {
+  if (nd->bias) { /* folded: the bias S_FOLD_ST saved, so a recompute reads the forward's */
     dnnl_memory_t b;
-    MCK(dn_bound_mem(st, p, &b, &ba, &st->theta, m->tensors[nd->t_bias].off, 1));
+    if (j >= 0) MCK(dn_new_mem(st, p, &b, &ba, dn_fold_buf(st, p, i).b0));
+    else MCK(dn_bound_mem(st, p, &b, &ba, &st->theta, m->tensors[nd->t_bias].off, 1));
     a[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, b};
   }
   a[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST, p->mem[i]};
-  MCK(dn_add_prim(st, p, L, p->fpd[i], na, a, 0));
-  return MC_OK;
+  if (j < 0) return dn_add_prim(st, p, L, p->fpd[i], na, a, 0);
+  p->fold[i] = j + 1; /* BN j pushes the folded forward (dn_fold_direct_steps) */
+  p->fold[j] = -(i + 1);
+  return dn_mk_step(st, p, &p->rc[i], p->fpd[i], na, a, 0);
 }
 
 
