@@ -55,14 +55,14 @@ static int variants(int64_t blk, variant *v) {
 
 static double check(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, int64_t pad, int bias,
                     int nthr, int64_t m, int64_t blk, const variant *var) {
-  wino_shape s = {n, c, k, h, w, pad, h + 2 * pad - 2, w + 2 * pad - 2, m, blk, 0, 0};
+  wino_shape s = {n, c, k, h, w, pad, h + 2 * pad - 2, w + 2 * pad - 2, m, blk, 0, 0, 0};
   const size_t xs = (size_t)(n * c * h * w), ys = (size_t)(n * k * s.oh * s.ow);
   float *x = malloc(sizeof(float) * xs), *xb = malloc(sizeof(float) * xs);
   float *wt = malloc(sizeof(float) * (size_t)(k * c * 9)), *b = malloc(sizeof(float) * (size_t)k);
   float *yr = malloc(sizeof(float) * ys), *yb = malloc(sizeof(float) * ys);
   float *yw = malloc(sizeof(float) * ys);
   float *u = malloc(sizeof(float) * wino_weight_floats(&s));
-  float *scr = calloc((size_t)nthr * wino_scratch_floats(&s), sizeof(float));
+  float *scr = calloc((size_t)nthr * (wino_scratch_floats(&s) + 64), sizeof(float));
   float *col = malloc(sizeof(float) * conv2d_col_floats(c, 3, s.oh, s.ow) * 4);
   tu_random_input(x, xs, 1);
   tu_random_input(wt, (size_t)(k * c * 9), 2);
@@ -95,8 +95,10 @@ static double check(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, int64
       }
     serr = fmax(serr, fmax(fabs(sum[ch] - r1) / a1, fabs(sq[ch] - r2) / r2));
   }
-  /* the fused ReLU (eval-BN folding): max(0, .) of the same outputs */
+  /* the fused ReLU (eval-BN folding): max(0, .) of the same outputs, with
+   * the threads' scratch parts further apart than the kernel needs */
   s.relu = 1;
+  s.tstride = (int64_t)wino_scratch_floats(&s) + 64;
   memset(yb, 0xff, sizeof(float) * ys);
   var->fn(yb, xb, u, bias ? b : NULL, &s, scr, nthr, NULL);
   from_blocked(yw, yb, n, k, s.oh * s.ow, blk);
@@ -119,7 +121,7 @@ static double check(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, int64
  * against conv2d_backward's dx. */
 static double check_data_grad(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, int64_t pad, int nthr,
                               int64_t blk, const variant *var) {
-  const wino_shape f = {n, c, k, h, w, pad, h + 2 * pad - 2, w + 2 * pad - 2, 4, blk, 0, 0};
+  const wino_shape f = {n, c, k, h, w, pad, h + 2 * pad - 2, w + 2 * pad - 2, 4, blk, 0, 0, 0};
   const wino_shape s = wino_data_grad_shape(&f);
   assert_int_equal(s.oh, h);
   assert_int_equal(s.ow, w);
@@ -221,7 +223,7 @@ static void test_stem_data_grad(void **st) {
  * values: error max |wino - ref| / max |ref| over dw and over db. */
 static double check_weight_grad(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, int64_t pad, int nthr,
                                 int64_t m, int64_t blk, int bias, int relu_x) {
-  const wino_shape s = {n, c, k, h, w, pad, h + 2 * pad - 2, w + 2 * pad - 2, m, blk, 0, 0};
+  const wino_shape s = {n, c, k, h, w, pad, h + 2 * pad - 2, w + 2 * pad - 2, m, blk, 0, 0, 0};
   const size_t xs = (size_t)(n * c * h * w), ys = (size_t)(n * k * s.oh * s.ow), ws = (size_t)(k * c * 9);
   float *x = malloc(sizeof(float) * xs), *xb = malloc(sizeof(float) * xs);
   float *dy = malloc(sizeof(float) * ys), *dyb = malloc(sizeof(float) * ys);

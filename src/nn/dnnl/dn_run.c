@@ -75,6 +75,12 @@ static void bn_batch_stats(dstate *st, const step *s) {
 }
 
 
+/* One stride between the threads' parts of the Winograd scratch for every
+ * kernel of plan p (wino_thread_stride): the scratch over its threads. */
+static int64_t wscr_stride(const dstate *st, const plan *p) {
+  return (int64_t)(st->wscrsz / sizeof(float) / (size_t)p->nthr) / 16 * 16;
+}
+
 /* Conv node i's Winograd weights for shape ws (dgrad: of its input
  * gradient), transformed again only when the weights changed since the
  * last call (eval passes run the step once per slice). */
@@ -263,6 +269,7 @@ mc_status dn_run(dstate *st, const steplist *L) {
     case S_WINO: {
       plan *p = st->cur;
       wino_shape ws = dn_wino_shape(st, p, s->node, N);
+      ws.tstride = wscr_stride(st, p);
       const float *w = st->theta + m->tensors[nd->t_weight].off;
       const float *bias = nd->bias ? st->theta + m->tensors[nd->t_bias].off : NULL;
       int same = 0;
@@ -293,6 +300,7 @@ mc_status dn_run(dstate *st, const steplist *L) {
       const wino_shape fs = dn_wino_shape(st, st->cur, s->node, N);
       wino_shape ws = wino_data_grad_shape(&fs);
       ws.acc = s->flag;
+      ws.tstride = wscr_stride(st, st->cur);
       const float *w = st->theta + m->tensors[nd->t_weight].off;
       wino_forward(dn_mem_ptr(s->b), dn_mem_ptr(s->a), wino_u_cached(st, s->node, w, &ws, 1), NULL, &ws, st->wscr,
                    st->cur->nthr, NULL);
@@ -313,7 +321,8 @@ mc_status dn_run(dstate *st, const steplist *L) {
       break;
     }
     case S_WINO_DW: {
-      const wino_shape fs = dn_wino_shape(st, st->cur, s->node, N);
+      wino_shape fs = dn_wino_shape(st, st->cur, s->node, N);
+      fs.tstride = wscr_stride(st, st->cur);
       wino_weight_grad(st->grad + m->tensors[nd->t_weight].off, nd->bias ? st->grad + m->tensors[nd->t_bias].off : NULL,
                        dn_mem_ptr(s->b), dn_mem_ptr(s->a), &fs, st->wscr, st->cur->nthr);
       break;

@@ -23,7 +23,7 @@ static int wino_block(const plan *p, int i) {
 wino_shape dn_wino_shape(const dstate *st, const plan *p, int i, int64_t n) {
   const mc_node *nd = &st->e->m->nodes[i], *x = &st->e->m->nodes[nd->in[0]];
   return (wino_shape){n,      x->C,  nd->C, x->H, x->W, nd->pad, nd->H, nd->W, wino_tile(nd->H, nd->W, x->C),
-                      wino_block(p, i), 0, 0};
+                      wino_block(p, i), 0, 0, 0};
 }
 
 /* Conv node i runs as S_WINO: 3x3, stride 1, and the primitive oneDNN

@@ -27,6 +27,11 @@ size_t wino_scratch_floats(const wino_shape *s) {
 }
 
 
+size_t wino_thread_stride(const wino_shape *s, size_t own) {
+  MC_ASSERT(s->tstride == 0 || (size_t)s->tstride >= own);
+  return s->tstride ? (size_t)s->tstride : own;
+}
+
 int wino_available(void) { return mc_kern_wino_available(); }
 
 static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
@@ -83,7 +88,7 @@ static void weights_transform(float *u, const float *w, const wino_shape *s, int
 void wino_weights(float *u, const float *w, const wino_shape *s) { weights_transform(u, w, s, 0); }
 
 wino_shape wino_data_grad_shape(const wino_shape *f) {
-  return (wino_shape){f->n, f->k, f->c, f->oh, f->ow, 2 - f->pad, f->h, f->w, wino_tile(f->h, f->w, f->k), f->blk, 0, 0};
+  return (wino_shape){f->n, f->k, f->c, f->oh, f->ow, 2 - f->pad, f->h, f->w, wino_tile(f->h, f->w, f->k), f->blk, 0, 0, f->tstride};
 }
 
 void wino_weights_data_grad(float *u, const float *w, const wino_shape *s) { weights_transform(u, w, s, 1); }
@@ -110,7 +115,7 @@ static void wgrad_finish(float *dw, const wino_shape *s, float *scratch, int tea
   const int64_t C = s->c, K = s->k, CK = C * K;
   const int a = (int)s->m + 2;
   const double *G = s->m == 4 ? &G4[0][0] : &G2[0][0];
-  const size_t per = wino_wgrad_scratch_floats(s);
+  const size_t per = wino_thread_stride(s, wino_wgrad_scratch_floats(s));
   double r[6][6][WT_L], t[3][6][WT_L];
   for (int xi = 0; xi < a * a; xi++)
     for (int l = 0; l < WT_L; l++) {
@@ -147,7 +152,7 @@ void wino_weight_grad(float *dw, float *db, const float *src, const float *dy, c
     const int64_t k0 = q % kb * WT_L;
     wgrad_finish(dw, s, scratch, team, q / kb, k0, wt_lanes(K, k0));
   }
-  const size_t per = wino_wgrad_scratch_floats(s);
+  const size_t per = wino_thread_stride(s, wino_wgrad_scratch_floats(s));
   for (int64_t k = 0; db && k < K; k++) {
     double v = 0;
     for (int th = 0; th < team; th++) v += wino_wgrad_db(s, scratch + per * (size_t)th)[k];

@@ -32,6 +32,8 @@ typedef struct {
   int64_t blk;        /* channel block of src and dst: 8 or 16 */
   int relu;           /* 1: dst = max(0, conv + bias), a ReLU fused into the output */
   int acc;            /* 1: dst += conv (+ bias), accumulating into what dst holds */
+  int64_t tstride;    /* floats from one thread's part of the scratch to the next (0: the
+                         kernel's own size, wino_scratch_floats or wino_wgrad_scratch_floats) */
 } wino_shape;
 
 /* The tile for an output size and c input channels: 4 unless 4x4 tiles
@@ -51,6 +53,14 @@ int wino_available(void);
 /* Floats of the transformed weights, and of the scratch one thread needs. */
 size_t wino_weight_floats(const wino_shape *s);
 size_t wino_scratch_floats(const wino_shape *s);
+/* Where thread t's part of the scratch starts: t * this floats, own being
+ * the kernel's size (s->tstride, when set, is at least that).  A caller
+ * that runs several kernels on one scratch gives them all the same
+ * stride, so each thread only ever touches its own part: with their own
+ * sizes, thread 0's part of the weight gradient's scratch covered thread
+ * 1's of the forward, and every step moved those lines between the cores'
+ * caches (thread 1's input transforms took up to 40 % longer). */
+size_t wino_thread_stride(const wino_shape *s, size_t own);
 
 /* u = G w G^T for every (input, output) channel pair, from PyTorch-layout
  * weights w [k][c][3][3]; u is [(m+2)^2][c][k]. */

@@ -438,7 +438,7 @@ void WINO_FORWARD(float *dst, const float *src, const float *u, const float *bia
             s->k % s->blk == 0);
   const int64_t tiles = batch_tiles(s);
   const int64_t nblk = (tiles + WINO_TB - 1) / WINO_TB, K = s->k;
-  const size_t per = wino_scratch_floats(s);
+  const size_t per = wino_thread_stride(s, wino_scratch_floats(s));
   if (nthr < 1) nthr = 1;
   if (nthr == 1) {
     double *ps = stats ? thread_sums(s, scratch) : NULL;

@@ -157,7 +157,7 @@ int WINO_WGRAD(const float *src, const float *dy, const wino_shape *s, float *sc
             s->k % s->blk == 0 && s->k / VL <= 64);
   const int64_t tiles = batch_tiles(s);
   const int64_t nblk = (tiles + WINO_TB - 1) / WINO_TB, K = s->k;
-  const size_t per = wino_wgrad_scratch_floats(s);
+  const size_t per = wino_thread_stride(s, wino_wgrad_scratch_floats(s));
   if (nthr < 1) nthr = 1;
 #pragma omp parallel num_threads(nthr) if (nthr > 1)
   {
